@@ -269,16 +269,13 @@ func TestBasicConsume_ExclusiveRefusedWhenConsumersExist(t *testing.T) {
 }
 
 // TestBasicConsume_NoAckNeedsNoAck checks §1.8.3.3 no-ack: messages delivered to a no-ack consumer
-// count as acknowledged, so closing the channel without acks requeues nothing.
+// count as acknowledged, so closing the channel without acks requeues only what was fetched with
+// acks required (a basic.get sentinel).
 func TestBasicConsume_NoAckNeedsNoAck(t *testing.T) {
 	t.Parallel()
 	admin, q := consumeSetup(t)
-	c := dial(t)
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := ch.Consume(q, "", true, false, false, false, nil)
+	_, ch := dialChannel(t)
+	d, err := ch.Consume(q, "noack", true, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("basic.consume no-ack: %v", err)
 	}
@@ -288,14 +285,16 @@ func TestBasicConsume_NoAckNeedsNoAck(t *testing.T) {
 			t.Fatalf("got %q, want %q", m.Body, want)
 		}
 	}
+	if err := ch.Cancel("noack", false); err != nil {
+		t.Fatalf("basic.cancel: %v", err)
+	}
+	consumePublish(t, admin, q, "sentinel")
+	consumeGet(t, ch, q, false)
 	if err := ch.Close(); err != nil {
 		t.Fatalf("channel.close: %v", err)
 	}
-	// Anything unacked would be back by now (close-ok comes after the channel let go of it).
-	time.Sleep(50 * time.Millisecond)
-	if n := consumeReady(t, admin, q); n != 0 {
-		t.Fatalf("%d messages back in the queue after closing a no-ack consumer's channel, want 0", n)
-	}
+	consumeWaitReady(t, admin, q, 1)
+	consumeExpect(t, consumeGet(t, admin, q, true), "sentinel", true)
 }
 
 // TestBasicCancel_StopsDeliveries checks §1.8.3.5 basic.cancel: cancel-ok arrives, the consumer's
