@@ -1,0 +1,267 @@
+package amqp
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Method is one AMQP method. The structs are generated (spec_gen.go).
+type Method interface {
+	ClassID() uint16
+	MethodID() uint16
+	Name() string
+	HasContent() bool
+	Synchronous() bool
+	// AppendTo appends the method frame payload: class id, method id and arguments.
+	AppendTo(b []byte) []byte
+	decode(r *argReader)
+}
+
+// DecodeMethod decodes a method frame payload into a newly allocated method struct.
+// Strings in the result do not alias payload.
+func DecodeMethod(payload []byte) (Method, error) {
+	var d Decoder
+	d.noReuse = true
+	return d.Decode(payload)
+}
+
+// Decoder decodes method frame payloads. It reuses the structs of the hot methods
+// (basic.publish, basic.ack, basic.nack, basic.reject, basic.deliver): a method it returns is
+// valid until the next Decode. Short strings are interned in a small per-decoder table, so
+// decoding the common methods allocates nothing in steady state. A Decoder is not safe for
+// concurrent use; the zero value is ready.
+type Decoder struct {
+	noReuse bool
+	strs    map[string]string
+	publish BasicPublish
+	ack     BasicAck
+	nack    BasicNack
+	reject  BasicReject
+	deliver BasicDeliver
+	r       argReader // kept here so that the interface call to decode does not move it to the heap
+}
+
+// maxInterned bounds the intern table; it is cleared when full.
+const maxInterned = 512
+
+// Decode decodes a method frame payload (class id, method id, arguments).
+func (d *Decoder) Decode(payload []byte) (Method, error) {
+	if len(payload) < 4 {
+		return nil, syntaxErr("method frame too short (%d bytes)", len(payload))
+	}
+	classID := binary.BigEndian.Uint16(payload)
+	methodID := binary.BigEndian.Uint16(payload[2:])
+	var m Method
+	if !d.noReuse {
+		switch uint32(classID)<<16 | uint32(methodID) {
+		case uint32(ClassBasic)<<16 | 40:
+			d.publish = BasicPublish{}
+			m = &d.publish
+		case uint32(ClassBasic)<<16 | 80:
+			d.ack = BasicAck{}
+			m = &d.ack
+		case uint32(ClassBasic)<<16 | 120:
+			d.nack = BasicNack{}
+			m = &d.nack
+		case uint32(ClassBasic)<<16 | 90:
+			d.reject = BasicReject{}
+			m = &d.reject
+		case uint32(ClassBasic)<<16 | 60:
+			d.deliver = BasicDeliver{}
+			m = &d.deliver
+		}
+	}
+	if m == nil {
+		m = NewMethod(classID, methodID)
+		if m == nil {
+			return nil, &Error{Code: NotImplemented, ClassID: classID, MethodID: methodID, Scope: ScopeConnection,
+				Text: "NOT_IMPLEMENTED - unknown method class " + itoa(int(classID)) + " method " + itoa(int(methodID))}
+		}
+	}
+	d.r = argReader{b: payload[4:]}
+	if !d.noReuse {
+		if d.strs == nil {
+			d.strs = make(map[string]string, 16)
+		}
+		d.r.strs = &d.strs
+	}
+	m.decode(&d.r)
+	err := d.r.err
+	d.r = argReader{}
+	if err != nil {
+		if e, ok := err.(*Error); ok {
+			e.ClassID, e.MethodID = classID, methodID
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// argReader reads method arguments. Errors are sticky: after the first, every read returns
+// a zero value and err holds the failure.
+type argReader struct {
+	b    []byte
+	err  error
+	bits byte
+	nbit uint8 // bits left in the current bit octet
+	strs *map[string]string
+}
+
+func (r *argReader) fail(what string) {
+	if r.err == nil {
+		r.err = syntaxErr("truncated %s in method arguments", what)
+	}
+	r.b = nil
+}
+
+func (r *argReader) startBits() { r.nbit = 0 }
+
+func (r *argReader) bit() bool {
+	if r.nbit == 0 {
+		if len(r.b) < 1 {
+			r.fail("bit")
+			return false
+		}
+		r.bits = r.b[0]
+		r.b = r.b[1:]
+		r.nbit = 8
+	}
+	v := r.bits&1 != 0
+	r.bits >>= 1
+	r.nbit--
+	return v
+}
+
+func (r *argReader) octet() uint8 {
+	r.nbit = 0
+	if len(r.b) < 1 {
+		r.fail("octet")
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *argReader) short() uint16 {
+	r.nbit = 0
+	if len(r.b) < 2 {
+		r.fail("short")
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *argReader) long() uint32 {
+	r.nbit = 0
+	if len(r.b) < 4 {
+		r.fail("long")
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *argReader) longlong() uint64 {
+	r.nbit = 0
+	if len(r.b) < 8 {
+		r.fail("longlong")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *argReader) timestamp() time.Time {
+	return time.Unix(int64(r.longlong()), 0).UTC()
+}
+
+func (r *argReader) shortstr() string {
+	r.nbit = 0
+	if len(r.b) < 1 || len(r.b) < 1+int(r.b[0]) {
+		r.fail("shortstr")
+		return ""
+	}
+	n := int(r.b[0])
+	raw := r.b[1 : 1+n]
+	r.b = r.b[1+n:]
+	if n == 0 {
+		return ""
+	}
+	if r.strs == nil {
+		return string(raw)
+	}
+	if s, ok := (*r.strs)[string(raw)]; ok { // no allocation: the compiler elides the conversion
+		return s
+	}
+	if len(*r.strs) >= maxInterned {
+		clear(*r.strs)
+	}
+	s := string(raw)
+	(*r.strs)[s] = s
+	return s
+}
+
+func (r *argReader) longstr() string {
+	r.nbit = 0
+	if len(r.b) < 4 {
+		r.fail("longstr")
+		return ""
+	}
+	n := binary.BigEndian.Uint32(r.b)
+	if uint64(len(r.b)-4) < uint64(n) {
+		r.fail("longstr")
+		return ""
+	}
+	s := string(r.b[4 : 4+n])
+	r.b = r.b[4+n:]
+	return s
+}
+
+func (r *argReader) table() Table {
+	r.nbit = 0
+	if r.err != nil {
+		return nil
+	}
+	t, rest, err := ReadTable(r.b)
+	if err != nil {
+		r.err = err
+		r.b = nil
+		return nil
+	}
+	r.b = rest
+	return t
+}
+
+func packBits(bits ...bool) byte {
+	var b byte
+	for i, v := range bits {
+		if v {
+			b |= 1 << i
+		}
+	}
+	return b
+}
+
+func appendUint16(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
+func appendUint32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+func appendUint64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+// appendShortstr appends a short string; longer than 255 bytes is cut to 255 (callers validate
+// lengths that come from clients; this only keeps the encoding well formed).
+func appendShortstr(b []byte, s string) []byte {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+func appendLongstr(b []byte, s string) []byte {
+	b = appendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}

@@ -1,0 +1,290 @@
+package amqp
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// fillRandom sets every exported field of the method struct to a random value.
+func fillRandom(t *testing.T, m Method, rng *rand.Rand) {
+	t.Helper()
+	v := reflect.ValueOf(m).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(rng.IntN(2) == 1)
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			f.SetUint(rng.Uint64() >> (64 - f.Type().Bits()))
+		case reflect.String:
+			n := rng.IntN(40)
+			b := make([]byte, n)
+			for j := range b {
+				b[j] = byte('a' + rng.IntN(26))
+			}
+			f.SetString(string(b))
+		case reflect.Map:
+			f.Set(reflect.ValueOf(Table{"k": int32(rng.Int32()), "s": "v", "nested": Table{"b": true}}))
+		default:
+			t.Fatalf("%s: unhandled field kind %s", m.Name(), f.Kind())
+		}
+	}
+}
+
+// TestMethod_RoundTripEveryMethod encodes and decodes every generated method with random
+// arguments and checks that the result equals the original and re-encodes to the same bytes.
+func TestMethod_RoundTripEveryMethod(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	methods := allMethods()
+	if len(methods) < 55 {
+		t.Fatalf("only %d methods generated", len(methods))
+	}
+	for _, m := range methods {
+		for range 20 {
+			fillRandom(t, m, rng)
+			payload := m.AppendTo(nil)
+			got, err := DecodeMethod(payload)
+			if err != nil {
+				t.Fatalf("%s: decode: %v", m.Name(), err)
+			}
+			if got.ClassID() != m.ClassID() || got.MethodID() != m.MethodID() {
+				t.Fatalf("%s: decoded as %s", m.Name(), got.Name())
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("%s: round trip mismatch\n got %#v\nwant %#v", m.Name(), got, m)
+			}
+			if again := got.AppendTo(nil); !bytes.Equal(again, payload) {
+				t.Fatalf("%s: re-encoding differs", m.Name())
+			}
+			// Every strict prefix of the arguments must fail cleanly with a syntax error.
+			for cut := 4; cut < len(payload); cut++ {
+				_, err := DecodeMethod(payload[:cut])
+				if err == nil {
+					// Trailing bits or empty trailing strings can make a prefix valid only when
+					// the cut removed nothing the decoder needs; that cannot happen for a strict
+					// prefix, since every field consumes at least one byte.
+					t.Fatalf("%s: prefix of %d/%d bytes decoded without error", m.Name(), cut, len(payload))
+				}
+				var e *Error
+				if !errors.As(err, &e) || e.Code != SyntaxError {
+					t.Fatalf("%s: prefix error %v, want SYNTAX_ERROR", m.Name(), err)
+				}
+			}
+		}
+	}
+}
+
+func TestMethod_BitsPackIntoOctets(t *testing.T) {
+	// queue.declare: passive, durable, exclusive, auto-delete, no-wait are five bits in one octet.
+	m := &QueueDeclare{Queue: "q", Durable: true, AutoDelete: true, NoWait: true}
+	b := m.AppendTo(nil)
+	// class(2) method(2) reserved(2) shortstr(1+1) bits(1) table(4)
+	if len(b) != 13 {
+		t.Fatalf("len %d, want 13: %x", len(b), b)
+	}
+	if bits := b[8]; bits != 0b11010 {
+		t.Fatalf("bits %05b, want 11010 (durable, auto-delete, no-wait)", bits)
+	}
+}
+
+func TestDecoder_UnknownMethodIsNotImplemented(t *testing.T) {
+	var d Decoder
+	_, err := d.Decode([]byte{0, 60, 0, 99})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != NotImplemented || e.Scope != ScopeConnection {
+		t.Fatalf("err %v, want NOT_IMPLEMENTED connection error", err)
+	}
+	if _, err := d.Decode([]byte{0, 60}); err == nil {
+		t.Fatal("short payload decoded")
+	}
+}
+
+func TestDecoder_ReusesHotMethodsAndInternsStrings(t *testing.T) {
+	var d Decoder
+	p := (&BasicPublish{Exchange: "ex", RoutingKey: "rk", Mandatory: true}).AppendTo(nil)
+	m1, err := d.Decode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := m1.(*BasicPublish)
+	if pub.Exchange != "ex" || pub.RoutingKey != "rk" || !pub.Mandatory {
+		t.Fatalf("decoded %+v", pub)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := d.Decode(p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("basic.publish decode allocates %.1f times, want 0", allocs)
+	}
+	// A method that is not reused is a fresh struct each time.
+	q := (&QueueBind{Queue: "q"}).AppendTo(nil)
+	a, _ := d.Decode(q)
+	b, _ := d.Decode(q)
+	if a == b {
+		t.Fatal("queue.bind struct reused")
+	}
+}
+
+func TestReplyCode_HardAndNames(t *testing.T) {
+	cases := []struct {
+		c    ReplyCode
+		hard bool
+		name string
+	}{
+		{NotFound, false, "NOT_FOUND"}, {PreconditionFailed, false, "PRECONDITION_FAILED"},
+		{AccessRefused, false, "ACCESS_REFUSED"}, {ResourceLocked, false, "RESOURCE_LOCKED"},
+		{NoRoute, false, "NO_ROUTE"}, {FrameError, true, "FRAME_ERROR"}, {ChannelError, true, "CHANNEL_ERROR"},
+		{NotAllowed, true, "NOT_ALLOWED"}, {ConnectionForced, true, "CONNECTION_FORCED"},
+		{UnexpectedFrame, true, "UNEXPECTED_FRAME"}, {NotImplemented, true, "NOT_IMPLEMENTED"},
+	}
+	for _, c := range cases {
+		if c.c.IsHard() != c.hard || c.c.String() != c.name {
+			t.Errorf("%d: hard=%v name=%s", c.c, c.c.IsHard(), c.c.String())
+		}
+	}
+	err := ChannelErr(NotFound, "no queue '%s' in vhost '%s'", "q", "/")
+	if err.Error() != "NOT_FOUND - no queue 'q' in vhost '/'" || err.(*Error).Scope != ScopeChannel {
+		t.Fatalf("%v", err)
+	}
+	if ChannelErr(CommandInvalid, "x").(*Error).Scope != ScopeConnection {
+		t.Fatal("hard code in ChannelErr must close the connection")
+	}
+}
+
+func TestTable_RoundTripEveryType(t *testing.T) {
+	tbl := Table{
+		"bool": true, "false": false, "i8": int8(-5), "u8": uint8(250), "i16": int16(-300),
+		"u16": uint16(60000), "i32": int32(-70000), "u32": uint32(4000000000), "i64": int64(-1 << 40),
+		"f32": float32(1.5), "f64": 2.25, "dec": Decimal{Scale: 2, Value: -12345}, "str": "héllo",
+		"ts": time.Unix(1700000000, 0).UTC(), "bytes": []byte{0, 1, 2}, "void": nil,
+		"arr":    []any{int32(1), "two", []any{true}, Table{"x": int64(3)}},
+		"nested": Table{"deeper": Table{"k": "v"}}, "empty": Table{}, "emptyarr": []any{},
+	}
+	b := AppendTable(nil, tbl)
+	got, rest, err := ReadTable(append(b, 0xAA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) != 1 || rest[0] != 0xAA {
+		t.Fatalf("rest %x", rest)
+	}
+	if !reflect.DeepEqual(got, tbl) {
+		t.Fatalf("mismatch\n got %#v\nwant %#v", got, tbl)
+	}
+	if again := AppendTable(nil, got); !bytes.Equal(again, b) {
+		t.Fatal("re-encoding differs")
+	}
+	if rest, err := skipTable(b, 0); err != nil || len(rest) != 0 {
+		t.Fatalf("skipTable: %v %d", err, len(rest))
+	}
+	// int is encoded as 'l' and decodes as int64.
+	got2, _, _ := ReadTable(AppendTable(nil, Table{"n": 7}))
+	if got2["n"] != int64(7) {
+		t.Fatalf("int decoded as %T", got2["n"])
+	}
+}
+
+func TestTable_BadInputIsSyntaxError(t *testing.T) {
+	cases := map[string][]byte{
+		"short length":   {0, 0},
+		"length overrun": {0, 0, 0, 10, 1, 'k'},
+		"unknown tag":    {0, 0, 0, 3, 1, 'k', 'Z'},
+		"truncated long": {0, 0, 0, 5, 1, 'k', 'I', 0, 0},
+		"key overrun":    {0, 0, 0, 2, 5, 'k'},
+		"string overrun": {0, 0, 0, 7, 1, 'k', 'S', 0, 0, 0, 9},
+		"array overrun":  {0, 0, 0, 7, 1, 'k', 'A', 0, 0, 0, 9},
+	}
+	for name, b := range cases {
+		_, _, err := ReadTable(b)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != SyntaxError {
+			t.Errorf("%s: ReadTable err %v, want SYNTAX_ERROR", name, err)
+		}
+		if _, err := skipTable(b, 0); err == nil {
+			t.Errorf("%s: skipTable accepted", name)
+		}
+	}
+	// Deep nesting is refused, not a stack overflow.
+	deep := Table{}
+	for range 200 {
+		deep = Table{"n": deep}
+	}
+	if _, _, err := ReadTable(AppendTable(nil, deep)); err == nil {
+		t.Fatal("deeply nested table accepted")
+	}
+}
+
+func TestProperties_RoundTripAll14(t *testing.T) {
+	p := Properties{
+		ContentType: "application/json", ContentEncoding: "gzip",
+		Headers:      Table{"x-trace": "abc", "n": int32(5)},
+		DeliveryMode: 2, Priority: 7, CorrelationID: "corr", ReplyTo: "amq.rabbitmq.reply-to",
+		Expiration: "60000", MessageID: "m-1", Timestamp: time.Unix(1234567890, 0).UTC(),
+		Type: "t", UserID: "guest", AppID: "app", ClusterID: "c",
+	}
+	raw := p.AppendTo(nil)
+	got, err := DecodeProperties(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := p
+	want.Flags = 0xFFFC
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("mismatch\n got %#v\nwant %#v", got, want)
+	}
+	s, err := ScanProperties(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DeliveryMode != 2 || s.Priority != 7 || string(s.Expiration) != "60000" || string(s.UserID) != "guest" ||
+		string(s.MessageID) != "m-1" || s.Timestamp != 1234567890 || !s.Persistent() {
+		t.Fatalf("summary %+v", s)
+	}
+	h, _, err := ReadTable(s.Headers)
+	if err != nil || h["x-trace"] != "abc" {
+		t.Fatalf("headers %v %v", h, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { ScanProperties(raw) }); allocs != 0 {
+		t.Fatalf("ScanProperties allocates %.0f", allocs)
+	}
+	// Empty properties: just the flag word.
+	var empty Properties
+	if b := empty.AppendTo(nil); !bytes.Equal(b, []byte{0, 0}) {
+		t.Fatalf("empty properties %x", b)
+	}
+	// Every prefix of a full property list is rejected.
+	for cut := 0; cut < len(raw); cut++ {
+		if _, err := ScanProperties(raw[:cut]); err == nil {
+			t.Fatalf("prefix %d/%d accepted", cut, len(raw))
+		}
+	}
+}
+
+func TestContentHeader_Parse(t *testing.T) {
+	p := Properties{ContentType: "text/plain", DeliveryMode: 1}
+	frame := AppendContentHeader(nil, 3, 12345, p.AppendTo(nil))
+	fr := NewFrameReader(bytes.NewReader(frame), 0)
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != FrameHeader || f.Channel != 3 {
+		t.Fatalf("frame %+v", f)
+	}
+	h, err := ParseContentHeader(f.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ClassID != ClassBasic || h.BodySize != 12345 || !bytes.Equal(h.RawProps, p.AppendTo(nil)) {
+		t.Fatalf("header %+v", h)
+	}
+	if _, err := ParseContentHeader(f.Payload[:10]); err == nil {
+		t.Fatal("short header accepted")
+	}
+}

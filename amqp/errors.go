@@ -1,0 +1,53 @@
+package amqp
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// ReplyCode is an AMQP reply code (spec section 1.4). The constants are generated.
+type ReplyCode uint16
+
+// Scope says whether an error closes the channel or the whole connection.
+type Scope uint8
+
+const (
+	// ScopeChannel errors close the channel (channel.close).
+	ScopeChannel Scope = iota
+	// ScopeConnection errors close the connection (connection.close).
+	ScopeConnection
+)
+
+// Error is a protocol failure: the reply code and text sent to the peer in channel.close or
+// connection.close, and the class and method that caused it (0 when not known yet; the session
+// dispatcher stamps them).
+type Error struct {
+	Code     ReplyCode
+	Text     string // full reply text, e.g. "NOT_FOUND - no queue 'q' in vhost '/'"
+	ClassID  uint16
+	MethodID uint16
+	Scope    Scope
+}
+
+func (e *Error) Error() string { return e.Text }
+
+// ChannelErr returns a channel-scoped error (unless code is a hard error, which always closes
+// the connection) with RabbitMQ's text shape: "CODE_NAME - message".
+func ChannelErr(code ReplyCode, format string, args ...any) error {
+	s := ScopeChannel
+	if code.IsHard() {
+		s = ScopeConnection
+	}
+	return &Error{Code: code, Text: code.String() + " - " + fmt.Sprintf(format, args...), Scope: s}
+}
+
+// ConnErr returns a connection-scoped error with RabbitMQ's text shape.
+func ConnErr(code ReplyCode, format string, args ...any) error {
+	return &Error{Code: code, Text: code.String() + " - " + fmt.Sprintf(format, args...), Scope: ScopeConnection}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// errors returned by the decoders; constructing them allocates only on failure.
+func syntaxErr(format string, args ...any) error { return ConnErr(SyntaxError, format, args...) }
+func frameErr(format string, args ...any) error  { return ConnErr(FrameError, format, args...) }
