@@ -151,6 +151,18 @@ class BrokerTestCase(unittest.TestCase):
     def message_count(self, q, ch=None):
         return (ch or self.ch).queue_declare(q, passive=True).method.message_count
 
+    def wait_count(self, q, n, ch=None):
+        """Waits (bounded) until q holds n ready messages, e.g. after a close requeued them."""
+        ch = ch or self.ch
+        deadline = time.monotonic() + WAIT
+        while True:
+            got = self.message_count(q, ch=ch)
+            if got == n:
+                return
+            if time.monotonic() > deadline:
+                self.fail("queue %s holds %d ready messages, want %d" % (q, got, n))
+            time.sleep(0.01)
+
     def wait_until(self, cond, conn=None, timeout=WAIT, what="condition"):
         """Pumps I/O on conn until cond() is true; fails after timeout seconds."""
         conn = conn or self.conn

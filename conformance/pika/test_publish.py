@@ -228,6 +228,7 @@ class PublishTest(support.BrokerTestCase):
         c.basic_ack(m2.delivery_tag)
         c.tx_commit()
         c.close()  # first goes back to the queue
+        self.wait_count(q, 1)
         m, p, body = self.ch.basic_get(q, auto_ack=True)
         self.assertEqual(body, b"first")
         self.assertTrue(m.redelivered)

@@ -34,6 +34,7 @@ class QueueTest(support.BrokerTestCase):
         # message_count counts ready messages only, not the unacked one
         self.assertEqual((ok.method.message_count, ok.method.consumer_count), (2, 1))
         c.close()  # the unacked message goes back
+        self.wait_count(q, 3)
         ok = self.ch.queue_declare(q, passive=True)
         self.assertEqual((ok.method.message_count, ok.method.consumer_count), (3, 0))
 
