@@ -3,7 +3,7 @@ package main
 import (
 	"math"
 	"math/bits"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -145,77 +145,50 @@ func (h *Histogram) Quantile(q float64) int64 {
 	return h.max
 }
 
-// AtomicHistogram is a concurrency-safe histogram that many goroutines can
-// record into while one goroutine periodically drains it (Drain), so that
-// per-interval and whole-run distributions can both be derived without locks
-// on the hot path.
-type AtomicHistogram struct {
-	counts [histBuckets]atomic.Uint64
-	sum    atomic.Int64
-	max    atomic.Int64
-	min    atomic.Int64 // stored as value+1 so that 0 means "unset"
+// LatencyRecorder is one goroutine's share of a LatencySet. Record takes an
+// uncontended mutex (only the once-per-second drain competes for it), which
+// keeps every field of the histogram consistent with the others.
+type LatencyRecorder struct {
+	mu sync.Mutex
+	h  Histogram
 }
 
-// Record adds one value (nanoseconds). Safe for concurrent use.
-func (a *AtomicHistogram) Record(v int64) {
-	if v < 0 {
-		v = 0
-	}
-	a.counts[bucketIndex(v)].Add(1)
-	a.sum.Add(v)
-	for {
-		m := a.max.Load()
-		if v <= m || a.max.CompareAndSwap(m, v) {
-			break
-		}
-	}
-	for {
-		m := a.min.Load()
-		if (m != 0 && v+1 >= m) || a.min.CompareAndSwap(m, v+1) {
-			break
-		}
-	}
+// Record adds one value (nanoseconds).
+func (r *LatencyRecorder) Record(v int64) {
+	r.mu.Lock()
+	r.h.Record(v)
+	r.mu.Unlock()
 }
 
-// Drain moves everything recorded so far into a fresh Histogram and resets
-// the atomic one. Values recorded concurrently with Drain end up either in
-// this drain or the next one; none is lost.
-func (a *AtomicHistogram) Drain() *Histogram {
-	h := &Histogram{}
-	a.DrainInto(h)
-	return h
+// LatencySet lets many goroutines record latencies (each into its own
+// LatencyRecorder) while one goroutine periodically drains them all, so that
+// per-interval and whole-run distributions can both be derived.
+type LatencySet struct {
+	mu   sync.Mutex
+	recs []*LatencyRecorder
 }
 
-// DrainInto is Drain into a caller-provided (reset) histogram.
-func (a *AtomicHistogram) DrainInto(h *Histogram) {
+// NewRecorder registers and returns a recorder for one goroutine.
+func (s *LatencySet) NewRecorder() *LatencyRecorder {
+	r := &LatencyRecorder{}
+	s.mu.Lock()
+	s.recs = append(s.recs, r)
+	s.mu.Unlock()
+	return r
+}
+
+// DrainInto resets h, moves everything recorded so far into it and empties
+// the recorders. No value is lost or counted twice.
+func (s *LatencySet) DrainInto(h *Histogram) {
 	h.Reset()
-	for i := range a.counts {
-		if c := a.counts[i].Swap(0); c != 0 {
-			h.counts[i] = c
-			h.n += c
-		}
-	}
-	h.sum = float64(a.sum.Swap(0))
-	h.max = a.max.Swap(0)
-	mn := a.min.Swap(0)
-	if h.n == 0 {
-		h.min, h.max, h.sum = 0, 0, 0
-		return
-	}
-	if mn == 0 {
-		// A value raced in between the bucket swap and the min swap; fall
-		// back to the lowest non-empty bucket bound.
-		for i, c := range h.counts {
-			if c != 0 {
-				mn, _ = bucketBounds(i)
-				mn++
-				break
-			}
-		}
-	}
-	h.min = mn - 1
-	if h.max < h.min {
-		h.max = h.min
+	s.mu.Lock()
+	recs := s.recs
+	s.mu.Unlock()
+	for _, r := range recs {
+		r.mu.Lock()
+		h.Merge(&r.h)
+		r.h.Reset()
+		r.mu.Unlock()
 	}
 }
 

@@ -215,6 +215,7 @@ func (r *loadRun) consume(ctx context.Context, name string, deliveries <-chan am
 	cfg := r.cfg
 	multiple := cfg.MultipleAck > 1
 	pending := 0
+	lat := r.c.Latency.NewRecorder()
 	for {
 		select {
 		case <-ctx.Done():
@@ -228,7 +229,7 @@ func (r *loadRun) consume(ctx context.Context, name string, deliveries <-chan am
 			}
 			now := time.Now().UnixNano()
 			if ts, ok := sendTime(d.Body, d.Headers); ok && ts >= r.epochNs && ts <= now+int64(time.Second) {
-				r.c.Latency.Record(now - ts)
+				lat.Record(now - ts)
 			} else {
 				r.c.Stale.Add(1)
 			}
@@ -438,7 +439,7 @@ func runLoad(ctx context.Context, cfg *Config, progress io.Writer) (Summary, err
 		rssStart, _ = procRSS(pid)
 	}
 	selfStart := sampleCPU("self")
-	r.c.Latency.Drain() // discard anything that arrived before the start
+	r.c.Latency.DrainInto(&Histogram{}) // discard anything that arrived before the start
 	t0 := time.Now()
 	iv := NewInterval(t0, r.c.Snapshot())
 	close(start)

@@ -22,7 +22,7 @@ type Counters struct {
 	Nacked    paddedInt64 // publisher confirms: nacks
 	Received  paddedInt64 // deliveries handed to consumers
 	Stale     paddedInt64 // deliveries without a usable timestamp from this run
-	Latency   AtomicHistogram
+	Latency   LatencySet
 }
 
 // Counts is a point-in-time copy of the counters.
@@ -97,7 +97,7 @@ func (iv *Interval) base() Counts { return iv.first }
 // Tick closes the current interval at now: it returns the interval's rates
 // and its latency histogram (valid until the next Tick), and merges the
 // latencies into Total.
-func (iv *Interval) Tick(now time.Time, cur Counts, lat *AtomicHistogram) (elapsed time.Duration, r Rates, sec *Histogram) {
+func (iv *Interval) Tick(now time.Time, cur Counts, lat *LatencySet) (elapsed time.Duration, r Rates, sec *Histogram) {
 	r = RatesOver(cur.Sub(iv.last), now.Sub(iv.lastTime))
 	lat.DrainInto(&iv.sec)
 	iv.Total.Merge(&iv.sec)
