@@ -7,6 +7,7 @@ id and is deleted when the test ends.
 
 import itertools
 import os
+import signal
 import time
 import unittest
 import urllib.parse
@@ -22,6 +23,17 @@ _seq = itertools.count(1)
 WAIT = 3.0
 # How long we watch for something that should NOT happen.
 QUIET = 0.3
+# Hard limit of one test (and of its cleanup): pika's BlockingConnection waits for a reply to a
+# synchronous method without any timeout, so a broker that never answers would hang the suite.
+TEST_TIMEOUT = 10
+
+
+class TestTimeout(AssertionError):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout("test did not finish within %ds (a broker reply never came?)" % TEST_TIMEOUT)
 
 
 def params(url=None, **overrides):
@@ -62,6 +74,9 @@ class BrokerTestCase(unittest.TestCase):
         self._queues = []
         self._exchanges = []
         self._conns = []
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(TEST_TIMEOUT)
+        self.addCleanup(signal.alarm, 0)  # runs last
         self.addCleanup(self._cleanup)
         self.conn = self.connect()
         self.ch = self.conn.channel()
@@ -100,6 +115,7 @@ class BrokerTestCase(unittest.TestCase):
         self._exchanges.append(e)
 
     def _cleanup(self):
+        signal.alarm(TEST_TIMEOUT)
         try:
             if self._queues or self._exchanges:
                 c = connect()
