@@ -390,9 +390,10 @@ func runLoad(ctx context.Context, cfg *Config, progress io.Writer) (Summary, err
 	shutdown := func() {
 		r.running.Store(false)
 		stopWork()
-		if !waitTimeout(&wg, 3*time.Second) {
-			fmt.Fprintln(progress, "warren-perf: some producers/consumers did not stop in time; closing their connections")
-		}
+		// A producer can be stuck in a socket write while the broker
+		// applies flow control (it stops reading); closing the connections
+		// below sets a socket deadline that unblocks it.
+		waitTimeout(&wg, time.Second)
 		r.mu.Lock()
 		conns := append([]*Conn(nil), r.conns...)
 		r.mu.Unlock()
