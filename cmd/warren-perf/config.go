@@ -35,6 +35,8 @@ type Config struct {
 	IdleParallel    int
 	IdleSettle      time.Duration
 
+	CPUProfile string
+
 	// Timeout is the hard limit on the whole process; 0 = derived.
 	Timeout time.Duration
 }
@@ -69,6 +71,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.IdleParallel, "idle-parallel", 1, "memory scenarios: number of concurrent workers creating queues/connections")
 	fs.DurationVar(&c.IdleSettle, "idle-settle", 2*time.Second, "memory scenarios: wait this long before sampling the broker RSS after creation")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "hard limit for the whole run, after which the tool exits (0 = duration+60s, or 15m for memory scenarios)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the tool itself to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
