@@ -65,6 +65,19 @@ func FormatIdle(s IdleSummary) string {
 	return b.String()
 }
 
+// creationTime is how long creating took: up to the end, or, when creation
+// stopped on an error (which may have been a long timeout), up to the last
+// success.
+func creationTime(t0, end time.Time, lastOKNs int64, failed bool) time.Duration {
+	if failed {
+		if lastOKNs == 0 {
+			return 0
+		}
+		return time.Unix(0, lastOKNs).Sub(t0)
+	}
+	return end.Sub(t0)
+}
+
 // idleProgress prints "created so far" once per second until stop is closed.
 func idleProgress(progress io.Writer, what string, t0 time.Time, created *atomic.Int64, stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
@@ -122,6 +135,9 @@ func runIdle(ctx context.Context, cfg *Config, progress io.Writer) (IdleSummary,
 	}
 	s.Created = created
 	s.Seconds = round3(elapsed.Seconds())
+	if created < s.Requested {
+		fmt.Fprintf(progress, "warren-perf: only %d of %d created; time and rate are up to the last success\n", created, s.Requested)
+	}
 	if elapsed > 0 {
 		s.PerSecond = round1(float64(created) / elapsed.Seconds())
 	}
@@ -172,7 +188,7 @@ func createIdleQueues(ctx context.Context, cfg *Config, progress io.Writer, errs
 		return 0, 0, nil, err
 	}
 
-	var next, created atomic.Int64
+	var next, created, lastOK atomic.Int64
 	declared := make([]atomic.Bool, cfg.IdleQueues)
 	var failed atomic.Bool
 	stop := make(chan struct{})
@@ -194,6 +210,7 @@ func createIdleQueues(ctx context.Context, cfg *Config, progress io.Writer, errs
 					return
 				}
 				declared[i].Store(true)
+				lastOK.Store(time.Now().UnixNano())
 				created.Add(1)
 			}
 		}(chans[w])
@@ -203,7 +220,7 @@ func createIdleQueues(ctx context.Context, cfg *Config, progress io.Writer, errs
 		errs.add("creating queues did not finish within %s", limit)
 		failed.Store(true)
 	}
-	elapsed := time.Since(t0)
+	elapsed := creationTime(t0, time.Now(), lastOK.Load(), failed.Load())
 	close(stop)
 
 	cleanup := func() time.Duration {
@@ -254,7 +271,7 @@ func createIdleQueues(ctx context.Context, cfg *Config, progress io.Writer, errs
 func createIdleConnections(ctx context.Context, cfg *Config, progress io.Writer, errs *errorLog) (int, time.Duration, func() time.Duration, error) {
 	conns := make([]*Conn, cfg.IdleConnections)
 	var connsMu sync.Mutex
-	var next, created atomic.Int64
+	var next, created, lastOK atomic.Int64
 	var failed atomic.Bool
 	stop := make(chan struct{})
 	t0 := time.Now()
@@ -284,6 +301,7 @@ func createIdleConnections(ctx context.Context, cfg *Config, progress io.Writer,
 				connsMu.Lock()
 				conns[i] = c
 				connsMu.Unlock()
+				lastOK.Store(time.Now().UnixNano())
 				created.Add(1)
 			}
 		}()
@@ -292,7 +310,7 @@ func createIdleConnections(ctx context.Context, cfg *Config, progress io.Writer,
 	if !waitTimeout(&wg, limit) {
 		errs.add("opening connections did not finish within %s", limit)
 	}
-	elapsed := time.Since(t0)
+	elapsed := creationTime(t0, time.Now(), lastOK.Load(), failed.Load())
 	close(stop)
 	cleanup := func() time.Duration {
 		t := time.Now()

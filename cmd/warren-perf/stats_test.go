@@ -264,3 +264,18 @@ func TestErrorLogDedup(t *testing.T) {
 		t.Fatalf("duplicate printed: %q", out.String())
 	}
 }
+
+func TestCreationTime(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	end := t0.Add(12 * time.Second)
+	last := t0.Add(2 * time.Second).UnixNano()
+	if d := creationTime(t0, end, last, false); d != 12*time.Second {
+		t.Fatalf("ok run: %s", d)
+	}
+	if d := creationTime(t0, end, last, true); d != 2*time.Second {
+		t.Fatalf("failed run should stop at the last success: %s", d)
+	}
+	if d := creationTime(t0, end, 0, true); d != 0 {
+		t.Fatalf("nothing created: %s", d)
+	}
+}
