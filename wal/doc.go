@@ -1,0 +1,80 @@
+// Package wal is Warren's per-queue write-ahead log: opaque records with offsets, group commit,
+// checksums, tail repair and space reclamation, on top of github.com/tidwall/wal. It knows nothing
+// of AMQP.
+//
+// A Manager owns a folder holding one log per name (one per durable queue) and one commit
+// goroutine shared by all of them. Log.Append returns the record's offset at once; the record is
+// durable when its done callback runs. Appends from any number of goroutines and logs are gathered
+// while the previous fsync runs, then each touched log is written and fsynced once, then the
+// callbacks run: one fsync per log per commit, however many appends it holds (group commit).
+// Log.Retire and Log.MarkDelivered write their records with the next commit and do not wait.
+//
+// # What is durable
+//
+// A data record is durable (it survives a crash of the process or the machine) once its done
+// callback ran with a nil error: that is when a publisher confirm may go out. A retirement or
+// delivery hint is durable after the commit that follows the call; if the machine crashes before,
+// the message comes back on recovery (at-least-once), or without its redelivered flag. Records
+// whose done had not run may be lost, and their offsets are then assigned again. Config.NoSync
+// (tests only) makes nothing durable across a machine crash.
+//
+// # Usage
+//
+//	m, err := wal.Open(wal.Config{Dir: "/var/lib/warren/queues", Logger: logger})
+//	if err != nil { ... }
+//	defer m.Close()
+//	l, err := m.Log("q-orders") // opens, checks and repairs, or creates
+//	if err != nil { ... }        // errors.Is(err, wal.ErrCorrupt): this queue is out of service
+//	err = l.Replay(func(e wal.Entry) error { // recovery: the live records, in order
+//		return q.Restore(e.Offset, e.Payload, e.Delivered) // Payload is only valid during the call
+//	})
+//	off := l.Append(body, func(off uint64, err error) { confirm(off, err) }) // runs after fsync
+//	l.MarkDelivered(off) // handed to a consumer
+//	l.Retire(off)        // acked: the space is reclaimed once whole segments are dead
+//
+// # On-disk format
+//
+// Each log is the folder Dir/<name>/ of tidwall/wal segment files. A segment is named after the
+// offset of its first record as 20 decimal digits (00000000000000000001) and holds records back to
+// back, each framed by tidwall/wal as
+//
+//	uvarint(len(envelope)) envelope
+//
+// where the envelope is ours:
+//
+//	kind   1 byte    1 data, 2 retire, 3 delivered (0 is never valid, so zeroed space never decodes)
+//	crc    4 bytes   CRC-32C (Castagnoli) of kind and body, little endian
+//	body   rest      data: the payload, sealed by Config.Cipher when one is set
+//	                 retire, delivered: offsets in ascending order, the first as a uvarint and
+//	                 each following one as the uvarint difference to its predecessor
+//
+// Offsets are tidwall indexes: strictly increasing from 1 without gaps, over records of all
+// kinds. A new segment starts once the current one reaches Config.SegmentSize. A retire or
+// delivered record only names offsets below its own. tidwall/wal may leave NNN.START / NNN.END
+// files after a crash inside a truncation; opening the log completes or undoes it.
+//
+// # Recovery and damage
+//
+// Manager.Log reads every segment and checks every record. Invalid data at the end of the last
+// segment, with no valid record behind it, is a torn write: it is cut off with a Warn log line
+// and the log opens normally (an acknowledged record is never in that region unless the device
+// lost or damaged fsynced data). Any other damage (a bad checksum or framing before valid records,
+// a segment holding the wrong number of records) is reported as a *CorruptError wrapping
+// ErrCorrupt, with an Error log line; that log stays out of service and every other log works.
+// The same applies to damage found later by a read (Log.Err reports it).
+//
+// # Space
+//
+// Retired records cannot be removed one by one: a log reclaims whole segments that lie below its
+// lowest live offset (tidwall's TruncateFront), so a queue without a backlog keeps about one
+// segment on disk. tidwall/wal keeps a log's tail segment in memory, so memory per open log is
+// up to about twice Config.SegmentSize (4 MiB by default) plus one bit per record between the
+// oldest live record and the newest.
+//
+// # Replication and encryption seams
+//
+// Config.OnAppend sees every record once it is durable, and Log.ReadRaw reads records of all
+// kinds by offset from Log.FirstOffset to Log.SyncedOffset, so that a follower can tail the
+// log (ErrNotFound from ReadRaw means the leader already reclaimed that part). Config.Cipher
+// seals data payloads at rest; the offset is passed so it can serve as a nonce.
+package wal
