@@ -288,3 +288,21 @@ func TestContentHeader_Parse(t *testing.T) {
 		t.Fatal("short header accepted")
 	}
 }
+
+func TestHotEncoders_MatchGenerated(t *testing.T) {
+	check := func(name string, got []byte, m Method, ch uint16) {
+		t.Helper()
+		want := AppendMethodFrame(nil, ch, m)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %x\nwant %x", name, got, want)
+		}
+	}
+	check("deliver", AppendBasicDeliver(nil, 7, "ctag", 99, true, "ex", "rk"), &BasicDeliver{ConsumerTag: "ctag", DeliveryTag: 99, Redelivered: true, Exchange: "ex", RoutingKey: "rk"}, 7)
+	check("get-ok", AppendBasicGetOk(nil, 2, 5, false, "", "q", 12), &BasicGetOk{DeliveryTag: 5, RoutingKey: "q", MessageCount: 12}, 2)
+	check("ack", AppendBasicAck(nil, 1, 42, true, false), &BasicAck{DeliveryTag: 42, Multiple: true}, 1)
+	check("nack", AppendBasicAck(nil, 1, 42, false, true), &BasicNack{DeliveryTag: 42}, 1)
+	buf := make([]byte, 0, 256)
+	if a := testing.AllocsPerRun(100, func() { AppendBasicDeliver(buf[:0], 1, "ctag", 1, false, "e", "k") }); a != 0 {
+		t.Fatalf("AppendBasicDeliver allocates %.0f", a)
+	}
+}

@@ -390,10 +390,10 @@ func (m *ConnectionOpenOk) AppendTo(b []byte) []byte {
 
 // ConnectionClose is connection.close (class 10, method 50).
 type ConnectionClose struct {
-	ReplyCode uint16
-	ReplyText string
-	ClassId   uint16
-	MethodId  uint16
+	ReplyCode     uint16
+	ReplyText     string
+	CauseClassID  uint16
+	CauseMethodID uint16
 }
 
 // ClassID returns 10.
@@ -414,8 +414,8 @@ func (*ConnectionClose) Synchronous() bool { return true }
 func (m *ConnectionClose) decode(r *argReader) {
 	m.ReplyCode = r.short()
 	m.ReplyText = r.shortstr()
-	m.ClassId = r.short()
-	m.MethodId = r.short()
+	m.CauseClassID = r.short()
+	m.CauseMethodID = r.short()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -423,8 +423,8 @@ func (m *ConnectionClose) AppendTo(b []byte) []byte {
 	b = append(b, 0, 10, 0, 50)
 	b = appendUint16(b, m.ReplyCode)
 	b = appendShortstr(b, m.ReplyText)
-	b = appendUint16(b, m.ClassId)
-	b = appendUint16(b, m.MethodId)
+	b = appendUint16(b, m.CauseClassID)
+	b = appendUint16(b, m.CauseMethodID)
 	return b
 }
 
@@ -705,10 +705,10 @@ func (m *ChannelFlowOk) AppendTo(b []byte) []byte {
 
 // ChannelClose is channel.close (class 20, method 40).
 type ChannelClose struct {
-	ReplyCode uint16
-	ReplyText string
-	ClassId   uint16
-	MethodId  uint16
+	ReplyCode     uint16
+	ReplyText     string
+	CauseClassID  uint16
+	CauseMethodID uint16
 }
 
 // ClassID returns 20.
@@ -729,8 +729,8 @@ func (*ChannelClose) Synchronous() bool { return true }
 func (m *ChannelClose) decode(r *argReader) {
 	m.ReplyCode = r.short()
 	m.ReplyText = r.shortstr()
-	m.ClassId = r.short()
-	m.MethodId = r.short()
+	m.CauseClassID = r.short()
+	m.CauseMethodID = r.short()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -738,8 +738,8 @@ func (m *ChannelClose) AppendTo(b []byte) []byte {
 	b = append(b, 0, 20, 0, 40)
 	b = appendUint16(b, m.ReplyCode)
 	b = appendShortstr(b, m.ReplyText)
-	b = appendUint16(b, m.ClassId)
-	b = appendUint16(b, m.MethodId)
+	b = appendUint16(b, m.CauseClassID)
+	b = appendUint16(b, m.CauseMethodID)
 	return b
 }
 

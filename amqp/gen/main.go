@@ -104,11 +104,27 @@ func merge(s *spec, ext spec) {
 	}
 }
 
+// fieldName is goName, except that the close methods' class-id and method-id fields (the
+// method that caused the close) would clash with the Method interface's ClassID/MethodID.
+func fieldName(s string) string {
+	switch s {
+	case "class-id":
+		return "CauseClassID"
+	case "method-id":
+		return "CauseMethodID"
+	}
+	return goName(s)
+}
+
 // goName turns "start-ok" into "StartOk".
 func goName(s string) string {
 	var b strings.Builder
 	for _, part := range strings.Split(s, "-") {
 		if part == "" {
+			continue
+		}
+		if part == "id" {
+			b.WriteString("ID")
 			continue
 		}
 		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
@@ -260,7 +276,7 @@ func (g *gen) method(c class, m method) {
 	g.p("// %s is %s.%s (class %d, method %d).", name, c.Name, m.Name, c.Index, m.Index)
 	g.p("type %s struct {", name)
 	for _, f := range m.Fields {
-		g.p("%s %s", goName(f.Name), goTypes[g.fieldType(f)])
+		g.p("%s %s", fieldName(f.Name), goTypes[g.fieldType(f)])
 	}
 	g.p("}")
 	g.p("")
@@ -293,7 +309,7 @@ func (g *gen) method(c class, m method) {
 		} else {
 			inBits = false
 		}
-		g.p("%s.%s = r.%s()", recv, goName(f.Name), t)
+		g.p("%s.%s = r.%s()", recv, fieldName(f.Name), t)
 	}
 	g.p("}")
 	g.p("")
@@ -308,7 +324,7 @@ func (g *gen) method(c class, m method) {
 			j := i
 			var parts []string
 			for j < len(m.Fields) && g.fieldType(m.Fields[j]) == "bit" {
-				parts = append(parts, fmt.Sprintf("%s.%s", recv, goName(m.Fields[j].Name)))
+				parts = append(parts, fmt.Sprintf("%s.%s", recv, fieldName(m.Fields[j].Name)))
 				j++
 			}
 			for k := 0; k < len(parts); k += 8 {
@@ -320,19 +336,19 @@ func (g *gen) method(c class, m method) {
 		}
 		switch t {
 		case "octet":
-			g.p("b = append(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = append(b, %s.%s)", recv, fieldName(f.Name))
 		case "short":
-			g.p("b = appendUint16(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = appendUint16(b, %s.%s)", recv, fieldName(f.Name))
 		case "long":
-			g.p("b = appendUint32(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = appendUint32(b, %s.%s)", recv, fieldName(f.Name))
 		case "longlong":
-			g.p("b = appendUint64(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = appendUint64(b, %s.%s)", recv, fieldName(f.Name))
 		case "shortstr":
-			g.p("b = appendShortstr(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = appendShortstr(b, %s.%s)", recv, fieldName(f.Name))
 		case "longstr":
-			g.p("b = appendLongstr(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = appendLongstr(b, %s.%s)", recv, fieldName(f.Name))
 		case "table":
-			g.p("b = AppendTable(b, %s.%s)", recv, goName(f.Name))
+			g.p("b = AppendTable(b, %s.%s)", recv, fieldName(f.Name))
 		default:
 			log.Fatalf("gen: no encoder for %s", t)
 		}

@@ -1,0 +1,323 @@
+// Package queue implements a queue: the ready list, its consumers, dispatch with prefetch
+// credit, requeue in original order, and the counters the management API reads.
+//
+// Dispatch runs inline in whichever goroutine changes the queue (a publish, an ack, a new
+// consumer, credit coming back), under q.mu; there is no goroutine per queue, so idle queues
+// cost only their memory. A consumer that cannot take a message right now (no prefetch credit,
+// or its connection's outbound buffer is full) returns false from Deliver and calls Kick when
+// it can take more.
+//
+//	q := queue.New("jobs", queue.Options{Durable: true})
+//	q.AddConsumer(c)     // c implements queue.Consumer
+//	q.Publish(msg)       // delivered to c if it has credit, else kept ready
+//	q.Ack(entry)         // when the consumer acks
+package queue
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+)
+
+// Entry is a message in a queue: the shared message, its position (offset) in the queue, and
+// per-queue delivery state.
+type Entry struct {
+	Msg         *message.Message
+	Offset      uint64
+	Redelivered bool
+}
+
+// Consumer receives messages from a queue. Implemented by the session's consumer.
+type Consumer interface {
+	// Deliver is called with the queue's lock held. It returns Refused, taking nothing, when
+	// the consumer cannot take a message now (it must then call q.Kick once it can), Taken when
+	// the message awaits an ack, or Settled when it needs none (no-ack). It must not call back
+	// into the queue.
+	Deliver(q *Queue, e Entry) Result
+	// Tag is the consumer tag.
+	Tag() string
+	// Cancelled is called (without the queue lock) when the queue is deleted under the consumer.
+	Cancelled(q *Queue)
+}
+
+// Result is what a consumer did with an offered message.
+type Result uint8
+
+// Results of Consumer.Deliver.
+const (
+	Refused Result = iota
+	Taken
+	Settled
+)
+
+// Options are a queue's declared properties.
+type Options struct {
+	Durable    bool
+	Exclusive  bool
+	AutoDelete bool
+	Args       amqp.Table
+	// Owner identifies the connection owning an exclusive queue (compared by identity).
+	Owner any
+	// VHost is the name of the virtual host, for error texts.
+	VHost string
+}
+
+// Queue is one queue. Its state is guarded by mu.
+type Queue struct {
+	Name string
+	Options
+	// OnUnused is called (without the lock) when an auto-delete queue loses its last consumer.
+	OnUnused func(q *Queue)
+
+	mu          sync.Mutex
+	ready       deque
+	consumers   []consumerSlot
+	rr          int // round-robin position
+	nextOffset  uint64
+	unacked     int
+	readyBytes  int64
+	hadConsumer bool
+	deleted     bool
+
+	stats Stats
+}
+
+type consumerSlot struct {
+	c         Consumer
+	exclusive bool
+}
+
+// Stats are monotonically increasing counters, read without the lock.
+type Stats struct {
+	Published   atomic.Uint64
+	Delivered   atomic.Uint64
+	Redelivered atomic.Uint64
+	Acked       atomic.Uint64
+	Gets        atomic.Uint64
+}
+
+// New creates a queue.
+func New(name string, o Options) *Queue {
+	return &Queue{Name: name, Options: o, nextOffset: 1}
+}
+
+// DestName returns the queue name (exchange.Destination).
+func (q *Queue) DestName() string { return q.Name }
+
+// IsExchange returns false (exchange.Destination).
+func (q *Queue) IsExchange() bool { return false }
+
+// Stats returns the queue's counters.
+func (q *Queue) Stats() *Stats { return &q.stats }
+
+// Publish appends a message and dispatches. It returns false if the queue was deleted.
+func (q *Queue) Publish(m *message.Message) bool {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return false
+	}
+	e := Entry{Msg: m, Offset: q.nextOffset}
+	q.nextOffset++
+	q.stats.Published.Add(1)
+	if q.ready.Len() == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
+		q.mu.Unlock()
+		return true
+	}
+	q.ready.PushBack(e)
+	q.readyBytes += int64(m.BodySize())
+	q.dispatchLocked()
+	q.mu.Unlock()
+	return true
+}
+
+// tryDeliverLocked offers e to the consumers in round-robin order, starting after the last one
+// served. It returns true when one took it.
+func (q *Queue) tryDeliverLocked(e Entry) bool {
+	n := len(q.consumers)
+	for i := 0; i < n; i++ {
+		if q.rr >= n {
+			q.rr = 0
+		}
+		c := q.consumers[q.rr].c
+		q.rr++
+		if r := c.Deliver(q, e); r != Refused {
+			if r == Taken {
+				q.unacked++ // released by Ack or Requeue
+			}
+			q.stats.Delivered.Add(1)
+			if e.Redelivered {
+				q.stats.Redelivered.Add(1)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// dispatchLocked delivers ready messages while some consumer takes them.
+func (q *Queue) dispatchLocked() {
+	for q.ready.Len() > 0 && len(q.consumers) > 0 {
+		e := q.ready.Front()
+		if !q.tryDeliverLocked(*e) {
+			return
+		}
+		q.readyBytes -= int64(e.Msg.BodySize())
+		q.ready.PopFront()
+	}
+}
+
+// Kick re-runs dispatch; consumers call it when they regain credit.
+func (q *Queue) Kick() {
+	q.mu.Lock()
+	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+// Ack retires delivered entries (acked, or rejected without requeue) and dispatches more.
+func (q *Queue) Ack(n int) {
+	q.mu.Lock()
+	q.unacked -= n
+	q.stats.Acked.Add(uint64(n))
+	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+// Requeue puts delivered entries back at their original positions, marked redelivered, and
+// dispatches.
+func (q *Queue) Requeue(es []Entry) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return
+	}
+	for _, e := range es {
+		e.Redelivered = true
+		q.ready.Insert(e)
+		q.readyBytes += int64(e.Msg.BodySize())
+	}
+	q.unacked -= len(es)
+	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+// Get removes the first ready message for basic.get. The message is counted as unacked until
+// Ack or Requeue (the caller acks at once for no-ack gets). remaining is the ready count after.
+func (q *Queue) Get() (e Entry, remaining int, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ready.Len() == 0 {
+		return Entry{}, 0, false
+	}
+	e = q.ready.PopFront()
+	q.readyBytes -= int64(e.Msg.BodySize())
+	q.unacked++
+	q.stats.Gets.Add(1)
+	if e.Redelivered {
+		q.stats.Redelivered.Add(1)
+	}
+	return e, q.ready.Len(), true
+}
+
+// AddConsumer attaches a consumer and dispatches to it. exclusive asks for sole use.
+func (q *Queue) AddConsumer(c Consumer, exclusive bool) error {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", q.Name, q.VHost)
+	}
+	if len(q.consumers) > 0 && (exclusive || q.consumers[0].exclusive) {
+		q.mu.Unlock()
+		return amqp.ChannelErr(amqp.AccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
+	}
+	q.consumers = append(q.consumers, consumerSlot{c: c, exclusive: exclusive})
+	q.hadConsumer = true
+	q.dispatchLocked()
+	q.mu.Unlock()
+	return nil
+}
+
+// RemoveConsumer detaches a consumer. For an auto-delete queue that had consumers and now has
+// none, OnUnused is called.
+func (q *Queue) RemoveConsumer(c Consumer) {
+	q.mu.Lock()
+	found := false
+	for i, s := range q.consumers {
+		if s.c == c {
+			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			found = true
+			break
+		}
+	}
+	unused := found && q.AutoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
+	q.mu.Unlock()
+	if unused && q.OnUnused != nil {
+		q.OnUnused(q)
+	}
+}
+
+// Purge drops every ready message and returns how many.
+func (q *Queue) Purge() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.readyBytes = 0
+	return q.ready.Clear()
+}
+
+// Counts returns ready and unacked message counts and the number of consumers.
+func (q *Queue) Counts() (ready, unacked, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ready.Len(), q.unacked, len(q.consumers)
+}
+
+// ReadyBytes returns the body bytes of ready messages.
+func (q *Queue) ReadyBytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.readyBytes
+}
+
+// Delete marks the queue deleted, drops its messages, and tells its consumers (server-sent
+// basic.cancel). It returns the number of ready messages dropped. ifUnused / ifEmpty make it
+// fail with 406 as RabbitMQ does.
+func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
+	q.mu.Lock()
+	if ifUnused && len(q.consumers) > 0 {
+		q.mu.Unlock()
+		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' in use", q.Name, q.VHost)
+	}
+	if ifEmpty && q.ready.Len() > 0 {
+		q.mu.Unlock()
+		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is not empty", q.Name, q.VHost)
+	}
+	if q.deleted {
+		q.mu.Unlock()
+		return 0, nil
+	}
+	q.deleted = true
+	n := q.ready.Clear()
+	consumers := q.consumers
+	q.consumers = nil
+	q.mu.Unlock()
+	for _, s := range consumers {
+		s.c.Cancelled(q)
+	}
+	return n, nil
+}
+
+// Deleted reports whether the queue was deleted.
+func (q *Queue) Deleted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.deleted
+}
+
+// HasConsumers reports whether any consumer is attached.
+func (q *Queue) HasConsumers() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.consumers) > 0
+}

@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/broker/session"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// Version is Warren's version, sent in connection.start.
+const Version = "0.1.0"
+
+// Config configures a Server. The zero value plus defaults is a working single node.
+type Config struct {
+	AMQPListen string // default 127.0.0.1:5672
+	DataDir    string // default ./data
+	Log        zerolog.Logger
+
+	FrameMax         uint32        // default 131072
+	ChannelMax       uint16        // default 2047
+	Heartbeat        uint16        // seconds, default 60
+	NoHeartbeat      bool          // offer heartbeat 0
+	MaxMessageSize   int           // default 128 MiB
+	HandshakeTimeout time.Duration // default 10s
+
+	// DefaultUser / DefaultPass create the initial user (default guest/guest), which may
+	// connect only from loopback unless LoopbackUsers is set to an empty list.
+	DefaultUser string
+	DefaultPass string
+}
+
+// SetDefaults fills zero fields.
+func (c *Config) SetDefaults() {
+	if c.AMQPListen == "" {
+		c.AMQPListen = "127.0.0.1:5672"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.FrameMax == 0 {
+		c.FrameMax = 131072
+	}
+	if c.ChannelMax == 0 {
+		c.ChannelMax = 2047
+	}
+	if c.Heartbeat == 0 && !c.NoHeartbeat {
+		c.Heartbeat = 60
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 128 << 20
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser, c.DefaultPass = "guest", "guest"
+	}
+}
+
+// Server is one broker node.
+type Server struct {
+	cfg   Config
+	log   zerolog.Logger
+	env   *session.Env
+	users *Users
+
+	mu     sync.Mutex
+	vhosts map[string]*vhost.VHost
+	conns  map[*session.Conn]struct{}
+	ln     net.Listener
+	closed bool
+
+	nextConnID atomic.Uint64
+	wg         sync.WaitGroup
+}
+
+// New creates a server; Start begins listening.
+func New(cfg Config) (*Server, error) {
+	cfg.SetDefaults()
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Log.With().Str("component", "broker").Logger(),
+		vhosts: map[string]*vhost.VHost{"/": vhost.New("/")},
+		conns:  make(map[*session.Conn]struct{}),
+		users:  NewUsers(),
+	}
+	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, cfg.DefaultUser == "guest")
+	s.env = &session.Env{
+		Log:              cfg.Log.With().Str("component", "session").Logger(),
+		VHost:            s.VHost,
+		Authenticate:     s.users.Authenticate,
+		Registered:       s.register,
+		Unregistered:     s.unregister,
+		Product:          "Warren",
+		Version:          Version,
+		FrameMax:         cfg.FrameMax,
+		ChannelMax:       cfg.ChannelMax,
+		Heartbeat:        cfg.Heartbeat,
+		MaxMessageSize:   cfg.MaxMessageSize,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+	}
+	s.env.Defaults()
+	return s, nil
+}
+
+// VHost returns the named virtual host or nil.
+func (s *Server) VHost(name string) *vhost.VHost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vhosts[name]
+}
+
+// VHosts returns every virtual host.
+func (s *Server) VHosts() []*vhost.VHost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*vhost.VHost, 0, len(s.vhosts))
+	for _, v := range s.vhosts {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Connections returns the live connections.
+func (s *Server) Connections() []*session.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) register(c *session.Conn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) unregister(c *session.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Start listens on the AMQP address and accepts connections in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.AMQPListen)
+	if err != nil {
+		return fmt.Errorf("broker: listen %s: %w", s.cfg.AMQPListen, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("amqp listening")
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	return nil
+}
+
+// Addr returns the AMQP listener's address (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (e.g. too many open files): back off, as net/http does.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.Serve()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection with 320 CONNECTION_FORCED and waits for
+// them to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ln := s.ln
+	conns := make([]*session.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.Shutdown("broker forced connection closure with reason 'shutdown'")
+	}
+	s.wg.Wait()
+	s.log.Info().Msg("broker stopped")
+	return nil
+}

@@ -1,0 +1,772 @@
+package session
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"sort"
+	"sync"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// Channel is one AMQP channel. Fields above mu are touched only by the connection's reader
+// goroutine; fields below mu are shared with delivering goroutines.
+type Channel struct {
+	id uint16
+	c  *Conn
+
+	closing bool // we sent channel.close and wait for close-ok
+
+	// content assembly (spec 4.2.6)
+	pub struct {
+		active    bool // basic.publish seen, waiting for header/body
+		header    bool // header seen
+		exchange  string
+		key       string
+		mandatory bool
+		size      uint64
+		data      []byte // properties then body, one allocation
+		propsLen  int
+	}
+	router vhost.Router
+
+	confirm     bool
+	publishSeq  uint64 // last publish sequence number in confirm mode
+	confirmedTo uint64 // highest sequence number already confirmed to the client
+	nacks       []uint64
+
+	tx         bool
+	txPublish  []txPublish
+	txSettle   []settle
+	txRequeued []unackedEntry
+
+	consumers map[string]*consumer
+	prefetch  uint16 // per-consumer prefetch for consumers created from now on
+
+	mu             sync.Mutex
+	nextTag        uint64
+	unacked        unackedList
+	globalPrefetch uint32
+	globalUnacked  uint32
+	released       bool
+}
+
+type txPublish struct {
+	msg       *message.Message
+	mandatory bool
+}
+
+// settle is a recorded ack/nack/reject inside a transaction.
+type settle struct {
+	entries []unackedEntry
+	requeue bool
+	retire  bool // ack or nack/reject without requeue
+}
+
+func newChannel(c *Conn, id uint16) *Channel {
+	return &Channel{id: id, c: c, consumers: make(map[string]*consumer)}
+}
+
+// ID returns the channel number.
+func (ch *Channel) ID() uint16 { return ch.id }
+
+func (ch *Channel) handleFrame(f amqp.Frame) error {
+	if ch.closing {
+		if f.Type == amqp.FrameMethod && len(f.Payload) >= 4 && f.Payload[1] == 20 && (f.Payload[3] == 40 || f.Payload[3] == 41) {
+			if f.Payload[3] == 40 {
+				ch.c.send(ch.id, &amqp.ChannelCloseOk{})
+			}
+			delete(ch.c.channels, ch.id)
+		}
+		return nil // spec 4.2.2.1: discard frames on a closing channel
+	}
+	var err error
+	switch f.Type {
+	case amqp.FrameMethod:
+		if ch.pub.active {
+			return amqp.ConnErr(amqp.UnexpectedFrame, "expected content header for class 60, got non content header frame instead")
+		}
+		err = ch.handleMethod(f.Payload)
+	case amqp.FrameHeader:
+		err = ch.handleHeader(f.Payload)
+	case amqp.FrameBody:
+		err = ch.handleBody(f.Payload)
+	}
+	if err == nil {
+		return nil
+	}
+	ae, ok := err.(*amqp.Error)
+	if !ok || ae.Scope == amqp.ScopeConnection {
+		return err
+	}
+	ch.closeWithError(ae)
+	return nil
+}
+
+// closeWithError sends channel.close for a soft error and releases the channel's resources.
+func (ch *Channel) closeWithError(ae *amqp.Error) {
+	ch.c.log.Debug().Uint16("channel", ch.id).Uint16("code", uint16(ae.Code)).Str("text", ae.Text).Msg("channel closed by server")
+	ch.flushConfirms()
+	ch.release()
+	ch.closing = true
+	ch.c.send(ch.id, &amqp.ChannelClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
+}
+
+func (ch *Channel) handleMethod(payload []byte) error {
+	m, err := ch.c.dec.Decode(payload)
+	if err != nil {
+		return err
+	}
+	err = ch.dispatch(m)
+	if ae, ok := err.(*amqp.Error); ok && ae.ClassID == 0 {
+		ae.ClassID, ae.MethodID = m.ClassID(), m.MethodID()
+	}
+	return err
+}
+
+func (ch *Channel) dispatch(m amqp.Method) error {
+	c := ch.c
+	vh := c.vh
+	switch m := m.(type) {
+	case *amqp.BasicPublish:
+		if m.Immediate {
+			return amqp.ConnErr(amqp.NotImplemented, "immediate=true")
+		}
+		ch.pub.active = true
+		ch.pub.header = false
+		ch.pub.exchange = m.Exchange
+		ch.pub.key = m.RoutingKey
+		ch.pub.mandatory = m.Mandatory
+		return nil
+	case *amqp.BasicAck:
+		return ch.ack(m.DeliveryTag, m.Multiple)
+	case *amqp.BasicNack:
+		return ch.reject(m.DeliveryTag, m.Multiple, m.Requeue)
+	case *amqp.BasicReject:
+		return ch.reject(m.DeliveryTag, false, m.Requeue)
+	case *amqp.ChannelClose:
+		ch.flushConfirms()
+		ch.release()
+		delete(c.channels, ch.id)
+		c.send(ch.id, &amqp.ChannelCloseOk{})
+		return nil
+	case *amqp.ChannelCloseOk:
+		return nil
+	case *amqp.ChannelOpen:
+		return amqp.ConnErr(amqp.ChannelError, "second 'channel.open' seen")
+	case *amqp.ChannelFlow:
+		if !m.Active {
+			return amqp.ConnErr(amqp.NotImplemented, "active=false")
+		}
+		c.send(ch.id, &amqp.ChannelFlowOk{Active: true})
+		return nil
+	case *amqp.ChannelFlowOk:
+		return nil
+
+	case *amqp.ExchangeDeclare:
+		if err := checkName(m.Exchange, "exchange"); err != nil {
+			return err
+		}
+		_, err := vh.DeclareExchange(vhost.ExchangeDecl{Name: m.Exchange, Type: m.Type, Passive: m.Passive, Durable: m.Durable, AutoDelete: m.AutoDelete, Internal: m.Internal, Args: m.Arguments})
+		if err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeDeclareOk{})
+		}
+		return nil
+	case *amqp.ExchangeDelete:
+		if err := vh.DeleteExchange(m.Exchange, m.IfUnused); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeDeleteOk{})
+		}
+		return nil
+	case *amqp.ExchangeBind:
+		if err := vh.BindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeBindOk{})
+		}
+		return nil
+	case *amqp.ExchangeUnbind:
+		if err := vh.UnbindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeUnbindOk{})
+		}
+		return nil
+
+	case *amqp.QueueDeclare:
+		if err := checkName(m.Queue, "queue"); err != nil {
+			return err
+		}
+		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: m.Queue, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c})
+		if err != nil {
+			return err
+		}
+		if created && q.Exclusive {
+			c.exclusive = append(c.exclusive, q)
+		}
+		if !m.NoWait {
+			ready, _, consumers := q.Counts()
+			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+		}
+		return nil
+	case *amqp.QueueBind:
+		if err := vh.BindQueue(ch.queueName(m.Queue), m.Exchange, ch.routingKeyDefault(m.RoutingKey, m.Queue), m.Arguments, c); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueueBindOk{})
+		}
+		return nil
+	case *amqp.QueueUnbind:
+		if err := vh.UnbindQueue(ch.queueName(m.Queue), m.Exchange, m.RoutingKey, m.Arguments, c); err != nil {
+			return err
+		}
+		c.send(ch.id, &amqp.QueueUnbindOk{})
+		return nil
+	case *amqp.QueuePurge:
+		q, err := vh.LookupQueue(ch.queueName(m.Queue), c)
+		if err != nil {
+			return err
+		}
+		n := q.Purge()
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
+		}
+		return nil
+	case *amqp.QueueDelete:
+		n, err := vh.DeleteQueue(ch.queueName(m.Queue), m.IfUnused, m.IfEmpty, c)
+		if err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueueDeleteOk{MessageCount: uint32(n)})
+		}
+		return nil
+
+	case *amqp.BasicQos:
+		if m.PrefetchSize != 0 {
+			return amqp.ConnErr(amqp.NotImplemented, "prefetch_size!=0 (%d)", m.PrefetchSize)
+		}
+		ch.mu.Lock()
+		if m.Global {
+			ch.globalPrefetch = uint32(m.PrefetchCount)
+		} else {
+			// As RabbitMQ: a per-consumer qos also lifts a channel-wide limit.
+			ch.prefetch = m.PrefetchCount
+			ch.globalPrefetch = 0
+		}
+		ch.mu.Unlock()
+		c.send(ch.id, &amqp.BasicQosOk{})
+		ch.kickConsumers()
+		return nil
+	case *amqp.BasicConsume:
+		return ch.consume(m)
+	case *amqp.BasicCancel:
+		if cs := ch.consumers[m.ConsumerTag]; cs != nil {
+			delete(ch.consumers, m.ConsumerTag)
+			cs.q.RemoveConsumer(cs)
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+		return nil
+	case *amqp.BasicGet:
+		return ch.get(m)
+	case *amqp.BasicRecover:
+		if !m.Requeue {
+			return amqp.ConnErr(amqp.NotImplemented, "requeue=false")
+		}
+		ch.requeueAll()
+		c.send(ch.id, &amqp.BasicRecoverOk{})
+		return nil
+	case *amqp.BasicRecoverAsync:
+		if !m.Requeue {
+			return amqp.ConnErr(amqp.NotImplemented, "requeue=false")
+		}
+		ch.requeueAll()
+		return nil
+
+	case *amqp.ConfirmSelect:
+		if ch.tx {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.Nowait {
+			c.send(ch.id, &amqp.ConfirmSelectOk{})
+		}
+		return nil
+	case *amqp.TxSelect:
+		if ch.confirm {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "cannot switch from confirm to tx mode")
+		}
+		ch.tx = true
+		c.send(ch.id, &amqp.TxSelectOk{})
+		return nil
+	case *amqp.TxCommit:
+		if !ch.tx {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "channel is not transactional")
+		}
+		if err := ch.commit(); err != nil {
+			return err
+		}
+		c.send(ch.id, &amqp.TxCommitOk{})
+		return nil
+	case *amqp.TxRollback:
+		if !ch.tx {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "channel is not transactional")
+		}
+		ch.rollback()
+		c.send(ch.id, &amqp.TxRollbackOk{})
+		return nil
+	}
+	return amqp.ConnErr(amqp.CommandInvalid, "unexpected method '%s' on a channel", m.Name())
+}
+
+// checkName enforces the spec's 255-byte limit is implied by shortstr; RabbitMQ also refuses
+// names that are not valid UTF-8... we only check the length rule on declares.
+func checkName(name, kind string) error {
+	if len(name) > 255 {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "%s name too long", kind)
+	}
+	return nil
+}
+
+// queueName resolves the empty queue name to nothing special (RabbitMQ uses the channel's last
+// declared queue; clients rarely rely on it).
+func (ch *Channel) queueName(name string) string { return name }
+
+func (ch *Channel) routingKeyDefault(key, _ string) string { return key }
+
+// ---- publishing
+
+func (ch *Channel) handleHeader(payload []byte) error {
+	if !ch.pub.active || ch.pub.header {
+		return amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame, got non method frame instead")
+	}
+	h, err := amqp.ParseContentHeader(payload)
+	if err != nil {
+		return err
+	}
+	if h.ClassID != amqp.ClassBasic {
+		return amqp.ConnErr(amqp.FrameError, "content header for class %d, expected %d", h.ClassID, amqp.ClassBasic)
+	}
+	if h.BodySize > uint64(ch.c.env.MaxMessageSize) {
+		ch.pub.active = false
+		return amqp.ChannelErr(amqp.PreconditionFailed, "message size %d is larger than configured max size %d", h.BodySize, ch.c.env.MaxMessageSize)
+	}
+	ch.pub.header = true
+	ch.pub.size = h.BodySize
+	ch.pub.propsLen = len(h.RawProps)
+	capacity := len(h.RawProps) + int(min(h.BodySize, 1<<20))
+	ch.pub.data = make([]byte, len(h.RawProps), capacity)
+	copy(ch.pub.data, h.RawProps)
+	if h.BodySize == 0 {
+		return ch.publishAssembled()
+	}
+	return nil
+}
+
+func (ch *Channel) handleBody(payload []byte) error {
+	if !ch.pub.active || !ch.pub.header {
+		return amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame, got non method frame instead")
+	}
+	have := uint64(len(ch.pub.data) - ch.pub.propsLen)
+	if have+uint64(len(payload)) > ch.pub.size {
+		return amqp.ConnErr(amqp.FrameError, "body frames exceed the content header's body size %d", ch.pub.size)
+	}
+	ch.pub.data = append(ch.pub.data, payload...)
+	if have+uint64(len(payload)) == ch.pub.size {
+		return ch.publishAssembled()
+	}
+	return nil
+}
+
+func (ch *Channel) publishAssembled() error {
+	p := &ch.pub
+	p.active, p.header = false, false
+	data := p.data
+	p.data = nil
+	msg, err := message.New(p.exchange, p.key, data[:p.propsLen:p.propsLen], data[p.propsLen:])
+	if err != nil {
+		return err
+	}
+	if msg.Props.UserID != nil && string(msg.Props.UserID) != ch.c.user {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", msg.Props.UserID, ch.c.user)
+	}
+	if _, _, err := msg.ExpirationMillis(); err != nil {
+		return err
+	}
+	if ch.tx {
+		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
+		if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
+			return err
+		}
+		ch.txPublish = append(ch.txPublish, txPublish{msg: msg, mandatory: p.mandatory})
+		return nil
+	}
+	if err := ch.route(msg, p.mandatory); err != nil {
+		return err
+	}
+	if ch.confirm {
+		ch.publishSeq++
+		ch.markDirty()
+	}
+	return nil
+}
+
+// route delivers msg to the queues it routes to, or returns it (mandatory) when none.
+func (ch *Channel) route(msg *message.Message, mandatory bool) error {
+	if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
+		return err
+	}
+	qs := ch.router.Queues
+	routed := false
+	for _, q := range qs {
+		if q.Publish(msg) {
+			routed = true
+		}
+	}
+	clear(ch.router.Queues)
+	if !routed && mandatory {
+		c := ch.c
+		c.outMu.Lock()
+		c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})
+		c.out = amqp.AppendContent(c.out, ch.id, msg.RawProps, msg.Body, c.frameMax)
+		c.outMu.Unlock()
+		c.kick()
+	}
+	return nil
+}
+
+func (ch *Channel) markDirty() {
+	for _, d := range ch.c.dirty {
+		if d == ch {
+			return
+		}
+	}
+	ch.c.dirty = append(ch.c.dirty, ch)
+}
+
+// flushConfirms sends basic.ack (multiple=true) for everything published and not yet confirmed.
+func (ch *Channel) flushConfirms() {
+	if !ch.confirm || ch.confirmedTo == ch.publishSeq {
+		return
+	}
+	c := ch.c
+	c.outMu.Lock()
+	multiple := ch.publishSeq-ch.confirmedTo > 1
+	c.out = amqp.AppendBasicAck(c.out, ch.id, ch.publishSeq, multiple, false)
+	c.outMu.Unlock()
+	ch.confirmedTo = ch.publishSeq
+	c.kick()
+}
+
+// ---- transactions
+
+func (ch *Channel) commit() error {
+	pubs := ch.txPublish
+	ch.txPublish = nil
+	for _, p := range pubs {
+		if err := ch.route(p.msg, p.mandatory); err != nil {
+			return err
+		}
+	}
+	settles := ch.txSettle
+	ch.txSettle = nil
+	for _, s := range settles {
+		if s.retire {
+			ch.retire(s.entries)
+		} else {
+			ch.requeueEntries(s.entries)
+		}
+	}
+	return nil
+}
+
+func (ch *Channel) rollback() {
+	ch.txPublish = nil
+	settles := ch.txSettle
+	ch.txSettle = nil
+	// Acked-in-transaction messages become unacked again, at their tag positions.
+	ch.mu.Lock()
+	for _, s := range settles {
+		for _, e := range s.entries {
+			ch.unacked.insert(e)
+			if e.cs != nil {
+				e.cs.unacked++
+			}
+			ch.globalUnacked++
+		}
+	}
+	ch.mu.Unlock()
+}
+
+// ---- consuming
+
+func newTag(prefix string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (ch *Channel) consume(m *amqp.BasicConsume) error {
+	c := ch.c
+	q, err := c.vh.LookupQueue(ch.queueName(m.Queue), c)
+	if err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		tag = newTag("amq.ctag-")
+	}
+	if ch.consumers[tag] != nil {
+		return amqp.ConnErr(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
+	}
+	cs := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, prefetch: uint32(ch.prefetch)}
+	ch.consumers[tag] = cs
+	// consume-ok must precede the first delivery: send it before attaching.
+	if !m.NoWait {
+		c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
+	}
+	if err := q.AddConsumer(cs, m.Exclusive); err != nil {
+		delete(ch.consumers, tag)
+		return err
+	}
+	return nil
+}
+
+func (ch *Channel) get(m *amqp.BasicGet) error {
+	c := ch.c
+	q, err := c.vh.LookupQueue(ch.queueName(m.Queue), c)
+	if err != nil {
+		return err
+	}
+	e, remaining, ok := q.Get()
+	if !ok {
+		c.send(ch.id, &amqp.BasicGetEmpty{})
+		return nil
+	}
+	ch.mu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	c.outMu.Lock()
+	c.out = amqp.AppendBasicGetOk(c.out, ch.id, tag, e.Redelivered, e.Msg.Exchange, e.Msg.RoutingKey, uint32(remaining))
+	c.out = amqp.AppendContent(c.out, ch.id, e.Msg.RawProps, e.Msg.Body, c.frameMax)
+	c.outMu.Unlock()
+	if !m.NoAck {
+		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
+		ch.globalUnacked++ // RabbitMQ counts basic.get messages against the channel limit
+	}
+	ch.mu.Unlock()
+	c.kick()
+	if m.NoAck {
+		q.Ack(1)
+	}
+	return nil
+}
+
+// kickConsumers re-runs dispatch for every queue this channel consumes from (credit changed).
+func (ch *Channel) kickConsumers() {
+	seen := make(map[*queue.Queue]bool, len(ch.consumers))
+	for _, cs := range ch.consumers {
+		if !seen[cs.q] {
+			seen[cs.q] = true
+			cs.q.Kick()
+		}
+	}
+}
+
+// ---- acknowledgements
+
+func (ch *Channel) unknownTag(tag uint64) error {
+	return amqp.ChannelErr(amqp.PreconditionFailed, "unknown delivery tag %d", tag)
+}
+
+// take removes the entries acknowledged by (tag, multiple) from the unacked list.
+func (ch *Channel) take(tag uint64, multiple bool) ([]unackedEntry, bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	var es []unackedEntry
+	if multiple {
+		if tag == 0 {
+			es = ch.unacked.takeAll()
+		} else {
+			if !ch.unacked.has(tag) {
+				return nil, false
+			}
+			es = ch.unacked.takeUpTo(tag)
+		}
+	} else {
+		e, ok := ch.unacked.take(tag)
+		if !ok {
+			return nil, false
+		}
+		es = []unackedEntry{e}
+	}
+	for _, e := range es {
+		if e.cs != nil {
+			e.cs.unacked--
+		}
+		ch.globalUnacked--
+	}
+	return es, true
+}
+
+func (ch *Channel) ack(tag uint64, multiple bool) error {
+	es, ok := ch.take(tag, multiple)
+	if !ok {
+		return ch.unknownTag(tag)
+	}
+	if ch.tx {
+		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: true})
+		return nil
+	}
+	ch.retire(es)
+	return nil
+}
+
+func (ch *Channel) reject(tag uint64, multiple, requeue bool) error {
+	es, ok := ch.take(tag, multiple)
+	if !ok {
+		return ch.unknownTag(tag)
+	}
+	if ch.tx {
+		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: !requeue, requeue: requeue})
+		return nil
+	}
+	if requeue {
+		ch.requeueEntries(es)
+	} else {
+		ch.retire(es)
+	}
+	return nil
+}
+
+// retire tells each queue how many of its deliveries were settled (it dispatches more), and
+// kicks the queues of this channel's consumers when channel-wide credit was released.
+func (ch *Channel) retire(es []unackedEntry) {
+	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) { q.Ack(len(group)) })
+	ch.kickStarved(es)
+}
+
+func (ch *Channel) requeueEntries(es []unackedEntry) {
+	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
+		entries := make([]queue.Entry, len(group))
+		for i, e := range group {
+			entries[i] = e.e
+		}
+		q.Requeue(entries)
+	})
+	ch.kickStarved(es)
+}
+
+// kickStarved kicks queues of consumers on this channel other than those already handled, when
+// a channel-wide prefetch limit may have held them back.
+func (ch *Channel) kickStarved(es []unackedEntry) {
+	ch.mu.Lock()
+	global := ch.globalPrefetch
+	ch.mu.Unlock()
+	if global == 0 || len(ch.consumers) < 2 {
+		return
+	}
+	handled := make(map[*queue.Queue]bool)
+	for _, e := range es {
+		handled[e.q] = true
+	}
+	for _, cs := range ch.consumers {
+		if !handled[cs.q] {
+			handled[cs.q] = true
+			cs.q.Kick()
+		}
+	}
+}
+
+// forEachQueue groups entries by queue, keeping their order within each queue.
+func forEachQueue(es []unackedEntry, f func(q *queue.Queue, group []unackedEntry)) {
+	if len(es) == 0 {
+		return
+	}
+	allSame := true
+	for _, e := range es[1:] {
+		if e.q != es[0].q {
+			allSame = false
+			break
+		}
+	}
+	if allSame {
+		f(es[0].q, es)
+		return
+	}
+	var queues []*queue.Queue
+	for _, e := range es {
+		seen := false
+		for _, q := range queues {
+			if q == e.q {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			queues = append(queues, e.q)
+		}
+	}
+	group := make([]unackedEntry, 0, len(es))
+	for _, q := range queues {
+		group = group[:0]
+		for _, e := range es {
+			if e.q == q {
+				group = append(group, e)
+			}
+		}
+		f(q, group)
+	}
+}
+
+func (ch *Channel) requeueAll() {
+	ch.mu.Lock()
+	es := ch.unacked.takeAll()
+	for _, e := range es {
+		if e.cs != nil {
+			e.cs.unacked--
+		}
+		ch.globalUnacked--
+	}
+	ch.mu.Unlock()
+	ch.requeueEntries(es)
+}
+
+// release cancels the channel's consumers and requeues its unacked messages (channel or
+// connection closed). Idempotent.
+func (ch *Channel) release() {
+	for tag, cs := range ch.consumers {
+		delete(ch.consumers, tag)
+		cs.q.RemoveConsumer(cs)
+	}
+	ch.mu.Lock()
+	if ch.released {
+		ch.mu.Unlock()
+		return
+	}
+	ch.released = true
+	es := ch.unacked.takeAll()
+	ch.globalUnacked = 0
+	ch.mu.Unlock()
+	// Acks held in an open transaction were never committed: those messages come back too.
+	for _, s := range ch.txSettle {
+		es = append(es, s.entries...)
+	}
+	ch.txSettle = nil
+	ch.txPublish = nil
+	sort.Slice(es, func(i, j int) bool { return es[i].tag < es[j].tag })
+	ch.requeueEntries(es)
+}

@@ -1,0 +1,615 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// Conn is one client connection.
+type Conn struct {
+	env    *Env
+	nc     net.Conn
+	id     uint64
+	log    zerolog.Logger
+	fr     *amqp.FrameReader
+	dec    amqp.Decoder
+	remote string
+
+	// Set during the handshake, then read-only.
+	vh            *vhost.VHost
+	user          string
+	frameMax      uint32
+	channelMax    uint16
+	heartbeat     uint16
+	clientProps   amqp.Table
+	connectedAt   time.Time
+	clientSupport struct{ cancelNotify bool }
+
+	// Reader goroutine only.
+	channels  map[uint16]*Channel
+	closing   bool       // we sent connection.close and wait for close-ok
+	dirty     []*Channel // channels with confirms to flush at the end of a read batch
+	exclusive []*queue.Queue
+
+	outMu     sync.Mutex
+	out       []byte
+	blocked   []*queue.Queue // queues refused for a full buffer, kicked after the next write
+	outClosed bool
+
+	wmu      sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
+	spare    []byte     // guarded by wmu
+	wake     chan struct{}
+	done     chan struct{} // closed when the reader finishes: stops the writer
+	writerWG sync.WaitGroup
+	lastSend atomic.Int64 // unix nanos of the last write (heartbeat decisions)
+	lastRecv atomic.Int64
+
+	// Counters for management.
+	RecvBytes atomic.Uint64
+	SentBytes atomic.Uint64
+}
+
+// NewConn wraps an accepted network connection.
+func NewConn(env *Env, nc net.Conn, id uint64) *Conn {
+	env.setDefaults()
+	c := &Conn{
+		env: env, nc: nc, id: id, remote: nc.RemoteAddr().String(),
+		channels: make(map[uint16]*Channel),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	c.log = env.Log.With().Uint64("conn_id", id).Str("remote", c.remote).Logger()
+	return c
+}
+
+// ID returns the connection id.
+func (c *Conn) ID() uint64 { return c.id }
+
+// User returns the authenticated user name.
+func (c *Conn) User() string { return c.user }
+
+// VHostName returns the vhost name ("" before connection.open).
+func (c *Conn) VHostName() string {
+	if c.vh == nil {
+		return ""
+	}
+	return c.vh.Name
+}
+
+// Remote returns the peer address.
+func (c *Conn) Remote() string { return c.remote }
+
+// ClientProperties returns the client's properties from connection.start-ok.
+func (c *Conn) ClientProperties() amqp.Table { return c.clientProps }
+
+// deadlineReader sets a read deadline before each read when heartbeats are on: a client
+// silent for two heartbeat intervals is dropped (spec 4.2.7).
+type deadlineReader struct{ c *Conn }
+
+func (r deadlineReader) Read(p []byte) (int, error) {
+	c := r.c
+	if hb := c.heartbeat; hb > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(2 * time.Duration(hb) * time.Second))
+	}
+	n, err := c.nc.Read(p)
+	c.RecvBytes.Add(uint64(n))
+	return n, err
+}
+
+// Serve runs the connection until it ends; it closes the network connection and releases
+// everything the connection held.
+func (c *Conn) Serve() {
+	c.fr = amqp.NewFrameReader(deadlineReader{c}, 16<<10)
+	defer c.nc.Close()
+	if err := c.handshake(); err != nil {
+		c.log.Debug().Err(err).Msg("handshake failed")
+		return
+	}
+	if c.env.Registered != nil {
+		c.env.Registered(c)
+	}
+	c.writerWG.Add(1)
+	go c.writeLoop()
+	err := c.readLoop()
+	c.teardown()
+	close(c.done)
+	c.writerWG.Wait()
+	if c.env.Unregistered != nil {
+		c.env.Unregistered(c)
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug().Err(err).Msg("connection ended")
+	}
+}
+
+// handshake runs protocol header, start/start-ok, tune/tune-ok and open/open-ok (spec 4.2.2,
+// 4.2.3) synchronously, writing straight to the socket.
+func (c *Conn) handshake() error {
+	c.nc.SetDeadline(time.Now().Add(c.env.HandshakeTimeout))
+	defer c.nc.SetDeadline(time.Time{})
+	var h [8]byte
+	if err := c.fr.ReadProtocolHeader(&h); err != nil {
+		return err
+	}
+	if !bytes.Equal(h[:], amqp.ProtocolHeader) {
+		c.nc.Write(amqp.ProtocolHeader)
+		return errors.New("session: bad protocol header")
+	}
+	caps := amqp.Table{
+		"publisher_confirms": true, "exchange_exchange_bindings": true, "basic.nack": true,
+		"consumer_cancel_notify": true, "connection.blocked": true, "consumer_priorities": true,
+		"authentication_failure_close": true, "per_consumer_qos": true, "direct_reply_to": true,
+	}
+	start := &amqp.ConnectionStart{
+		VersionMajor: 0, VersionMinor: 9,
+		ServerProperties: amqp.Table{
+			"product": c.env.Product, "version": c.env.Version, "platform": "Go",
+			"copyright": "Warren authors", "information": "Warren, an AMQP 0-9-1 broker",
+			"capabilities": caps, "cluster_name": "warren",
+		},
+		Mechanisms: "PLAIN AMQPLAIN", Locales: "en_US",
+	}
+	if _, err := c.nc.Write(amqp.AppendMethodFrame(nil, 0, start)); err != nil {
+		return err
+	}
+	m, err := c.readHandshakeMethod()
+	if err != nil {
+		return err
+	}
+	so, ok := m.(*amqp.ConnectionStartOk)
+	if !ok {
+		return c.handshakeFail(amqp.ConnErr(amqp.CommandInvalid, "expected 'connection.start-ok', got '%s'", m.Name()))
+	}
+	c.clientProps = so.ClientProperties
+	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
+		c.clientSupport.cancelNotify, _ = caps["consumer_cancel_notify"].(bool)
+	}
+	user, pass, err := parseSASL(so.Mechanism, so.Response)
+	if err != nil {
+		return c.handshakeFail(err)
+	}
+	if ok, reason := c.env.Authenticate(user, pass, c.nc.RemoteAddr()); !ok {
+		c.log.Warn().Str("user", user).Str("mechanism", so.Mechanism).Str("reason", reason).Msg("authentication failed")
+		return c.handshakeFail(amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
+	}
+	c.user = user
+	tune := &amqp.ConnectionTune{ChannelMax: c.env.ChannelMax, FrameMax: c.env.FrameMax, Heartbeat: c.env.Heartbeat}
+	if _, err := c.nc.Write(amqp.AppendMethodFrame(nil, 0, tune)); err != nil {
+		return err
+	}
+	if m, err = c.readHandshakeMethod(); err != nil {
+		return err
+	}
+	to, ok := m.(*amqp.ConnectionTuneOk)
+	if !ok {
+		return c.handshakeFail(amqp.ConnErr(amqp.CommandInvalid, "expected 'connection.tune-ok', got '%s'", m.Name()))
+	}
+	c.channelMax = negotiate16(c.env.ChannelMax, to.ChannelMax)
+	c.frameMax = negotiate32(c.env.FrameMax, to.FrameMax)
+	if c.frameMax < amqp.FrameMinSize {
+		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "frame_max=%d < %d min size", to.FrameMax, amqp.FrameMinSize))
+	}
+	if to.FrameMax > c.env.FrameMax && c.env.FrameMax != 0 {
+		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "frame_max=%d > %d max size", to.FrameMax, c.env.FrameMax))
+	}
+	c.heartbeat = to.Heartbeat
+	c.fr.SetMaxFrameSize(c.frameMax)
+	if m, err = c.readHandshakeMethod(); err != nil {
+		return err
+	}
+	open, ok := m.(*amqp.ConnectionOpen)
+	if !ok {
+		return c.handshakeFail(amqp.ConnErr(amqp.CommandInvalid, "expected 'connection.open', got '%s'", m.Name()))
+	}
+	vh := c.env.VHost(open.VirtualHost)
+	if vh == nil {
+		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "vhost %s not found", open.VirtualHost))
+	}
+	c.vh = vh
+	c.connectedAt = time.Now()
+	c.log = c.log.With().Str("vhost", vh.Name).Str("user", user).Logger()
+	_, err = c.nc.Write(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{}))
+	c.log.Debug().Msg("connection opened")
+	return err
+}
+
+func negotiate16(server, client uint16) uint16 {
+	if client == 0 || (server != 0 && server < client) {
+		return server
+	}
+	return client
+}
+
+func negotiate32(server, client uint32) uint32 {
+	if client == 0 || (server != 0 && server < client) {
+		return server
+	}
+	return client
+}
+
+// readHandshakeMethod reads the next method frame on channel 0, skipping heartbeats.
+func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var ae *amqp.Error
+			if errors.As(err, &ae) {
+				return nil, c.handshakeFail(err)
+			}
+			return nil, err
+		}
+		if f.Type == amqp.FrameHeartbeat {
+			continue
+		}
+		if f.Type != amqp.FrameMethod || f.Channel != 0 {
+			return nil, c.handshakeFail(amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame on channel 0 during handshake"))
+		}
+		return amqp.DecodeMethod(f.Payload)
+	}
+}
+
+// handshakeFail sends connection.close for err and returns it.
+func (c *Conn) handshakeFail(err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		cl := &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID}
+		c.nc.Write(amqp.AppendMethodFrame(nil, 0, cl))
+		// Give the client a moment to answer close-ok before we hang up.
+		c.nc.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			f, rerr := c.fr.ReadFrame()
+			if rerr != nil || f.Type == amqp.FrameMethod && len(f.Payload) >= 4 && f.Payload[1] == 10 && f.Payload[3] == 51 {
+				break
+			}
+		}
+	}
+	return err
+}
+
+func parseSASL(mech, resp string) (user, pass string, err error) {
+	switch mech {
+	case "PLAIN":
+		parts := strings.Split(resp, "\x00")
+		if len(parts) != 3 {
+			return "", "", amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism PLAIN. For details see the broker logfile.")
+		}
+		return parts[1], parts[2], nil
+	case "AMQPLAIN":
+		// The response is a field table without its length prefix.
+		b := make([]byte, 4+len(resp))
+		b[0], b[1], b[2], b[3] = byte(len(resp)>>24), byte(len(resp)>>16), byte(len(resp)>>8), byte(len(resp))
+		copy(b[4:], resp)
+		t, _, terr := amqp.ReadTable(b)
+		if terr != nil {
+			return "", "", amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism AMQPLAIN. For details see the broker logfile.")
+		}
+		u, _ := t["LOGIN"].(string)
+		p, _ := t["PASSWORD"].(string)
+		return u, p, nil
+	}
+	return "", "", amqp.ConnErr(amqp.AccessRefused, "unsupported authentication mechanism '%s'", mech)
+}
+
+// readLoop reads and handles frames until the connection ends.
+func (c *Conn) readLoop() error {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var ae *amqp.Error
+			if errors.As(err, &ae) {
+				c.closeWithError(err)
+				return c.drainUntilCloseOk()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !c.closing {
+				c.log.Debug().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats, closing")
+				return err
+			}
+			return err
+		}
+		c.lastRecv.Store(time.Now().UnixNano())
+		done, err := c.handleFrame(f)
+		if err != nil {
+			c.closeWithError(err)
+			return c.drainUntilCloseOk()
+		}
+		if done {
+			return nil
+		}
+		if c.fr.Buffered() == 0 {
+			c.flushConfirms()
+		}
+	}
+}
+
+// drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close.
+func (c *Conn) drainUntilCloseOk() error {
+	c.flushNow()
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.heartbeat = 0
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return nil
+		}
+		if f.Type == amqp.FrameMethod && f.Channel == 0 && len(f.Payload) >= 4 && f.Payload[1] == 10 && (f.Payload[3] == 51 || f.Payload[3] == 50) {
+			if f.Payload[3] == 50 {
+				c.send(0, &amqp.ConnectionCloseOk{})
+			}
+			return nil
+		}
+	}
+}
+
+// closeWithError sends connection.close for a connection-level error.
+func (c *Conn) closeWithError(err error) {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		ae = &amqp.Error{Code: amqp.InternalError, Text: "INTERNAL_ERROR - " + err.Error()}
+	}
+	c.log.Debug().Uint16("code", uint16(ae.Code)).Str("text", ae.Text).Msg("closing connection with error")
+	c.closing = true
+	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
+}
+
+// Shutdown asks the connection to close with 320 CONNECTION_FORCED (broker shutdown or an
+// operator's request); safe from any goroutine. The reader ends when the client answers or the
+// socket closes after a grace period.
+func (c *Conn) Shutdown(reason string) {
+	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(amqp.ConnectionForced), ReplyText: "CONNECTION_FORCED - " + reason})
+	c.flushNow()
+	go func() {
+		select {
+		case <-c.done:
+		case <-time.After(3 * time.Second):
+			c.nc.Close()
+		}
+	}()
+}
+
+// handleFrame dispatches one frame. done reports that the connection closed cleanly.
+func (c *Conn) handleFrame(f amqp.Frame) (done bool, err error) {
+	switch f.Type {
+	case amqp.FrameHeartbeat:
+		if f.Channel != 0 {
+			return false, amqp.ConnErr(amqp.FrameError, "heartbeat frame on channel %d", f.Channel)
+		}
+		return false, nil
+	case amqp.FrameMethod:
+		if f.Channel == 0 {
+			return c.handleConnMethod(f.Payload)
+		}
+	}
+	if c.closing {
+		return false, nil // after connection.close, ignore everything but close/close-ok
+	}
+	if f.Channel == 0 {
+		return false, amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame on channel 0, got frame type %d", f.Type)
+	}
+	ch := c.channels[f.Channel]
+	if ch == nil {
+		if f.Type != amqp.FrameMethod {
+			return false, amqp.ConnErr(amqp.ChannelError, "expected 'channel.open' on channel %d", f.Channel)
+		}
+		return false, c.openChannel(f.Channel, f.Payload)
+	}
+	return false, ch.handleFrame(f)
+}
+
+// openChannel handles a method on a channel that is not open: it must be channel.open.
+func (c *Conn) openChannel(id uint16, payload []byte) error {
+	m, err := c.dec.Decode(payload)
+	if err != nil {
+		return err
+	}
+	if _, ok := m.(*amqp.ChannelOpen); !ok {
+		return &amqp.Error{Code: amqp.ChannelError, Text: "CHANNEL_ERROR - expected 'channel.open'", ClassID: m.ClassID(), MethodID: m.MethodID(), Scope: amqp.ScopeConnection}
+	}
+	if id > c.channelMax {
+		return &amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - channel id " + itoa(int(id)) + " exceeds channel_max " + itoa(int(c.channelMax)), ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
+	}
+	ch := newChannel(c, id)
+	c.channels[id] = ch
+	c.send(id, &amqp.ChannelOpenOk{})
+	return nil
+}
+
+func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
+	m, err := c.dec.Decode(payload)
+	if err != nil {
+		return false, err
+	}
+	switch m := m.(type) {
+	case *amqp.ConnectionClose:
+		c.log.Debug().Uint16("code", m.ReplyCode).Str("text", m.ReplyText).Msg("client closed connection")
+		c.teardown()
+		c.send(0, &amqp.ConnectionCloseOk{})
+		c.flushNow()
+		return true, nil
+	case *amqp.ConnectionCloseOk:
+		if c.closing {
+			return true, nil
+		}
+		return false, nil
+	case *amqp.ConnectionUpdateSecret:
+		c.send(0, &amqp.ConnectionUpdateSecretOk{})
+		return false, nil
+	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
+		return false, nil
+	}
+	if c.closing {
+		return false, nil
+	}
+	return false, &amqp.Error{Code: amqp.CommandInvalid, Text: "COMMAND_INVALID - unexpected method '" + m.Name() + "' on channel 0", ClassID: m.ClassID(), MethodID: m.MethodID(), Scope: amqp.ScopeConnection}
+}
+
+// teardown releases every channel (consumers cancelled, unacked requeued) and deletes the
+// connection's exclusive queues. Idempotent.
+func (c *Conn) teardown() {
+	for id, ch := range c.channels {
+		ch.release()
+		delete(c.channels, id)
+	}
+	for _, q := range c.exclusive {
+		c.vh.DeleteQueueObject(q)
+	}
+	c.exclusive = nil
+}
+
+// send appends a method frame to the outbound buffer and wakes the writer.
+func (c *Conn) send(ch uint16, m amqp.Method) {
+	c.outMu.Lock()
+	c.out = amqp.AppendMethodFrame(c.out, ch, m)
+	c.outMu.Unlock()
+	c.kick()
+}
+
+// sendContent appends a method with content (basic.return, get-ok built by the caller).
+func (c *Conn) appendLocked(f func([]byte) []byte) { c.out = f(c.out) }
+
+func (c *Conn) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flushNow writes the outbound buffer synchronously from the reader goroutine (used just
+// before closing).
+func (c *Conn) flushNow() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.outMu.Lock()
+	buf := c.out
+	c.out = nil
+	c.outMu.Unlock()
+	if len(buf) > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		c.nc.Write(buf)
+		c.SentBytes.Add(uint64(len(buf)))
+	}
+}
+
+// writeLoop drains the outbound buffer: everything appended while the previous write ran goes
+// out in the next single write. It also sends heartbeats when nothing else was sent.
+func (c *Conn) writeLoop() {
+	defer c.writerWG.Done()
+	var tick <-chan time.Time
+	if c.heartbeat > 0 {
+		t := time.NewTicker(time.Duration(c.heartbeat) * time.Second / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		stop := false
+		select {
+		case <-c.wake:
+		case <-tick:
+			if time.Since(time.Unix(0, c.lastSend.Load())) >= time.Duration(c.heartbeat)*time.Second/2 {
+				c.outMu.Lock()
+				c.out = amqp.AppendHeartbeat(c.out)
+				c.outMu.Unlock()
+			}
+		case <-c.done:
+			stop = true
+		}
+		c.wmu.Lock()
+		c.outMu.Lock()
+		buf := c.out
+		c.out = c.spare[:0]
+		blocked := c.blocked
+		c.blocked = nil
+		if stop {
+			c.outClosed = true
+		}
+		c.outMu.Unlock()
+		if len(buf) > 0 {
+			if stop {
+				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			}
+			n, err := c.nc.Write(buf)
+			c.SentBytes.Add(uint64(n))
+			c.lastSend.Store(time.Now().UnixNano())
+			if err != nil {
+				c.nc.Close() // the reader sees the error and ends the connection
+				stop = true
+			}
+		}
+		if cap(buf) <= 4<<20 {
+			c.spare = buf[:0]
+		} else {
+			c.spare = nil
+		}
+		c.wmu.Unlock()
+		for _, q := range blocked {
+			if !stop {
+				q.Kick()
+			}
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// outFullLocked reports whether the outbound buffer is over its limit; with outMu held.
+// The queue is remembered and kicked once the buffer drains.
+func (c *Conn) outFullLocked(q *queue.Queue) bool {
+	if c.outClosed {
+		return true
+	}
+	if len(c.out) < c.env.OutBufferLimit {
+		return false
+	}
+	for _, b := range c.blocked {
+		if b == q {
+			return true
+		}
+	}
+	c.blocked = append(c.blocked, q)
+	return true
+}
+
+// flushConfirms emits pending publisher confirms of every dirty channel (coalesced with
+// multiple=true), at the end of a read batch.
+func (c *Conn) flushConfirms() {
+	for _, ch := range c.dirty {
+		ch.flushConfirms()
+	}
+	clear(c.dirty)
+	c.dirty = c.dirty[:0]
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	n := len(b)
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		n--
+		b[n] = '-'
+	}
+	return string(b[n:])
+}

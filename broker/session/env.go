@@ -1,0 +1,66 @@
+// Package session implements AMQP connections and channels: the handshake, tune and heartbeats,
+// content assembly, delivery tags and the unacked list, prefetch credit, publisher confirms and
+// transactions. Each connection runs two goroutines: a reader that decodes frames and runs the
+// channel state machines inline, and a writer that flushes the outbound buffer (write
+// coalescing). There is no goroutine per channel.
+//
+//	env := &session.Env{VHost: reg.Lookup, Authenticate: users.Check, ...}
+//	c := session.NewConn(env, netConn, id)
+//	go c.Serve() // returns when the connection ends
+package session
+
+import (
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// Env is what a connection needs from the broker around it.
+type Env struct {
+	Log zerolog.Logger
+	// VHost returns the named virtual host or nil.
+	VHost func(name string) *vhost.VHost
+	// Authenticate checks credentials for a client at remote and returns the user name or an
+	// error text (logged, not sent).
+	Authenticate func(user, pass string, remote net.Addr) (ok bool, reason string)
+	// Registered / Unregistered track live connections (for shutdown and management).
+	Registered   func(c *Conn)
+	Unregistered func(c *Conn)
+
+	Product string
+	Version string
+
+	FrameMax         uint32        // offered in connection.tune (default 131072)
+	ChannelMax       uint16        // offered (default 2047)
+	Heartbeat        uint16        // seconds, offered (default 60)
+	MaxMessageSize   int           // bytes (default 128 MiB)
+	HandshakeTimeout time.Duration // default 10s
+	OutBufferLimit   int           // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
+}
+
+func (e *Env) setDefaults() {
+	if e.FrameMax == 0 {
+		e.FrameMax = 131072
+	}
+	if e.ChannelMax == 0 {
+		e.ChannelMax = 2047
+	}
+	if e.MaxMessageSize == 0 {
+		e.MaxMessageSize = 128 << 20
+	}
+	if e.HandshakeTimeout == 0 {
+		e.HandshakeTimeout = 10 * time.Second
+	}
+	if e.OutBufferLimit == 0 {
+		e.OutBufferLimit = 1 << 20
+	}
+	if e.Product == "" {
+		e.Product = "Warren"
+	}
+}
+
+// Defaults fills zero fields of e with their defaults.
+func (e *Env) Defaults() { e.setDefaults() }

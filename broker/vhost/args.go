@@ -1,0 +1,133 @@
+package vhost
+
+import (
+	"fmt"
+
+	"github.com/warrenmq/warren/amqp"
+)
+
+// queueArgKinds are the queue arguments RabbitMQ validates (and compares on redeclare).
+var queueArgKinds = map[string]string{
+	"x-message-ttl":             "nonneg",
+	"x-expires":                 "positive",
+	"x-max-length":              "nonneg",
+	"x-max-length-bytes":        "nonneg",
+	"x-max-priority":            "priority",
+	"x-delivery-limit":          "nonneg",
+	"x-dead-letter-exchange":    "string",
+	"x-dead-letter-routing-key": "string",
+	"x-overflow":                "overflow",
+	"x-queue-mode":              "mode",
+	"x-queue-type":              "type",
+	"x-single-active-consumer":  "bool",
+	"x-max-age":                 "string",
+}
+
+func intArg(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int8:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+// ValidateQueueArgs checks the types and ranges of the queue arguments RabbitMQ checks, with
+// its error texts (406 PRECONDITION_FAILED).
+func ValidateQueueArgs(args amqp.Table) error {
+	for k, v := range args {
+		kind, ok := queueArgKinds[k]
+		if !ok {
+			continue
+		}
+		bad := func(reason string) error {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg '%s' for queue: %s", k, reason)
+		}
+		switch kind {
+		case "nonneg", "positive", "priority":
+			n, ok := intArg(v)
+			if !ok {
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+			}
+			if n < 0 || (kind == "positive" && n == 0) {
+				if kind == "positive" && n == 0 {
+					return bad(fmt.Sprintf("{value_zero,%d}", n))
+				}
+				return bad(fmt.Sprintf("{value_negative,%d}", n))
+			}
+			if kind == "priority" && n > 255 {
+				return bad(fmt.Sprintf("{value_too_big,%d}", n))
+			}
+		case "string":
+			if _, ok := v.(string); !ok {
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+			}
+		case "bool":
+			if _, ok := v.(bool); !ok {
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+			}
+		case "overflow":
+			s, _ := v.(string)
+			if s != "drop-head" && s != "reject-publish" && s != "reject-publish-dlx" {
+				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
+			}
+		case "mode":
+			s, _ := v.(string)
+			if s != "default" && s != "lazy" {
+				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
+			}
+		case "type":
+			s, _ := v.(string)
+			if s != "classic" {
+				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
+			}
+		}
+	}
+	return nil
+}
+
+// equivalentArgs compares the validated arguments of an existing queue and a redeclaration.
+func equivalentArgs(queueName, vhost string, cur, got amqp.Table) error {
+	for k := range queueArgKinds {
+		c, hasC := cur[k]
+		g, hasG := got[k]
+		if !hasC && !hasG {
+			continue
+		}
+		same := hasC == hasG
+		if same {
+			ci, cok := intArg(c)
+			gi, gok := intArg(g)
+			if cok && gok {
+				same = ci == gi
+			} else {
+				same = fmt.Sprint(c) == fmt.Sprint(g) && typeName(c) == typeName(g)
+			}
+		}
+		if !same {
+			curText := "none"
+			if hasC {
+				curText = fmt.Sprintf("the value '%v' of type '%s'", c, typeName(c))
+			}
+			gotText := "none"
+			if hasG {
+				gotText = fmt.Sprintf("the value '%v' of type '%s'", g, typeName(g))
+			}
+			return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s", k, queueName, vhost, gotText, curText)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,537 @@
+// Package vhost is the registry of one virtual host's exchanges, queues and bindings, with
+// RabbitMQ's rules for declaring, deleting, binding and routing.
+//
+//	v := vhost.New("/")
+//	q, created, err := v.DeclareQueue(vhost.QueueDecl{Name: "jobs", Durable: true})
+//	err = v.BindQueue("jobs", "amq.direct", "jobs", nil, owner)
+//	qs, err := v.Route("amq.direct", "jobs", msg, nil)
+package vhost
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/exchange"
+	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/queue"
+)
+
+// VHost is one virtual host. mu guards the maps; exchanges and queues have their own locks.
+// Lock order: vh.mu → exchange.mu → queue.mu.
+type VHost struct {
+	Name string
+
+	mu        sync.RWMutex
+	exchanges map[string]*exchange.Exchange
+	queues    map[string]*queue.Queue
+}
+
+// New creates a virtual host with the predeclared exchanges (amq.direct, amq.fanout,
+// amq.topic, amq.headers, amq.match) and the default exchange.
+func New(name string) *VHost {
+	v := &VHost{Name: name, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue)}
+	for _, p := range []struct{ name, typ string }{
+		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
+		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
+	} {
+		x, _ := exchange.New(p.name, p.typ, exchange.Options{Durable: true})
+		v.exchanges[p.name] = x
+	}
+	return v
+}
+
+func (v *VHost) notFoundExchange(name string) error {
+	return amqp.ChannelErr(amqp.NotFound, "no exchange '%s' in vhost '%s'", name, v.Name)
+}
+
+func (v *VHost) notFoundQueue(name string) error {
+	return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", name, v.Name)
+}
+
+// ExchangeDecl is exchange.declare's arguments.
+type ExchangeDecl struct {
+	Name, Type                            string
+	Passive, Durable, AutoDelete, Internal bool
+	Args                                   amqp.Table
+}
+
+// DeclareExchange declares (or checks, when passive) an exchange.
+func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	x := v.exchanges[d.Name]
+	if d.Passive {
+		if x == nil {
+			return nil, v.notFoundExchange(d.Name)
+		}
+		return x, nil
+	}
+	if d.Name == "" {
+		return nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
+	if strings.HasPrefix(d.Name, "amq.") && x == nil {
+		return nil, amqp.ChannelErr(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", d.Name)
+	}
+	if !exchange.ValidType(d.Type) {
+		return nil, amqp.ConnErr(amqp.CommandInvalid, "unknown exchange type '%s'", d.Type)
+	}
+	if x != nil {
+		if err := v.equivalentExchange(x, d); err != nil {
+			return nil, err
+		}
+		return x, nil
+	}
+	if ae, ok := d.Args["alternate-exchange"]; ok {
+		if _, ok := ae.(string); !ok {
+			return nil, amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
+		}
+	}
+	x, err := exchange.New(d.Name, d.Type, exchange.Options{Durable: d.Durable, AutoDelete: d.AutoDelete, Internal: d.Internal, Args: d.Args})
+	if err != nil {
+		return nil, err
+	}
+	v.exchanges[d.Name] = x
+	return x, nil
+}
+
+func (v *VHost) equivalentExchange(x *exchange.Exchange, d ExchangeDecl) error {
+	mismatch := func(arg string, got, cur any) error {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%v' but current is '%v'", arg, d.Name, v.Name, got, cur)
+	}
+	switch {
+	case x.Type != d.Type:
+		return mismatch("type", d.Type, x.Type)
+	case x.Durable != d.Durable:
+		return mismatch("durable", d.Durable, x.Durable)
+	case x.AutoDelete != d.AutoDelete:
+		return mismatch("auto_delete", d.AutoDelete, x.AutoDelete)
+	case x.Internal != d.Internal:
+		return mismatch("internal", d.Internal, x.Internal)
+	}
+	if a, b := x.Args["alternate-exchange"], d.Args["alternate-exchange"]; a != b {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
+	}
+	return nil
+}
+
+// DeleteExchange deletes an exchange and every binding to and from it. Deleting a missing
+// exchange succeeds, as in RabbitMQ.
+func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
+	if name == "" || strings.HasPrefix(name, "amq.") {
+		if name == "" {
+			return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+		}
+		return amqp.ChannelErr(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' not allowed", name, v.Name)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	x := v.exchanges[name]
+	if x == nil {
+		return nil
+	}
+	if ifUnused && x.BindingCount() > 0 {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "exchange '%s' in vhost '%s' in use", name, v.Name)
+	}
+	v.deleteExchangeLocked(x)
+	return nil
+}
+
+func (v *VHost) deleteExchangeLocked(x *exchange.Exchange) {
+	delete(v.exchanges, x.Name)
+	for _, other := range v.exchanges {
+		if other.UnbindDest(x) > 0 {
+			v.maybeAutoDeleteLocked(other)
+		}
+	}
+}
+
+// maybeAutoDeleteLocked deletes an auto-delete exchange that has lost its last binding.
+func (v *VHost) maybeAutoDeleteLocked(x *exchange.Exchange) {
+	if x.AutoDelete && x.BindingCount() == 0 && v.exchanges[x.Name] == x {
+		v.deleteExchangeLocked(x)
+	}
+}
+
+// Exchange returns the named exchange or nil.
+func (v *VHost) Exchange(name string) *exchange.Exchange {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.exchanges[name]
+}
+
+// Exchanges returns all exchanges.
+func (v *VHost) Exchanges() []*exchange.Exchange {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*exchange.Exchange, 0, len(v.exchanges))
+	for _, x := range v.exchanges {
+		out = append(out, x)
+	}
+	return out
+}
+
+// QueueDecl is queue.declare's arguments. Owner identifies the declaring connection.
+type QueueDecl struct {
+	Name                                    string
+	Passive, Durable, Exclusive, AutoDelete bool
+	Args                                    amqp.Table
+	Owner                                   any
+}
+
+// DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
+// "amq.gen-...". created tells whether the queue is new.
+func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+	if d.Name == "" && !d.Passive {
+		d.Name = "amq.gen-" + randomID()
+	} else if strings.HasPrefix(d.Name, "amq.") && !d.Passive {
+		v.mu.RLock()
+		exists := v.queues[d.Name] != nil
+		v.mu.RUnlock()
+		if !exists {
+			return nil, false, amqp.ChannelErr(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", d.Name)
+		}
+	}
+	if !d.Passive {
+		if err := ValidateQueueArgs(d.Args); err != nil {
+			return nil, false, err
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	q = v.queues[d.Name]
+	if q != nil {
+		if err := v.checkExclusiveLocked(q, d.Owner); err != nil {
+			return nil, false, err
+		}
+		if d.Passive {
+			return q, false, nil
+		}
+		if err := v.equivalentQueue(q, d); err != nil {
+			return nil, false, err
+		}
+		return q, false, nil
+	}
+	if d.Passive {
+		return nil, false, v.notFoundQueue(d.Name)
+	}
+	o := queue.Options{Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Args: d.Args, VHost: v.Name}
+	if d.Exclusive {
+		o.Owner = d.Owner
+	}
+	q = queue.New(d.Name, o)
+	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+	v.queues[d.Name] = q
+	return q, true, nil
+}
+
+func (v *VHost) checkExclusiveLocked(q *queue.Queue, owner any) error {
+	if q.Exclusive && q.Owner != owner {
+		return amqp.ChannelErr(amqp.ResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.Name, v.Name)
+	}
+	return nil
+}
+
+func (v *VHost) equivalentQueue(q *queue.Queue, d QueueDecl) error {
+	mismatch := func(arg string, got, cur any) error {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, d.Name, v.Name, got, cur)
+	}
+	switch {
+	case q.Durable != d.Durable:
+		return mismatch("durable", d.Durable, q.Durable)
+	case q.Exclusive != d.Exclusive:
+		return mismatch("exclusive", d.Exclusive, q.Exclusive)
+	case q.AutoDelete != d.AutoDelete:
+		return mismatch("auto_delete", d.AutoDelete, q.AutoDelete)
+	}
+	return equivalentArgs(q.Name, v.Name, q.Args, d.Args)
+}
+
+// Queue returns the named queue or nil.
+func (v *VHost) Queue(name string) *queue.Queue {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.queues[name]
+}
+
+// LookupQueue returns the named queue, checking exclusive ownership (404 / 405).
+func (v *VHost) LookupQueue(name string, owner any) (*queue.Queue, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	q := v.queues[name]
+	if q == nil {
+		return nil, v.notFoundQueue(name)
+	}
+	if err := v.checkExclusiveLocked(q, owner); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Queues returns all queues.
+func (v *VHost) Queues() []*queue.Queue {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*queue.Queue, 0, len(v.queues))
+	for _, q := range v.queues {
+		out = append(out, q)
+	}
+	return out
+}
+
+// DeleteQueue deletes a queue by name (queue.delete); a missing queue is not an error (count 0).
+func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int, error) {
+	v.mu.Lock()
+	q := v.queues[name]
+	if q == nil {
+		v.mu.Unlock()
+		return 0, nil
+	}
+	if err := v.checkExclusiveLocked(q, owner); err != nil {
+		v.mu.Unlock()
+		return 0, err
+	}
+	v.mu.Unlock()
+	n, err := q.Delete(ifUnused, ifEmpty)
+	if err != nil {
+		return 0, err
+	}
+	v.removeQueue(q)
+	return n, nil
+}
+
+// DeleteQueueObject deletes q if it is still registered (auto-delete, exclusive owner gone).
+func (v *VHost) DeleteQueueObject(q *queue.Queue) {
+	v.mu.RLock()
+	cur := v.queues[q.Name]
+	v.mu.RUnlock()
+	if cur != q {
+		return
+	}
+	q.Delete(false, false)
+	v.removeQueue(q)
+}
+
+func (v *VHost) removeQueue(q *queue.Queue) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.queues[q.Name] == q {
+		delete(v.queues, q.Name)
+	}
+	for _, x := range v.exchanges {
+		if x.UnbindDest(q) > 0 {
+			v.maybeAutoDeleteLocked(x)
+		}
+	}
+}
+
+// BindQueue binds queue to exchange with key and args.
+func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	q := v.queues[queueName]
+	if q == nil {
+		return v.notFoundQueue(queueName)
+	}
+	if err := v.checkExclusiveLocked(q, owner); err != nil {
+		return err
+	}
+	if exchangeName == "" {
+		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
+	x := v.exchanges[exchangeName]
+	if x == nil {
+		return v.notFoundExchange(exchangeName)
+	}
+	x.Bind(exchange.Binding{Dest: q, Key: key, Args: args})
+	return nil
+}
+
+// UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ.
+func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	q := v.queues[queueName]
+	if q == nil {
+		return v.notFoundQueue(queueName)
+	}
+	if err := v.checkExclusiveLocked(q, owner); err != nil {
+		return err
+	}
+	if exchangeName == "" {
+		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
+	x := v.exchanges[exchangeName]
+	if x == nil {
+		return v.notFoundExchange(exchangeName)
+	}
+	if x.Unbind(exchange.Binding{Dest: q, Key: key, Args: args}) {
+		v.maybeAutoDeleteLocked(x)
+	}
+	return nil
+}
+
+// BindExchange binds destination exchange dst to source src (exchange.bind).
+func (v *VHost) BindExchange(dst, src, key string, args amqp.Table) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if dst == "" || src == "" {
+		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
+	d := v.exchanges[dst]
+	if d == nil {
+		return v.notFoundExchange(dst)
+	}
+	s := v.exchanges[src]
+	if s == nil {
+		return v.notFoundExchange(src)
+	}
+	s.Bind(exchange.Binding{Dest: d, Key: key, Args: args})
+	return nil
+}
+
+// UnbindExchange removes an exchange-to-exchange binding.
+func (v *VHost) UnbindExchange(dst, src, key string, args amqp.Table) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if dst == "" || src == "" {
+		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
+	d := v.exchanges[dst]
+	if d == nil {
+		return v.notFoundExchange(dst)
+	}
+	s := v.exchanges[src]
+	if s == nil {
+		return v.notFoundExchange(src)
+	}
+	if s.Unbind(exchange.Binding{Dest: d, Key: key, Args: args}) {
+		v.maybeAutoDeleteLocked(s)
+	}
+	return nil
+}
+
+// Router holds scratch space for routing, reused across publishes on one channel.
+type Router struct {
+	dests   []exchange.Destination
+	visited []*exchange.Exchange
+	Queues  []*queue.Queue
+}
+
+// Route finds the queues a message published to exchangeName with key goes to (following
+// exchange-to-exchange bindings and alternate exchanges), into r.Queues. It fails with 404 for
+// a missing exchange and 403 for an internal one.
+func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
+	r.Queues = r.Queues[:0]
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if exchangeName == "" {
+		if q := v.queues[key]; q != nil {
+			r.Queues = append(r.Queues, q)
+		}
+		return nil
+	}
+	x := v.exchanges[exchangeName]
+	if x == nil {
+		return v.notFoundExchange(exchangeName)
+	}
+	if x.Internal {
+		return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
+	}
+	r.visited = r.visited[:0]
+	v.routeLocked(r, x, key, m)
+	clear(r.visited)
+	return nil
+}
+
+func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+	for _, seen := range r.visited {
+		if seen == x {
+			return
+		}
+	}
+	r.visited = append(r.visited, x)
+	before := len(r.Queues)
+	start := len(r.dests)
+	r.dests = x.Route(key, m.Headers, r.dests)
+	for i := start; i < len(r.dests); i++ {
+		switch d := r.dests[i].(type) {
+		case *queue.Queue:
+			dup := false
+			for _, q := range r.Queues {
+				if q == d {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				r.Queues = append(r.Queues, d)
+			}
+		case *exchange.Exchange:
+			v.routeLocked(r, d, key, m)
+		}
+	}
+	clear(r.dests[start:])
+	r.dests = r.dests[:start]
+	if len(r.Queues) == before {
+		if ae, ok := x.Args["alternate-exchange"].(string); ok {
+			if ax := v.exchanges[ae]; ax != nil {
+				v.routeLocked(r, ax, key, m)
+			}
+		}
+	}
+}
+
+// Bindings lists every binding in the vhost as (source, destination, key, args).
+type BindingInfo struct {
+	Source, Destination string
+	DestIsExchange      bool
+	Key                 string
+	Args                amqp.Table
+}
+
+// Bindings returns every binding, including the implicit default-exchange ones.
+func (v *VHost) Bindings() []BindingInfo {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []BindingInfo
+	for _, q := range v.queues {
+		out = append(out, BindingInfo{Source: "", Destination: q.Name, Key: q.Name})
+	}
+	for _, x := range v.exchanges {
+		for _, b := range x.Bindings() {
+			out = append(out, BindingInfo{Source: x.Name, Destination: b.Dest.DestName(), DestIsExchange: b.Dest.IsExchange(), Key: b.Key, Args: b.Args})
+		}
+	}
+	return out
+}
+
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// typeName names a field value's type as RabbitMQ does in error texts.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "longstr"
+	case int8, int16, int32, int64, int, uint8, uint16, uint32:
+		return "signedint"
+	case bool:
+		return "bool"
+	case float32, float64:
+		return "double"
+	case amqp.Table:
+		return "table"
+	case []any:
+		return "array"
+	case nil:
+		return "void"
+	}
+	return fmt.Sprintf("%T", v)
+}
