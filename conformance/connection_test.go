@@ -252,25 +252,6 @@ func TestConnection_TuneNegotiatesMinimum(t *testing.T) {
 	}
 }
 
-// publishGetOne polls basic.get (bounded) until a message arrives on queue.
-func publishGetOne(t testing.TB, ch *amqp.Channel, queue string) amqp.Delivery {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, ok, err := ch.Get(queue, true)
-		if err != nil {
-			t.Fatalf("basic.get %s: %v", queue, err)
-		}
-		if ok {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("basic.get %s: queue stayed empty for 5s", queue)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // AMQP 0-9-1 §1.4.2.6 tune-ok: "the client MUST NOT ask for more than the server proposed"
 // (channel-max, frame-max), and frame-max must be at least frame-min-size (4096). RabbitMQ also
 // refuses 0 ("no limit") when it proposed a limit. It refuses such a tune-ok by closing the socket

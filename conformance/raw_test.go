@@ -399,6 +399,18 @@ func (rc *rawConn) openChannel(id uint16) {
 	rc.expectMethod(id, 20, 11)
 }
 
+// declareTempQueue declares a server-named exclusive auto-delete queue on channel (queue.declare
+// §1.7.2.1) and returns its name.
+func (rc *rawConn) declareTempQueue(channel uint16) string {
+	rc.t.Helper()
+	rc.sendMethod(channel, 50, 10, rawArgs(nil).short(0).shortstr("").octet(4|8).table())
+	ok := rc.expectMethod(channel, 50, 11)
+	if len(ok) < 1 || len(ok) < 1+int(ok[0]) {
+		rc.t.Fatalf("truncated queue.declare-ok: % x", ok)
+	}
+	return string(ok[1 : 1+int(ok[0])])
+}
+
 // rawPublishArgs encodes basic.publish (§1.8.3.7) to exchange "" with routing key rk.
 func rawPublishArgs(rk string) rawArgs {
 	return rawArgs(nil).short(0).shortstr("").shortstr(rk).octet(0)
