@@ -47,7 +47,7 @@ const maxInterned = 512
 // Decode decodes a method frame payload (class id, method id, arguments).
 func (d *Decoder) Decode(payload []byte) (Method, error) {
 	if len(payload) < 4 {
-		return nil, syntaxErr("method frame too short (%d bytes)", len(payload))
+		return nil, frameErr("method frame too short (%d bytes)", len(payload))
 	}
 	classID := binary.BigEndian.Uint16(payload)
 	methodID := binary.BigEndian.Uint16(payload[2:])
@@ -87,6 +87,9 @@ func (d *Decoder) Decode(payload []byte) (Method, error) {
 	}
 	m.decode(&d.r)
 	err := d.r.err
+	if err == nil && len(d.r.b) > 0 {
+		err = frameErr("%d unexpected bytes after the arguments of %s", len(d.r.b), m.Name())
+	}
 	d.r = argReader{}
 	if err != nil {
 		if e, ok := err.(*Error); ok {
@@ -109,7 +112,7 @@ type argReader struct {
 
 func (r *argReader) fail(what string) {
 	if r.err == nil {
-		r.err = syntaxErr("truncated %s in method arguments", what)
+		r.err = frameErr("truncated %s in method arguments", what)
 	}
 	r.b = nil
 }

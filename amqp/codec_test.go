@@ -70,8 +70,8 @@ func TestMethod_RoundTripEveryMethod(t *testing.T) {
 					t.Fatalf("%s: prefix of %d/%d bytes decoded without error", m.Name(), cut, len(payload))
 				}
 				var e *Error
-				if !errors.As(err, &e) || e.Code != SyntaxError {
-					t.Fatalf("%s: prefix error %v, want SYNTAX_ERROR", m.Name(), err)
+				if !errors.As(err, &e) || e.Code != FrameError {
+					t.Fatalf("%s: prefix error %v, want FRAME_ERROR", m.Name(), err)
 				}
 			}
 		}
@@ -100,6 +100,11 @@ func TestDecoder_UnknownMethodIsNotImplemented(t *testing.T) {
 	}
 	if _, err := d.Decode([]byte{0, 60}); err == nil {
 		t.Fatal("short payload decoded")
+	}
+	// Trailing bytes after the arguments are refused (RabbitMQ: FRAME_ERROR).
+	p := append((&BasicQos{PrefetchCount: 1}).AppendTo(nil), 0)
+	if _, err := d.Decode(p); err == nil || err.(*Error).Code != FrameError {
+		t.Fatalf("trailing byte: %v", err)
 	}
 }
 
@@ -190,7 +195,7 @@ func TestTable_RoundTripEveryType(t *testing.T) {
 	}
 }
 
-func TestTable_BadInputIsSyntaxError(t *testing.T) {
+func TestTable_BadInputIsFrameError(t *testing.T) {
 	cases := map[string][]byte{
 		"short length":   {0, 0},
 		"length overrun": {0, 0, 0, 10, 1, 'k'},
@@ -203,8 +208,8 @@ func TestTable_BadInputIsSyntaxError(t *testing.T) {
 	for name, b := range cases {
 		_, _, err := ReadTable(b)
 		var e *Error
-		if !errors.As(err, &e) || e.Code != SyntaxError {
-			t.Errorf("%s: ReadTable err %v, want SYNTAX_ERROR", name, err)
+		if !errors.As(err, &e) || e.Code != FrameError {
+			t.Errorf("%s: ReadTable err %v, want FRAME_ERROR", name, err)
 		}
 		if _, err := skipTable(b, 0); err == nil {
 			t.Errorf("%s: skipTable accepted", name)

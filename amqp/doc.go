@@ -6,7 +6,8 @@
 // `go generate`. Field tables use RabbitMQ's type tags (the 0-9-1 errata), not the XML's.
 //
 // Reading never panics on bad input: errors are *Error values carrying the reply code that the
-// broker sends (501 FRAME_ERROR, 502 SYNTAX_ERROR, 505 UNEXPECTED_FRAME, ...).
+// broker sends (501 FRAME_ERROR for malformed frames, arguments, tables and properties, as RabbitMQ;
+// 505 UNEXPECTED_FRAME and others from the session).
 //
 // Typical use on a connection's reader goroutine:
 //

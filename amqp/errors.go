@@ -48,6 +48,6 @@ func ConnErr(code ReplyCode, format string, args ...any) error {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// errors returned by the decoders; constructing them allocates only on failure.
-func syntaxErr(format string, args ...any) error { return ConnErr(SyntaxError, format, args...) }
+// frameErr builds the error the decoders return: RabbitMQ answers malformed frames, arguments,
+// tables and properties alike with 501 FRAME_ERROR.
 func frameErr(format string, args ...any) error  { return ConnErr(FrameError, format, args...) }

@@ -92,13 +92,13 @@ func (s *PropertySummary) Persistent() bool { return s.DeliveryMode == 2 }
 func ScanProperties(raw []byte) (PropertySummary, error) {
 	var s PropertySummary
 	if len(raw) < 2 {
-		return s, syntaxErr("truncated property flags")
+		return s, frameErr("truncated property flags")
 	}
 	flags := binary.BigEndian.Uint16(raw)
 	b := raw[2:]
 	for fw := flags; fw&flagContinuation != 0; {
 		if len(b) < 2 {
-			return s, syntaxErr("truncated property flags")
+			return s, frameErr("truncated property flags")
 		}
 		fw = binary.BigEndian.Uint16(b)
 		b = b[2:]
@@ -111,7 +111,7 @@ func ScanProperties(raw []byte) (PropertySummary, error) {
 			return
 		}
 		if len(b) < 1 || len(b) < 1+int(b[0]) {
-			err = syntaxErr("truncated short string property")
+			err = frameErr("truncated short string property")
 			return
 		}
 		str = b[1 : 1+int(b[0])]
@@ -122,7 +122,7 @@ func ScanProperties(raw []byte) (PropertySummary, error) {
 			return 0
 		}
 		if len(b) < 1 {
-			err = syntaxErr("truncated octet property")
+			err = frameErr("truncated octet property")
 			return 0
 		}
 		v := b[0]
@@ -166,7 +166,7 @@ func ScanProperties(raw []byte) (PropertySummary, error) {
 	}
 	if flags&FlagTimestamp != 0 && err == nil {
 		if len(b) < 8 {
-			err = syntaxErr("truncated timestamp property")
+			err = frameErr("truncated timestamp property")
 		} else {
 			s.Timestamp = int64(binary.BigEndian.Uint64(b))
 			b = b[8:]
@@ -192,20 +192,20 @@ func ScanProperties(raw []byte) (PropertySummary, error) {
 // returns the bytes after it.
 func skipTable(b []byte, depth int) ([]byte, error) {
 	if depth > maxTableDepth {
-		return nil, syntaxErr("field table nested too deeply")
+		return nil, frameErr("field table nested too deeply")
 	}
 	if len(b) < 4 {
-		return nil, syntaxErr("truncated field table length")
+		return nil, frameErr("truncated field table length")
 	}
 	n := binary.BigEndian.Uint32(b)
 	if uint64(len(b)-4) < uint64(n) {
-		return nil, syntaxErr("field table length %d exceeds frame", n)
+		return nil, frameErr("field table length %d exceeds frame", n)
 	}
 	body, rest := b[4:4+n], b[4+n:]
 	for len(body) > 0 {
 		kl := int(body[0])
 		if len(body) < 1+kl+1 {
-			return nil, syntaxErr("truncated field table key")
+			return nil, frameErr("truncated field table key")
 		}
 		var err error
 		body, err = skipValue(body[1+kl:], depth)
@@ -221,32 +221,32 @@ var fixedValueSize = [256]int8{'t': 1, 'b': 1, 'B': 1, 's': 2, 'u': 2, 'I': 4, '
 
 func skipValue(b []byte, depth int) ([]byte, error) {
 	if len(b) < 1 {
-		return nil, syntaxErr("truncated field value")
+		return nil, frameErr("truncated field value")
 	}
 	tag, b := b[0], b[1:]
 	switch tag {
 	case 'S', 'x':
 		if len(b) < 4 {
-			return nil, syntaxErr("truncated field value")
+			return nil, frameErr("truncated field value")
 		}
 		n := binary.BigEndian.Uint32(b)
 		if uint64(len(b)-4) < uint64(n) {
-			return nil, syntaxErr("truncated field value")
+			return nil, frameErr("truncated field value")
 		}
 		return b[4+n:], nil
 	case 'F':
 		return skipTable(b, depth+1)
 	case 'A':
 		if len(b) < 4 {
-			return nil, syntaxErr("truncated field array")
+			return nil, frameErr("truncated field array")
 		}
 		n := binary.BigEndian.Uint32(b)
 		if uint64(len(b)-4) < uint64(n) {
-			return nil, syntaxErr("truncated field array")
+			return nil, frameErr("truncated field array")
 		}
 		body, rest := b[4:4+n], b[4+n:]
 		if depth+1 > maxTableDepth {
-			return nil, syntaxErr("field array nested too deeply")
+			return nil, frameErr("field array nested too deeply")
 		}
 		for len(body) > 0 {
 			var err error
@@ -258,11 +258,11 @@ func skipValue(b []byte, depth int) ([]byte, error) {
 	case 't', 'b', 'B', 's', 'u', 'I', 'i', 'l', 'f', 'd', 'D', 'T', 'V':
 		n := int(fixedValueSize[tag])
 		if len(b) < n {
-			return nil, syntaxErr("truncated field value of type '%c'", tag)
+			return nil, frameErr("truncated field value of type '%c'", tag)
 		}
 		return b[n:], nil
 	}
-	return nil, syntaxErr("unknown field table type '%c' (0x%02x)", tag, tag)
+	return nil, frameErr("unknown field table type '%c' (0x%02x)", tag, tag)
 }
 
 // DecodeProperties fully decodes raw basic properties (allocating strings and tables).

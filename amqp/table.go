@@ -35,14 +35,14 @@ func ReadTable(b []byte) (Table, []byte, error) {
 
 func readTable(b []byte, depth int) (Table, []byte, error) {
 	if depth > maxTableDepth {
-		return nil, nil, syntaxErr("field table nested too deeply")
+		return nil, nil, frameErr("field table nested too deeply")
 	}
 	if len(b) < 4 {
-		return nil, nil, syntaxErr("truncated field table length")
+		return nil, nil, frameErr("truncated field table length")
 	}
 	n := binary.BigEndian.Uint32(b)
 	if uint64(len(b)-4) < uint64(n) {
-		return nil, nil, syntaxErr("field table length %d exceeds frame", n)
+		return nil, nil, frameErr("field table length %d exceeds frame", n)
 	}
 	body, rest := b[4:4+n], b[4+n:]
 	if len(body) == 0 {
@@ -52,7 +52,7 @@ func readTable(b []byte, depth int) (Table, []byte, error) {
 	for len(body) > 0 {
 		kl := int(body[0])
 		if len(body) < 1+kl+1 {
-			return nil, nil, syntaxErr("truncated field table key")
+			return nil, nil, frameErr("truncated field table key")
 		}
 		key := string(body[1 : 1+kl])
 		body = body[1+kl:]
@@ -68,7 +68,7 @@ func readTable(b []byte, depth int) (Table, []byte, error) {
 
 func readValue(b []byte, depth int) (any, []byte, error) {
 	if len(b) < 1 {
-		return nil, nil, syntaxErr("truncated field value")
+		return nil, nil, frameErr("truncated field value")
 	}
 	tag, b := b[0], b[1:]
 	need := func(n int) bool { return len(b) >= n }
@@ -143,7 +143,7 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 				arr := []any{}
 				for len(body) > 0 {
 					if depth+1 > maxTableDepth {
-						return nil, nil, syntaxErr("field array nested too deeply")
+						return nil, nil, frameErr("field array nested too deeply")
 					}
 					v, r, err := readValue(body, depth+1)
 					if err != nil {
@@ -156,9 +156,9 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 			}
 		}
 	default:
-		return nil, nil, syntaxErr("unknown field table type '%c' (0x%02x)", tag, tag)
+		return nil, nil, frameErr("unknown field table type '%c' (0x%02x)", tag, tag)
 	}
-	return nil, nil, syntaxErr("truncated field value of type '%c'", tag)
+	return nil, nil, frameErr("truncated field value of type '%c'", tag)
 }
 
 // AppendTable appends t encoded as a field table (length-prefixed) to b. Keys are written in

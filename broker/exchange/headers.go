@@ -87,9 +87,22 @@ func valuesEqual(a, b any) bool {
 		return ok && ai == bi
 	}
 	switch av := a.(type) {
-	case []byte:
-		bv, ok := b.([]byte)
-		return ok && bytes.Equal(av, bv)
+	case []byte: // longstr and byte array compare as binaries, as in RabbitMQ
+		switch bv := b.(type) {
+		case []byte:
+			return bytes.Equal(av, bv)
+		case string:
+			return string(av) == bv
+		}
+		return false
+	case string:
+		switch bv := b.(type) {
+		case string:
+			return av == bv
+		case []byte:
+			return av == string(bv)
+		}
+		return false
 	case amqp.Table:
 		bv, ok := b.(amqp.Table)
 		return ok && tablesEqual(av, bv)

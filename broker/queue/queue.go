@@ -221,8 +221,10 @@ func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	return e, q.ready.Len(), true
 }
 
-// AddConsumer attaches a consumer and dispatches to it. exclusive asks for sole use.
-func (q *Queue) AddConsumer(c Consumer, exclusive bool) error {
+// AddConsumer attaches a consumer and dispatches to it. exclusive asks for sole use. added, if
+// not nil, runs under the queue lock once the consumer is accepted and before any delivery
+// (the session sends basic.consume-ok there, so that it precedes the first basic.deliver).
+func (q *Queue) AddConsumer(c Consumer, exclusive bool, added func()) error {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -234,6 +236,9 @@ func (q *Queue) AddConsumer(c Consumer, exclusive bool) error {
 	}
 	q.consumers = append(q.consumers, consumerSlot{c: c, exclusive: exclusive})
 	q.hadConsumer = true
+	if added != nil {
+		added()
+	}
 	q.dispatchLocked()
 	q.mu.Unlock()
 	return nil

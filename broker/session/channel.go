@@ -87,7 +87,7 @@ func (ch *Channel) handleFrame(f amqp.Frame) error {
 	switch f.Type {
 	case amqp.FrameMethod:
 		if ch.pub.active {
-			return amqp.ConnErr(amqp.UnexpectedFrame, "expected content header for class 60, got non content header frame instead")
+			return publishErr(amqp.ConnErr(amqp.UnexpectedFrame, "expected content header for class 60, got non content header frame instead"))
 		}
 		err = ch.handleMethod(f.Payload)
 	case amqp.FrameHeader:
@@ -355,10 +355,10 @@ func (ch *Channel) handleHeader(payload []byte) error {
 	}
 	h, err := amqp.ParseContentHeader(payload)
 	if err != nil {
-		return err
+		return publishErr(err)
 	}
 	if h.ClassID != amqp.ClassBasic {
-		return amqp.ConnErr(amqp.FrameError, "content header for class %d, expected %d", h.ClassID, amqp.ClassBasic)
+		return publishErr(amqp.ConnErr(amqp.UnexpectedFrame, "expected content header for class %d, got one for class %d instead", amqp.ClassBasic, h.ClassID))
 	}
 	if h.BodySize > uint64(ch.c.env.MaxMessageSize) {
 		ch.pub.active = false
@@ -377,8 +377,11 @@ func (ch *Channel) handleHeader(payload []byte) error {
 }
 
 func (ch *Channel) handleBody(payload []byte) error {
-	if !ch.pub.active || !ch.pub.header {
+	if !ch.pub.active {
 		return amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame, got non method frame instead")
+	}
+	if !ch.pub.header {
+		return publishErr(amqp.ConnErr(amqp.UnexpectedFrame, "expected content header for class 60, got non content header frame instead"))
 	}
 	have := uint64(len(ch.pub.data) - ch.pub.propsLen)
 	if have+uint64(len(payload)) > ch.pub.size {
@@ -389,6 +392,14 @@ func (ch *Channel) handleBody(payload []byte) error {
 		return ch.publishAssembled()
 	}
 	return nil
+}
+
+// publishErr names basic.publish as the method a content error belongs to.
+func publishErr(err error) error {
+	if ae, ok := err.(*amqp.Error); ok {
+		ae.ClassID, ae.MethodID = amqp.ClassBasic, 40
+	}
+	return err
 }
 
 func (ch *Channel) publishAssembled() error {
@@ -534,11 +545,11 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	}
 	cs := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, prefetch: uint32(ch.prefetch)}
 	ch.consumers[tag] = cs
-	// consume-ok must precede the first delivery: send it before attaching.
+	var added func()
 	if !m.NoWait {
-		c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
+		added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
-	if err := q.AddConsumer(cs, m.Exclusive); err != nil {
+	if err := q.AddConsumer(cs, m.Exclusive, added); err != nil {
 		delete(ch.consumers, tag)
 		return err
 	}

@@ -35,7 +35,7 @@ type Conn struct {
 	heartbeat     uint16
 	clientProps   amqp.Table
 	connectedAt   time.Time
-	clientSupport struct{ cancelNotify bool }
+	clientSupport struct{ cancelNotify, authFailureClose bool }
 
 	// Reader goroutine only.
 	channels  map[uint16]*Channel
@@ -175,6 +175,7 @@ func (c *Conn) handshake() error {
 	c.clientProps = so.ClientProperties
 	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
 		c.clientSupport.cancelNotify, _ = caps["consumer_cancel_notify"].(bool)
+		c.clientSupport.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
 	user, pass, err := parseSASL(so.Mechanism, so.Response)
 	if err != nil {
@@ -182,7 +183,11 @@ func (c *Conn) handshake() error {
 	}
 	if ok, reason := c.env.Authenticate(user, pass, c.nc.RemoteAddr()); !ok {
 		c.log.Warn().Str("user", user).Str("mechanism", so.Mechanism).Str("reason", reason).Msg("authentication failed")
-		return c.handshakeFail(amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
+		err := amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism)
+		if !c.clientSupport.authFailureClose {
+			return err // as RabbitMQ: without the capability the socket is just closed
+		}
+		return c.handshakeFail(err)
 	}
 	c.user = user
 	tune := &amqp.ConnectionTune{ChannelMax: c.env.ChannelMax, FrameMax: c.env.FrameMax, Heartbeat: c.env.Heartbeat}
@@ -196,14 +201,18 @@ func (c *Conn) handshake() error {
 	if !ok {
 		return c.handshakeFail(amqp.ConnErr(amqp.CommandInvalid, "expected 'connection.tune-ok', got '%s'", m.Name()))
 	}
-	c.channelMax = negotiate16(c.env.ChannelMax, to.ChannelMax)
-	c.frameMax = negotiate32(c.env.FrameMax, to.FrameMax)
-	if c.frameMax < amqp.FrameMinSize {
+	// RabbitMQ refuses tune-ok values of 0 ("no limit") or beyond what it offered.
+	if to.FrameMax < amqp.FrameMinSize {
 		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "frame_max=%d < %d min size", to.FrameMax, amqp.FrameMinSize))
 	}
-	if to.FrameMax > c.env.FrameMax && c.env.FrameMax != 0 {
+	if to.FrameMax > c.env.FrameMax {
 		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "frame_max=%d > %d max size", to.FrameMax, c.env.FrameMax))
 	}
+	if to.ChannelMax == 0 || to.ChannelMax > c.env.ChannelMax {
+		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "channel_max=%d outside 1..%d", to.ChannelMax, c.env.ChannelMax))
+	}
+	c.channelMax = to.ChannelMax
+	c.frameMax = to.FrameMax
 	c.heartbeat = to.Heartbeat
 	c.fr.SetMaxFrameSize(c.frameMax)
 	if m, err = c.readHandshakeMethod(); err != nil {
@@ -215,7 +224,7 @@ func (c *Conn) handshake() error {
 	}
 	vh := c.env.VHost(open.VirtualHost)
 	if vh == nil {
-		return c.handshakeFail(amqp.ConnErr(amqp.NotAllowed, "vhost %s not found", open.VirtualHost))
+		return c.handshakeFail(&amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - vhost " + open.VirtualHost + " not found", ClassID: 10, MethodID: 40, Scope: amqp.ScopeConnection})
 	}
 	c.vh = vh
 	c.connectedAt = time.Now()
@@ -384,7 +393,10 @@ func (c *Conn) handleFrame(f amqp.Frame) (done bool, err error) {
 	switch f.Type {
 	case amqp.FrameHeartbeat:
 		if f.Channel != 0 {
-			return false, amqp.ConnErr(amqp.FrameError, "heartbeat frame on channel %d", f.Channel)
+			return false, amqp.ConnErr(amqp.UnexpectedFrame, "heartbeat frame on channel %d", f.Channel)
+		}
+		if len(f.Payload) != 0 {
+			return false, amqp.ConnErr(amqp.FrameError, "heartbeat frame with a payload of %d bytes", len(f.Payload))
 		}
 		return false, nil
 	case amqp.FrameMethod:
@@ -417,8 +429,8 @@ func (c *Conn) openChannel(id uint16, payload []byte) error {
 	if _, ok := m.(*amqp.ChannelOpen); !ok {
 		return &amqp.Error{Code: amqp.ChannelError, Text: "CHANNEL_ERROR - expected 'channel.open'", ClassID: m.ClassID(), MethodID: m.MethodID(), Scope: amqp.ScopeConnection}
 	}
-	if id > c.channelMax {
-		return &amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - channel id " + itoa(int(id)) + " exceeds channel_max " + itoa(int(c.channelMax)), ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
+	if len(c.channels) >= int(c.channelMax) {
+		return &amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - number of channels opened (" + itoa(len(c.channels)) + ") has reached the negotiated channel_max (" + itoa(int(c.channelMax)) + ")", ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
 	}
 	ch := newChannel(c, id)
 	c.channels[id] = ch
@@ -452,7 +464,7 @@ func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
 	if c.closing {
 		return false, nil
 	}
-	return false, &amqp.Error{Code: amqp.CommandInvalid, Text: "COMMAND_INVALID - unexpected method '" + m.Name() + "' on channel 0", ClassID: m.ClassID(), MethodID: m.MethodID(), Scope: amqp.ScopeConnection}
+	return false, &amqp.Error{Code: amqp.ChannelError, Text: "CHANNEL_ERROR - unexpected method '" + m.Name() + "' on channel 0", ClassID: m.ClassID(), MethodID: m.MethodID(), Scope: amqp.ScopeConnection}
 }
 
 // teardown releases every channel (consumers cancelled, unacked requeued) and deletes the

@@ -64,14 +64,14 @@ func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	x := v.exchanges[d.Name]
+	if d.Name == "" {
+		return nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
 	if d.Passive {
 		if x == nil {
 			return nil, v.notFoundExchange(d.Name)
 		}
 		return x, nil
-	}
-	if d.Name == "" {
-		return nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
 	if strings.HasPrefix(d.Name, "amq.") && x == nil {
 		return nil, amqp.ChannelErr(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", d.Name)
@@ -346,6 +346,9 @@ func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, 
 	if x == nil {
 		return v.notFoundExchange(exchangeName)
 	}
+	if err := checkBindArgs(x, args); err != nil {
+		return err
+	}
 	x.Bind(exchange.Binding{Dest: q, Key: key, Args: args})
 	return nil
 }
@@ -388,6 +391,9 @@ func (v *VHost) BindExchange(dst, src, key string, args amqp.Table) error {
 	s := v.exchanges[src]
 	if s == nil {
 		return v.notFoundExchange(src)
+	}
+	if err := checkBindArgs(s, args); err != nil {
+		return err
 	}
 	s.Bind(exchange.Binding{Dest: d, Key: key, Args: args})
 	return nil
@@ -507,6 +513,22 @@ func (v *VHost) Bindings() []BindingInfo {
 		}
 	}
 	return out
+}
+
+// checkBindArgs validates x-match on headers exchanges (406 otherwise, as RabbitMQ).
+func checkBindArgs(x *exchange.Exchange, args amqp.Table) error {
+	if x.Type != exchange.Headers {
+		return nil
+	}
+	if v, ok := args["x-match"]; ok {
+		s, _ := v.(string)
+		switch s {
+		case "all", "any", "all-with-x", "any-with-x":
+		default:
+			return amqp.ChannelErr(amqp.PreconditionFailed, "Invalid x-match field value %v; expected all, any, all-with-x, or any-with-x", v)
+		}
+	}
+	return nil
 }
 
 func randomID() string {
