@@ -50,4 +50,4 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 // frameErr builds the error the decoders return: RabbitMQ answers malformed frames, arguments,
 // tables and properties alike with 501 FRAME_ERROR.
-func frameErr(format string, args ...any) error  { return ConnErr(FrameError, format, args...) }
+func frameErr(format string, args ...any) error { return ConnErr(FrameError, format, args...) }

@@ -34,7 +34,9 @@ func New(exchange, routingKey string, rawProps, body []byte) (*Message, error) {
 
 // Size is the message's accounted size in bytes (body plus properties), as RabbitMQ counts
 // x-max-length-bytes (body only) — see BodySize.
-func (m *Message) Size() int { return len(m.Body) + len(m.RawProps) + len(m.RoutingKey) + len(m.Exchange) + 64 }
+func (m *Message) Size() int {
+	return len(m.Body) + len(m.RawProps) + len(m.RoutingKey) + len(m.Exchange) + 64
+}
 
 // BodySize is the body length.
 func (m *Message) BodySize() int { return len(m.Body) }

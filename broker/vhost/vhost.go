@@ -54,7 +54,7 @@ func (v *VHost) notFoundQueue(name string) error {
 
 // ExchangeDecl is exchange.declare's arguments.
 type ExchangeDecl struct {
-	Name, Type                            string
+	Name, Type                             string
 	Passive, Durable, AutoDelete, Internal bool
 	Args                                   amqp.Table
 }
