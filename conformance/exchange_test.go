@@ -237,18 +237,14 @@ func TestExchangeDefault_RoutesByQueueName(t *testing.T) {
 	}
 	defer ch.QueueDelete(q.Name, false, false, false)
 	for _, key := range []string{q.Name + "x", "", q.Name} {
-		if err := ch.PublishWithContext(ctx(t), "", key, false, false, amqp.Publishing{Body: []byte(key)}); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		publishSync(t, ch, "", key, false, amqp.Publishing{Body: []byte(key)})
 	}
 	m := publishGetOne(t, ch, q.Name)
 	if string(m.Body) != q.Name || m.Exchange != "" || m.RoutingKey != q.Name {
 		t.Fatalf("got body %q exchange %q key %q, want only the message keyed by the queue name",
 			m.Body, m.Exchange, m.RoutingKey)
 	}
-	if _, ok, _ := ch.Get(q.Name, true); ok {
-		t.Fatal("a message with another routing key reached the queue")
-	}
+	publishEmpty(t, ch, q.Name)
 }
 
 // AMQP 0-9-1 §3.1.3.1: "The default exchange MUST NOT be bound to, deleted or redeclared by
@@ -444,9 +440,7 @@ func TestExchange_DeleteRemovesBindings(t *testing.T) {
 	if err := ch.ExchangeDeclare(ex, "fanout", false, false, false, false, nil); err != nil {
 		t.Fatalf("exchange.declare again: %v", err)
 	}
-	if err := ch.PublishWithContext(ctx(t), ex, "", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	publishSync(t, ch, ex, "", false, amqp.Publishing{Body: []byte("x")})
 	qi, err := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil)
 	if err != nil {
 		t.Fatalf("passive queue.declare: %v", err)
@@ -517,9 +511,7 @@ func TestExchange_InternalOnlyViaExchangeBinding(t *testing.T) {
 	if err := ch.ExchangeBind(internal, "", front, false, nil); err != nil {
 		t.Fatalf("exchange.bind: %v", err)
 	}
-	if err := ch.PublishWithContext(ctx(t), front, "", false, false, amqp.Publishing{Body: []byte("via-front")}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	publishSync(t, ch, front, "", false, amqp.Publishing{Body: []byte("via-front")})
 	if m := publishGetOne(t, ch, q.Name); string(m.Body) != "via-front" {
 		t.Fatalf("got %q", m.Body)
 	}
@@ -562,25 +554,19 @@ func TestExchange_ExchangeToExchangeBinding(t *testing.T) {
 		t.Fatalf("exchange.bind: %v", err)
 	}
 	for _, k := range []string{"a.y", "b.x", "a.x"} { // src passes a.y and a.x, dst keeps a.x
-		if err := ch.PublishWithContext(ctx(t), src, k, false, false, amqp.Publishing{Body: []byte(k)}); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		publishSync(t, ch, src, k, false, amqp.Publishing{Body: []byte(k)})
 	}
 	m := publishGetOne(t, ch, q.Name)
 	if string(m.Body) != "a.x" || m.Exchange != src || m.RoutingKey != "a.x" {
 		t.Fatalf("got body %q exchange %q key %q, want a.x published to %s", m.Body, m.Exchange, m.RoutingKey, src)
 	}
-	if _, ok, _ := ch.Get(q.Name, true); ok {
-		t.Fatal("extra message routed through the exchange binding")
-	}
+	publishEmpty(t, ch, q.Name)
 
 	// A second path to the same queue does not duplicate the message.
 	if err := ch.QueueBind(q.Name, "a.x", src, false, nil); err != nil {
 		t.Fatalf("queue.bind: %v", err)
 	}
-	if err := ch.PublishWithContext(ctx(t), src, "a.x", false, false, amqp.Publishing{Body: []byte("twice")}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	publishSync(t, ch, src, "a.x", false, amqp.Publishing{Body: []byte("twice")})
 	publishGetOne(t, ch, q.Name)
 	if err := ch.QueueUnbind(q.Name, "a.x", src, nil); err != nil {
 		t.Fatalf("queue.unbind: %v", err)
@@ -592,9 +578,7 @@ func TestExchange_ExchangeToExchangeBinding(t *testing.T) {
 	if err := ch.ExchangeUnbind(dst, "a.*", src, false, nil); err != nil {
 		t.Fatalf("exchange.unbind: %v", err)
 	}
-	if err := ch.PublishWithContext(ctx(t), src, "a.x", false, false, amqp.Publishing{Body: []byte("after-unbind")}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	publishSync(t, ch, src, "a.x", false, amqp.Publishing{Body: []byte("after-unbind")})
 	if qi, err := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil); err != nil || qi.Messages != 0 {
 		t.Fatalf("after exchange.unbind: %d messages (err %v), want 0", qi.Messages, err)
 	}
@@ -637,9 +621,7 @@ func TestExchange_AlternateExchangeGetsUnroutable(t *testing.T) {
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, 2))
 	for _, k := range []string{"known", "unknown"} {
-		if err := ch.PublishWithContext(ctx(t), main, k, true, false, amqp.Publishing{Body: []byte(k)}); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		publishSync(t, ch, main, k, true, amqp.Publishing{Body: []byte(k)})
 	}
 	if m := publishGetOne(t, ch, routed); string(m.Body) != "known" {
 		t.Fatalf("routed queue got %q", m.Body)
@@ -649,9 +631,7 @@ func TestExchange_AlternateExchangeGetsUnroutable(t *testing.T) {
 		t.Fatalf("alternate queue got body %q exchange %q key %q", m.Body, m.Exchange, m.RoutingKey)
 	}
 	for _, q := range []string{routed, unroutable} {
-		if _, ok, _ := ch.Get(q, true); ok {
-			t.Fatalf("extra message in %s", q)
-		}
+		publishEmpty(t, ch, q)
 	}
 	select {
 	case r := <-returns:
