@@ -45,6 +45,7 @@ type Channel struct {
 
 	consumers map[string]*consumer
 	prefetch  uint16 // per-consumer prefetch for consumers created from now on
+	lastQueue string // the last queue declared on this channel (spec 1.7.2: empty name means it)
 
 	mu             sync.Mutex
 	nextTag        uint64
@@ -207,13 +208,18 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if err := checkName(m.Queue, "queue"); err != nil {
 			return err
 		}
-		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: m.Queue, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c})
+		name := m.Queue
+		if name == "" && m.Passive {
+			name = ch.lastQueue
+		}
+		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c})
 		if err != nil {
 			return err
 		}
 		if created && q.Exclusive {
 			c.exclusive = append(c.exclusive, q)
 		}
+		ch.lastQueue = q.Name
 		if !m.NoWait {
 			ready, _, consumers := q.Counts()
 			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
@@ -341,11 +347,21 @@ func checkName(name, kind string) error {
 	return nil
 }
 
-// queueName resolves the empty queue name to nothing special (RabbitMQ uses the channel's last
-// declared queue; clients rarely rely on it).
-func (ch *Channel) queueName(name string) string { return name }
+// queueName resolves the empty queue name to the channel's last declared queue (spec 1.7.2.3).
+func (ch *Channel) queueName(name string) string {
+	if name == "" {
+		return ch.lastQueue
+	}
+	return name
+}
 
-func (ch *Channel) routingKeyDefault(key, _ string) string { return key }
+// routingKeyDefault: in queue.bind, an empty queue and key mean the last queue's name as key.
+func (ch *Channel) routingKeyDefault(key, queueName string) string {
+	if key == "" && queueName == "" {
+		return ch.lastQueue
+	}
+	return key
+}
 
 // ---- publishing
 

@@ -48,6 +48,11 @@ func intArg(v any) (int64, bool) {
 // ValidateQueueArgs checks the types and ranges of the queue arguments RabbitMQ checks, with
 // its error texts (406 PRECONDITION_FAILED).
 func ValidateQueueArgs(args amqp.Table) error {
+	if _, ok := args["x-dead-letter-routing-key"]; ok {
+		if _, ok := args["x-dead-letter-exchange"]; !ok {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-dead-letter-routing-key' for queue: Key x-dead-letter-exchange should also be set")
+		}
+	}
 	for k, v := range args {
 		kind, ok := queueArgKinds[k]
 		if !ok {
@@ -70,6 +75,9 @@ func ValidateQueueArgs(args amqp.Table) error {
 			}
 			if kind == "priority" && n > 255 {
 				return bad(fmt.Sprintf("{value_too_big,%d}", n))
+			}
+			if (k == "x-message-ttl" || k == "x-expires") && n > maxTTL {
+				return bad(fmt.Sprintf("{value_too_large,%d,%d}", n, maxTTL))
 			}
 		case "string":
 			if _, ok := v.(string); !ok {
@@ -99,11 +107,25 @@ func ValidateQueueArgs(args amqp.Table) error {
 	return nil
 }
 
+// maxTTL is RabbitMQ's largest TTL/expiry, in milliseconds (2^32-1, as Erlang timers).
+const maxTTL = 1<<32 - 1
+
+// argDefaults are values equivalent to an absent argument on redeclare.
+var argDefaults = map[string]any{"x-queue-type": "classic", "x-queue-mode": "default"}
+
 // equivalentArgs compares the validated arguments of an existing queue and a redeclaration.
 func equivalentArgs(queueName, vhost string, cur, got amqp.Table) error {
 	for k := range queueArgKinds {
 		c, hasC := cur[k]
 		g, hasG := got[k]
+		if def, ok := argDefaults[k]; ok {
+			if !hasC {
+				c, hasC = def, true
+			}
+			if !hasG {
+				g, hasG = def, true
+			}
+		}
 		if !hasC && !hasG {
 			continue
 		}

@@ -207,6 +207,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		if err := v.checkExclusiveLocked(q, d.Owner); err != nil {
 			return nil, false, err
 		}
+		if !d.Passive && q.Exclusive != d.Exclusive {
+			return nil, false, v.lockedErr(q)
+		}
 		if d.Passive {
 			return q, false, nil
 		}
@@ -230,9 +233,13 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 
 func (v *VHost) checkExclusiveLocked(q *queue.Queue, owner any) error {
 	if q.Exclusive && q.Owner != owner {
-		return amqp.ChannelErr(amqp.ResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.Name, v.Name)
+		return v.lockedErr(q)
 	}
 	return nil
+}
+
+func (v *VHost) lockedErr(q *queue.Queue) error {
+	return amqp.ChannelErr(amqp.ResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.Name, v.Name)
 }
 
 func (v *VHost) equivalentQueue(q *queue.Queue, d QueueDecl) error {
@@ -353,23 +360,24 @@ func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, 
 	return nil
 }
 
-// UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ.
+// UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ, even
+// when the queue or exchange does not exist.
 func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if exchangeName == "" {
+		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	}
 	q := v.queues[queueName]
 	if q == nil {
-		return v.notFoundQueue(queueName)
+		return nil
 	}
 	if err := v.checkExclusiveLocked(q, owner); err != nil {
 		return err
 	}
-	if exchangeName == "" {
-		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
-	}
 	x := v.exchanges[exchangeName]
 	if x == nil {
-		return v.notFoundExchange(exchangeName)
+		return nil
 	}
 	if x.Unbind(exchange.Binding{Dest: q, Key: key, Args: args}) {
 		v.maybeAutoDeleteLocked(x)
