@@ -42,7 +42,10 @@ type Log struct {
 	log  zerolog.Logger
 	tw   *tidwal.Log
 
-	readMu sync.Mutex // serializes tidwall reads: tidwall loads segments into its cache under a read lock
+	// readMu serializes tidwall reads: tidwall loads segments into its cache under its read lock.
+	// Lock order: readMu before tidwall's own lock. l.mu and Manager.mu are never held together,
+	// nor across a tidwall call or a callback.
+	readMu sync.Mutex
 
 	size      atomic.Int64  // bytes on disk (sum of segs)
 	synced    atomic.Uint64 // last durable offset
@@ -178,6 +181,12 @@ func (m *Manager) openLog(name string) (*Log, error) {
 	}
 	if len(segs) == 0 {
 		segs = []segInfo{{start: 1}}
+		if !m.cfg.NoSync { // tidwall just created the first segment file
+			if err := syncDir(dir); err != nil {
+				_ = tw.Close()
+				return nil, fmt.Errorf("wal: open log %q: %w", name, err)
+			}
+		}
 	}
 	first := segs[0].start
 	if f, _ := tw.FirstIndex(); f != first {
