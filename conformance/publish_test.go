@@ -365,3 +365,44 @@ func TestBasicPublish_OverMaxMessageSizeIsPreconditionFailed(t *testing.T) {
 		t.Fatalf("got %d bytes, want the small message only", len(m.Body))
 	}
 }
+
+// AMQP 0-9-1 §1.8.1 / §4.2.6.1: the content header carries up to 14 properties, flagged by bits
+// 15..2 of property-flags: content-type, content-encoding, headers, delivery-mode, priority,
+// correlation-id, reply-to, expiration, message-id, timestamp, type, user-id, app-id and the
+// reserved cluster-id (which amqp091-go cannot send). With all 14 set, the property list comes
+// back from basic.get octet for octet.
+func TestBasicPublish_AllFourteenPropertiesOnTheWire(t *testing.T) {
+	t.Parallel()
+	rc, _ := rawHandshake(t, nil)
+	rc.openChannel(1)
+	q := rc.declareTempQueue(1)
+	props := rawArgs(nil).short(0xFFFC).
+		shortstr("text/plain").shortstr("gzip").table("k", "v").
+		octet(2).octet(5).
+		shortstr("corr").shortstr("reply").shortstr("60000").shortstr("id-1").
+		longlong(1234567890).
+		shortstr("kind").shortstr("guest").shortstr("app").shortstr("cluster-x")
+	body := []byte("fourteen")
+	header := append(rawArgs(nil).short(60).short(0).longlong(uint64(len(body))), props...)
+	rc.sendMethod(1, 85, 10, rawArgs(nil).octet(0)) // confirm.select
+	rc.expectMethod(1, 85, 11)
+	rc.sendMethod(1, 60, 40, rawPublishArgs(q))
+	rc.send(rawFrameHeader, 1, header)
+	rc.send(rawFrameBody, 1, body)
+	rc.expectMethod(1, 60, 80)                                           // basic.ack
+	rc.sendMethod(1, 60, 70, rawArgs(nil).short(0).shortstr(q).octet(1)) // basic.get no-ack
+	rc.expectMethod(1, 60, 71)
+	h := rc.nextFrame()
+	if h.typ != rawFrameHeader || h.channel != 1 || len(h.payload) < 12 {
+		t.Fatalf("got %v, want the content header", h)
+	}
+	if !bytes.Equal(h.payload[:12], header[:12]) {
+		t.Errorf("class/weight/body-size % x, want % x", h.payload[:12], header[:12])
+	}
+	if got := h.payload[12:]; !bytes.Equal(got, props) {
+		t.Errorf("properties\n got % x\nwant % x", got, props)
+	}
+	if b := rc.nextFrame(); b.typ != rawFrameBody || !bytes.Equal(b.payload, body) {
+		t.Fatalf("got %v, want the body %q", b, body)
+	}
+}

@@ -217,7 +217,7 @@ func (rc *rawConn) expectMethod(channel, class, method uint16) []byte {
 	return f.payload[4:]
 }
 
-// rawClose is a decoded connection.close or channel.close (§1.4.2.5 / §1.5.2.5): reply-code,
+// rawClose is a decoded connection.close or channel.close (§1.4.2.9 / §1.5.2.5): reply-code,
 // reply-text, class-id, method-id.
 type rawClose struct {
 	code              uint16
@@ -345,7 +345,7 @@ func (rc *rawConn) sendStartOk(props rawTableValue, mechanism, response string) 
 	rc.sendMethod(0, 10, 11, rawArgs(props).shortstr(mechanism).longstr(response).shortstr("en_US"))
 }
 
-// plainResponse is the SASL PLAIN response for guest/guest (RFC 4616).
+// rawPlainGuest is the SASL PLAIN response for guest/guest (RFC 4616).
 const rawPlainGuest = "\x00guest\x00guest"
 
 // readTune reads connection.tune.
@@ -416,7 +416,7 @@ func rawPublishArgs(rk string) rawArgs {
 	return rawArgs(nil).short(0).shortstr("").shortstr(rk).octet(0)
 }
 
-// rawExpectCloseNaming asserts the connection.close reply code and the class/method it names.
+// expectConnectionCloseNaming asserts the connection.close reply code and the class/method it names.
 func (rc *rawConn) expectConnectionCloseNaming(code, class, method uint16) {
 	rc.t.Helper()
 	cl := rc.expectConnectionCloseCode(code)
