@@ -171,6 +171,11 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if err := checkName(m.Exchange, "exchange"); err != nil {
 			return err
 		}
+		if !m.Passive {
+			if err := ch.authorize(PermConfigure, KindExchange, m.Exchange, ""); err != nil {
+				return err
+			}
+		}
 		_, err := vh.DeclareExchange(vhost.ExchangeDecl{Name: m.Exchange, Type: m.Type, Passive: m.Passive, Durable: m.Durable, AutoDelete: m.AutoDelete, Internal: m.Internal, Args: m.Arguments})
 		if err != nil {
 			return err
@@ -180,6 +185,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.ExchangeDelete:
+		if err := ch.authorize(PermConfigure, KindExchange, m.Exchange, ""); err != nil {
+			return err
+		}
 		if err := vh.DeleteExchange(m.Exchange, m.IfUnused); err != nil {
 			return err
 		}
@@ -188,6 +196,12 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.ExchangeBind:
+		if err := ch.authorize(PermWrite, KindExchange, m.Destination, ""); err != nil {
+			return err
+		}
+		if err := ch.authorize(PermRead, KindExchange, m.Source, m.RoutingKey); err != nil {
+			return err
+		}
 		if err := vh.BindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
 			return err
 		}
@@ -196,6 +210,12 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.ExchangeUnbind:
+		if err := ch.authorize(PermWrite, KindExchange, m.Destination, ""); err != nil {
+			return err
+		}
+		if err := ch.authorize(PermRead, KindExchange, m.Source, m.RoutingKey); err != nil {
+			return err
+		}
 		if err := vh.UnbindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
 			return err
 		}
@@ -212,6 +232,11 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if name == "" && m.Passive {
 			name = ch.lastQueue
 		}
+		if !m.Passive && name != "" {
+			if err := ch.authorize(PermConfigure, KindQueue, name, ""); err != nil {
+				return err
+			}
+		}
 		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c})
 		if err != nil {
 			return err
@@ -226,6 +251,12 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.QueueBind:
+		if err := ch.authorize(PermWrite, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+			return err
+		}
+		if err := ch.authorize(PermRead, KindExchange, m.Exchange, ch.routingKeyDefault(m.RoutingKey, m.Queue)); err != nil {
+			return err
+		}
 		if err := vh.BindQueue(ch.queueName(m.Queue), m.Exchange, ch.routingKeyDefault(m.RoutingKey, m.Queue), m.Arguments, c); err != nil {
 			return err
 		}
@@ -234,12 +265,21 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.QueueUnbind:
+		if err := ch.authorize(PermWrite, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+			return err
+		}
+		if err := ch.authorize(PermRead, KindExchange, m.Exchange, m.RoutingKey); err != nil {
+			return err
+		}
 		if err := vh.UnbindQueue(ch.queueName(m.Queue), m.Exchange, m.RoutingKey, m.Arguments, c); err != nil {
 			return err
 		}
 		c.send(ch.id, &amqp.QueueUnbindOk{})
 		return nil
 	case *amqp.QueuePurge:
+		if err := ch.authorize(PermRead, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+			return err
+		}
 		q, err := vh.LookupQueue(ch.queueName(m.Queue), c)
 		if err != nil {
 			return err
@@ -250,6 +290,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.QueueDelete:
+		if err := ch.authorize(PermConfigure, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+			return err
+		}
 		n, err := vh.DeleteQueue(ch.queueName(m.Queue), m.IfUnused, m.IfEmpty, c)
 		if err != nil {
 			return err
@@ -336,6 +379,14 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		return nil
 	}
 	return amqp.ConnErr(amqp.CommandInvalid, "unexpected method '%s' on a channel", m.Name())
+}
+
+// authorize asks the broker whether this connection's user may do perm on the resource.
+func (ch *Channel) authorize(perm Perm, kind ResourceKind, name, routingKey string) error {
+	if ch.c.env.Authorize == nil {
+		return nil
+	}
+	return ch.c.env.Authorize(ch.c.user, ch.c.vh.Name, perm, kind, name, routingKey)
 }
 
 // checkName enforces the spec's 255-byte limit is implied by shortstr; RabbitMQ also refuses
@@ -426,6 +477,11 @@ func (ch *Channel) publishAssembled() error {
 	msg, err := message.New(p.exchange, p.key, data[:p.propsLen:p.propsLen], data[p.propsLen:])
 	if err != nil {
 		return err
+	}
+	if ch.c.env.Authorize != nil {
+		if err := ch.authorize(PermWrite, KindExchange, p.exchange, p.key); err != nil {
+			return err
+		}
 	}
 	if msg.Props.UserID != nil && string(msg.Props.UserID) != ch.c.user {
 		return amqp.ChannelErr(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", msg.Props.UserID, ch.c.user)
@@ -548,6 +604,9 @@ func newTag(prefix string) string {
 
 func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	c := ch.c
+	if err := ch.authorize(PermRead, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+		return err
+	}
 	q, err := c.vh.LookupQueue(ch.queueName(m.Queue), c)
 	if err != nil {
 		return err
@@ -574,6 +633,9 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 
 func (ch *Channel) get(m *amqp.BasicGet) error {
 	c := ch.c
+	if err := ch.authorize(PermRead, KindQueue, ch.queueName(m.Queue), ""); err != nil {
+		return err
+	}
 	q, err := c.vh.LookupQueue(ch.queueName(m.Queue), c)
 	if err != nil {
 		return err

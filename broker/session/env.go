@@ -26,6 +26,10 @@ type Env struct {
 	// Authenticate checks credentials for a client at remote and returns the user name or an
 	// error text (logged, not sent).
 	Authenticate func(user, pass string, remote net.Addr) (ok bool, reason string)
+	// Authorize checks that user may perform perm on the named resource in vhost, returning
+	// nil or an *amqp.Error (403 ACCESS_REFUSED, channel scope). nil Authorize allows all.
+	// routingKey is set for publishes to topic exchanges and for binds (topic permissions).
+	Authorize func(user, vhost string, perm Perm, kind ResourceKind, name, routingKey string) error
 	// Registered / Unregistered track live connections (for shutdown and management).
 	Registered   func(c *Conn)
 	Unregistered func(c *Conn)
@@ -39,6 +43,36 @@ type Env struct {
 	MaxMessageSize   int           // bytes (default 128 MiB)
 	HandshakeTimeout time.Duration // default 10s
 	OutBufferLimit   int           // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
+}
+
+// Perm is one of RabbitMQ's three permissions.
+type Perm uint8
+
+// Permissions (RabbitMQ's access control: configure, write, read regular expressions).
+const (
+	PermConfigure Perm = iota
+	PermWrite
+	PermRead
+)
+
+func (p Perm) String() string {
+	return [...]string{"configure", "write", "read"}[p]
+}
+
+// ResourceKind is what a permission applies to.
+type ResourceKind uint8
+
+// Resource kinds.
+const (
+	KindQueue ResourceKind = iota
+	KindExchange
+)
+
+func (k ResourceKind) String() string {
+	if k == KindQueue {
+		return "queue"
+	}
+	return "exchange"
 }
 
 func (e *Env) setDefaults() {
