@@ -440,6 +440,7 @@ func runLoad(ctx context.Context, cfg *Config, progress io.Writer) (Summary, err
 		rssStart, _ = procRSS(pid)
 	}
 	selfStart := sampleCPU("self")
+	hostStart := sampleHost()
 	r.c.Latency.DrainInto(&Histogram{}) // discard anything that arrived before the start
 	t0 := time.Now()
 	iv := NewInterval(t0, r.c.Snapshot())
@@ -471,6 +472,7 @@ loop:
 		iv.Tick(t1, final, &r.c.Latency)
 	}
 	selfEnd := sampleCPU("self")
+	hostEnd := sampleHost()
 	if pid != "" {
 		brokerEnd = sampleCPU(pid)
 		rssEnd, _ = procRSS(pid)
@@ -492,6 +494,14 @@ loop:
 			RSSStartKiB:      rssStart,
 			RSSEndKiB:        rssEnd,
 		}
+	}
+	if _, busy, ok := cpuUsage(hostStart, hostEnd); ok {
+		var brokerCores float64
+		if sum.Broker != nil {
+			brokerCores = sum.Broker.Cores
+		}
+		h := HostUsage(busy, sum.Tool.Cores, brokerCores)
+		sum.Host = &h
 	}
 	if n := r.c.Stale.Load(); n > 0 {
 		r.errs.add("%d deliveries carried no timestamp from this run (left over in the queues?); excluded from latency", n)

@@ -106,3 +106,40 @@ func cpuUsage(a, b cpuSample) (seconds, cores float64, ok bool) {
 	}
 	return seconds, cores, true
 }
+
+// parseHostBusy returns the machine-wide busy CPU time (all CPUs: user, nice,
+// system, irq, softirq, steal) from the contents of /proc/stat.
+func parseHostBusy(stat string) (time.Duration, error) {
+	sc := bufio.NewScanner(strings.NewReader(stat))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 || f[0] != "cpu" {
+			continue
+		}
+		var busy uint64
+		for i, name := range []string{"user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"} {
+			if i >= len(f)-1 {
+				break
+			}
+			v, err := strconv.ParseUint(f[i+1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/stat %s: %w", name, err)
+			}
+			if name != "idle" && name != "iowait" {
+				busy += v
+			}
+		}
+		return time.Duration(busy) * time.Second / clockTicks, nil
+	}
+	return 0, fmt.Errorf("no cpu line in /proc/stat")
+}
+
+// sampleHost samples the machine-wide busy CPU time.
+func sampleHost() cpuSample {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{wall: time.Now()}
+	}
+	c, err := parseHostBusy(string(b))
+	return cpuSample{wall: time.Now(), cpu: c, ok: err == nil}
+}

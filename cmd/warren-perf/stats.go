@@ -181,6 +181,23 @@ type BrokerSummary struct {
 	MsgPerCoreSecond float64 `json:"msgs_per_core"` // (sent+received) msg/s per broker core
 }
 
+// HostSummary is the machine-wide CPU use over the measurement window, to
+// tell whether other processes competed with the tool and the broker.
+type HostSummary struct {
+	BusyCores  float64 `json:"busy_cores"`  // all processes
+	OtherCores float64 `json:"other_cores"` // busy minus tool minus broker (if --pid)
+}
+
+// HostUsage derives HostSummary from the host's busy CPU cores and the
+// cores used by the tool and the broker (0 when unknown).
+func HostUsage(busyCores, toolCores, brokerCores float64) HostSummary {
+	other := busyCores - toolCores - brokerCores
+	if other < 0 {
+		other = 0
+	}
+	return HostSummary{BusyCores: round3(busyCores), OtherCores: round3(other)}
+}
+
 // Summary is the final report of a load run.
 type Summary struct {
 	Config    SummaryConfig  `json:"config"`
@@ -195,6 +212,7 @@ type Summary struct {
 	Latency   LatencySummary `json:"latency"`
 	Tool      CPUSummary     `json:"tool_cpu"`
 	Broker    *BrokerSummary `json:"broker,omitempty"`
+	Host      *HostSummary   `json:"host,omitempty"`
 	Errors    []string       `json:"errors,omitempty"`
 }
 
@@ -286,6 +304,13 @@ func FormatSummary(s Summary) string {
 		fmt.Fprintf(&b, "  per broker core: sent %.0f msg/s, received %.0f msg/s, sent+received %.0f msg/s\n",
 			br.SentPerCore, br.ReceivedPerCore, br.MsgPerCoreSecond)
 		fmt.Fprintf(&b, "  broker RSS  %d KiB -> %d KiB\n", br.RSSStartKiB, br.RSSEndKiB)
+	}
+	if h := s.Host; h != nil {
+		fmt.Fprintf(&b, "  host CPU    %.2f cores busy, of which %.2f by other processes", h.BusyCores, h.OtherCores)
+		if s.Broker == nil {
+			b.WriteString(" (including the broker: no --pid)")
+		}
+		b.WriteString("\n")
 	}
 	for _, e := range s.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)

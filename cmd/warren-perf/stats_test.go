@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,26 @@ func TestCreationTime(t *testing.T) {
 	}
 	if d := creationTime(t0, end, 0, true); d != 0 {
 		t.Fatalf("nothing created: %s", d)
+	}
+}
+
+func TestParseHostBusy(t *testing.T) {
+	stat := "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\nintr 1 2 3\n"
+	d, err := parseHostBusy(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Duration(100+5+50+3+2+1) * 10 * time.Millisecond; d != want {
+		t.Fatalf("busy %s want %s", d, want)
+	}
+	if _, err := parseHostBusy("intr 1\n"); err == nil {
+		t.Fatal("no cpu line should fail")
+	}
+	h := HostUsage(1.9, 0.7, 1.1)
+	if h.BusyCores != 1.9 || math.Abs(h.OtherCores-0.1) > 1e-9 {
+		t.Fatalf("host %+v", h)
+	}
+	if HostUsage(0.5, 0.4, 0.3).OtherCores != 0 {
+		t.Fatal("negative other")
 	}
 }
