@@ -55,13 +55,15 @@
 //
 // # Recovery and damage
 //
-// Manager.Log reads every segment and checks every record. Invalid data at the end of the last
-// segment, with no valid record behind it, is a torn write: it is cut off with a Warn log line
-// and the log opens normally (an acknowledged record is never in that region unless the device
-// lost or damaged fsynced data). Any other damage (a bad checksum or framing before valid records,
-// a segment holding the wrong number of records) is reported as a *CorruptError wrapping
-// ErrCorrupt, with an Error log line; that log stays out of service and every other log works.
-// The same applies to damage found later by a read (Log.Err reports it).
+// Manager.Log reads every segment and checks every record. Damage at the end of the last segment
+// that a crash during an unsynced write explains is a torn write: invalid data with no valid
+// record behind it, or with a zero-filled 512-byte sector between it and the next valid record
+// (pages written out of order, as etcd's torn-entry check assumes). It is cut off with a Warn log
+// line and the log opens normally; no acknowledged record is lost unless the device lost or
+// damaged fsynced data. Any other damage (a bad checksum or framing before valid records, a
+// segment holding the wrong number of records, a missing segment) is reported as a *CorruptError
+// wrapping ErrCorrupt, with an Error log line; that log stays out of service and every other log
+// works. The same applies to damage found later by a read (Log.Err reports it).
 //
 // # Space
 //

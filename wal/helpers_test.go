@@ -83,7 +83,9 @@ func appendWait(t testing.TB, l *Log, payload []byte) uint64 {
 	return off
 }
 
-func payloadFor(i int) []byte { return []byte(fmt.Sprintf("message-%05d-%s", i, bytes.Repeat([]byte{'x'}, i%37))) }
+func payloadFor(i int) []byte {
+	return []byte(fmt.Sprintf("message-%05d-%s", i, bytes.Repeat([]byte{'x'}, i%37)))
+}
 
 // replayAll returns the live entries with copied payloads.
 func replayAll(t testing.TB, l *Log) []Entry {

@@ -251,6 +251,7 @@ func (l *Log) scan(segs []segInfo) (uint64, error) {
 			}
 		})
 		bad := s.start + uint64(n)
+		live.compact(bad) // keep the bitmaps to the live window while scanning a long log
 		if i < len(segs)-1 {
 			if why != "" {
 				return 0, &CorruptError{Log: l.name, Offset: bad, Reason: why + " in segment " + segmentName(s.start)}
@@ -265,7 +266,7 @@ func (l *Log) scan(segs []segInfo) (uint64, error) {
 		if why == "" {
 			break
 		}
-		if validRecordAfter(buf, pos) {
+		if !tornAt(buf, pos) {
 			return 0, &CorruptError{Log: l.name, Offset: bad, Reason: why + " before valid records in segment " + segmentName(s.start)}
 		}
 		if err := truncateFile(path, int64(pos), !l.m.cfg.NoSync); err != nil {

@@ -586,3 +586,110 @@ func TestLog_CorruptionFoundByReadTakesLogOutOfService(t *testing.T) {
 	}
 	appendWait(t, other, []byte("still fine"))
 }
+
+// TestLog_ConcurrentUse runs appends, retirements, reads, raw tailing and reclamation at the same
+// time on one log with small segments; run it with -race.
+func TestLog_ConcurrentUse(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.SegmentSize = 2 << 10
+	m := openManager(t, cfg)
+	l := openLog(t, m, "q")
+	var (
+		payloads sync.Map // offset -> payload
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		reads    atomic.Int64
+	)
+	fail := func(format string, args ...any) {
+		t.Errorf(format, args...)
+		stop.Store(true)
+	}
+	for w := range 3 {
+		wg.Go(func() {
+			var mine []uint64
+			for i := 0; !stop.Load(); i++ {
+				p := []byte(fmt.Sprintf("writer-%d-%d", w, i))
+				off := l.Append(p, nil)
+				payloads.Store(off, p)
+				mine = append(mine, off)
+				if len(mine) > 20 { // a consumer 20 messages behind
+					l.MarkDelivered(mine[0])
+					l.Retire(mine[0])
+					mine = mine[1:]
+				}
+				if i%50 == 0 {
+					if err := l.Sync(); err != nil {
+						fail("Sync: %v", err)
+					}
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() {
+				last := l.LastOffset()
+				if last == 0 {
+					continue
+				}
+				for off := max(l.FirstOffset(), last-40); off <= last; off++ {
+					got, err := l.Read(off)
+					switch {
+					case errors.Is(err, ErrRetired):
+					case err != nil:
+						fail("Read(%d): %v", off, err)
+						return
+					default:
+						if want, ok := payloads.Load(off); ok && !bytes.Equal(got, want.([]byte)) {
+							fail("Read(%d) = %q, want %q", off, got, want)
+							return
+						}
+						reads.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() { // a follower tailing by offset
+		next := uint64(1)
+		for !stop.Load() {
+			recs, err := l.ReadRaw(next, 100)
+			if errors.Is(err, ErrNotFound) {
+				next = l.FirstOffset() // fell behind reclamation: a real follower would fetch a snapshot
+				continue
+			}
+			if err != nil {
+				fail("ReadRaw(%d): %v", next, err)
+				return
+			}
+			for _, r := range recs {
+				if r.Offset != next {
+					fail("ReadRaw gave offset %d, want %d", r.Offset, next)
+					return
+				}
+				next++
+			}
+		}
+	})
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	syncLog(t, l)
+	checkMirror(t, l)
+	t.Logf("%d offsets, %d reads, %d bytes in %d segments", l.LastOffset(), reads.Load(), l.Size(), len(l.segs))
+	if segs := len(segmentFiles(t, l.dir)); segs > 2*reclaimFactor+2 {
+		t.Fatalf("%d segments with a backlog of 60 small messages", segs)
+	}
+}
+
+func TestLog_EmptyPayload(t *testing.T) {
+	m := openManager(t, testConfig(t, t.TempDir()))
+	l := openLog(t, m, "q")
+	off := appendWait(t, l, nil)
+	if p, err := l.Read(off); err != nil || p == nil || len(p) != 0 {
+		t.Fatalf("Read = %v (nil: %v), %v", p, p == nil, err)
+	}
+}

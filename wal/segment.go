@@ -114,14 +114,12 @@ func scanSegment(data []byte, fn func(i int, k Kind, body []byte)) (n, pos int, 
 }
 
 // resyncBudget bounds the bytes checksummed while looking for valid records behind damage in a
-// tail segment. When it runs out the damage is treated as mid-log corruption: refusing a log is
-// recoverable by an operator, silently cutting confirmed records is not.
+// tail segment. When it runs out, the search stops there, which errs towards reporting corruption.
 const resyncBudget = 64 << 20
 
-// validRecordAfter reports whether a valid record starts anywhere in data after position from.
-// A torn write only damages the end of the tail segment, so a valid record behind the damage means
-// the damage is in the middle of the log.
-func validRecordAfter(data []byte, from int) bool {
+// nextValidRecord returns the position of the first valid record that starts in data after
+// position from, or -1 if there is none.
+func nextValidRecord(data []byte, from int) int {
 	budget := resyncBudget
 	for q := from + 1; q < len(data); q++ {
 		size, w := binary.Uvarint(data[q:])
@@ -132,13 +130,45 @@ func validRecordAfter(data []byte, from int) bool {
 			continue
 		}
 		if budget -= int(size); budget < 0 {
-			return true
+			return q
 		}
 		if _, _, why := decodeRecord(data[q+w : q+w+int(size)]); why == "" {
+			return q
+		}
+	}
+	return -1
+}
+
+// sectorSize is the granularity of the zero-filled holes that a crash leaves where written pages
+// never reached the device.
+const sectorSize = 512
+
+// hasZeroSector reports whether data[from:to] contains a whole, aligned, zero-filled sector.
+func hasZeroSector(data []byte, from, to int) bool {
+	for s := (from + sectorSize - 1) / sectorSize * sectorSize; s+sectorSize <= to; s += sectorSize {
+		zero := true
+		for _, b := range data[s : s+sectorSize] {
+			if b != 0 {
+				zero = false
+				break
+			}
+		}
+		if zero {
 			return true
 		}
 	}
 	return false
+}
+
+// tornAt decides whether damage found at pos in a tail segment is a torn write, which is cut off,
+// or corruption. Nothing valid after it: a torn or garbage end. Valid records after it but a
+// zero-filled sector in between: pages of the last, unsynced writes that never reached the device
+// (written pages can persist out of order), so nothing from pos on was ever acknowledged (as in
+// etcd's torn-entry check). Anything else, such as a flipped bit before valid records, is
+// corruption.
+func tornAt(data []byte, pos int) bool {
+	q := nextValidRecord(data, pos)
+	return q < 0 || hasZeroSector(data, pos, q)
 }
 
 func uvarintLen(x uint64) int64 {
