@@ -3,11 +3,13 @@ package wal
 import "math/bits"
 
 // liveSet records which offsets of a log hold live (unretired) data records and which of those
-// were marked delivered: two bitmaps over the window [base, base+64*len(live)). The window's front
-// is dropped as soon as its first word is fully retired, so memory follows the backlog (one bit
-// per record between the oldest live record and the newest), not the log's history.
+// were marked delivered: two bitmaps over a window that starts at base. The window's front is
+// dropped as soon as its first word is fully retired, so memory follows the backlog (two bits per
+// offset between the oldest live record and the newest), not the log's history. Dropped words
+// are skipped with head and reclaimed by an occasional copy, so steady traffic does not allocate.
 type liveSet struct {
-	base  uint64   // offset of bit 0 of live[0]; a multiple of 64
+	base  uint64   // offset of bit 0 of live[head]; a multiple of 64
+	head  int      // first word of the window
 	live  []uint64 // bit set: a live data record
 	dlv   []uint64 // bit set: that record was delivered (only meaningful where live is set)
 	count int      // live records
@@ -21,10 +23,10 @@ func (s *liveSet) pos(off uint64) (int, uint64, bool) {
 	}
 	i := off - s.base
 	w := i >> 6
-	if w >= uint64(len(s.live)) {
+	if w >= uint64(len(s.live)-s.head) {
 		return 0, 0, false
 	}
-	return int(w), 1 << (i & 63), true
+	return s.head + int(w), 1 << (i & 63), true
 }
 
 // add marks off live. Offsets only grow, so off is never below the window.
@@ -33,7 +35,7 @@ func (s *liveSet) add(off uint64) {
 		panic("wal: liveSet.add below window")
 	}
 	i := off - s.base
-	w := int(i >> 6)
+	w := s.head + int(i>>6)
 	for len(s.live) <= w {
 		s.live = append(s.live, 0)
 		s.dlv = append(s.dlv, 0)
@@ -79,13 +81,18 @@ func (s *liveSet) markDelivered(off uint64) bool {
 // compact drops fully retired words from the front of the window. next is the next offset to be
 // assigned: words that still cover unassigned offsets are kept.
 func (s *liveSet) compact(next uint64) {
-	for len(s.live) > 0 && s.live[0] == 0 && s.base+64 <= next {
-		s.live, s.dlv = s.live[1:], s.dlv[1:]
+	for s.head < len(s.live) && s.live[s.head] == 0 && s.base+64 <= next {
+		s.head++
 		s.base += 64
 	}
-	if len(s.live) == 0 {
-		s.live, s.dlv = nil, nil
+	switch n := len(s.live) - s.head; {
+	case n == 0:
+		s.live, s.dlv, s.head = s.live[:0], s.dlv[:0], 0
 		s.base = next &^ 63
+	case s.head >= 16 && s.head >= n: // at least half the array is dropped words: move the window down
+		copy(s.live, s.live[s.head:])
+		copy(s.dlv, s.dlv[s.head:])
+		s.live, s.dlv, s.head = s.live[:n], s.dlv[:n], 0
 	}
 }
 
@@ -98,17 +105,17 @@ func (s *liveSet) nextFrom(off uint64) (uint64, bool) {
 		off = s.base
 	}
 	i := off - s.base
-	w := i >> 6
-	if w >= uint64(len(s.live)) {
+	if i>>6 >= uint64(len(s.live)-s.head) {
 		return 0, false
 	}
+	w := s.head + int(i>>6)
 	word := s.live[w] &^ (1<<(i&63) - 1)
 	for {
 		if word != 0 {
-			return s.base + w<<6 + uint64(bits.TrailingZeros64(word)), true
+			return s.base + uint64(w-s.head)<<6 + uint64(bits.TrailingZeros64(word)), true
 		}
 		w++
-		if w >= uint64(len(s.live)) {
+		if w >= len(s.live) {
 			return 0, false
 		}
 		word = s.live[w]

@@ -208,6 +208,8 @@ func (m *Manager) openLog(name string) (*Log, error) {
 	l.next, l.written, l.first = last+1, last, first
 	l.cur.reset(l.next)
 	l.inflight.reset(l.next)
+	l.log.Debug().Uint64("first_offset", first).Uint64("last_offset", last).Int("live", l.live.count).
+		Int64("bytes", size).Int("segments", len(segs)).Msg("log opened")
 	return l, nil
 }
 

@@ -66,9 +66,17 @@ func finishRecord(dst []byte, start int) {
 	binary.LittleEndian.PutUint32(dst[start+1:], recordCRC(dst[start], dst[start+headerSize:]))
 }
 
+// kindCRC holds the CRC-32C of each possible kind byte, the start of every record checksum
+// (a one-byte slice passed to crc32 would escape and allocate on every record).
+var kindCRC = func() (t [256]uint32) {
+	for k := range t {
+		t[k] = crc32.Checksum([]byte{byte(k)}, castagnoli)
+	}
+	return t
+}()
+
 func recordCRC(kind byte, body []byte) uint32 {
-	k := [1]byte{kind}
-	return crc32.Update(crc32.Update(0, castagnoli, k[:]), castagnoli, body)
+	return crc32.Update(kindCRC[kind], castagnoli, body)
 }
 
 // decodeRecord checks one envelope. It returns the kind and the body (aliasing rec), or a non-empty

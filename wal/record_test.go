@@ -70,8 +70,8 @@ func TestLiveSet(t *testing.T) {
 		t.Fatal("retire twice reported live")
 	}
 	s.compact(201)
-	if s.base != 128 || s.count != 50 {
-		t.Fatalf("after compaction base %d count %d, want 128 and 50", s.base, s.count)
+	if s.base != 128 || s.count != 50 || len(s.live)-s.head != 2 {
+		t.Fatalf("after compaction base %d count %d words %d, want 128, 50, 2", s.base, s.count, len(s.live)-s.head)
 	}
 	if o, ok := s.lowest(); !ok || o != 151 {
 		t.Fatalf("lowest = %d, %v", o, ok)
@@ -92,8 +92,52 @@ func TestLiveSet(t *testing.T) {
 	if _, ok := s.lowest(); ok || len(s.live) != 0 || s.base != 256 {
 		t.Fatalf("empty set: base %d words %d", s.base, len(s.live))
 	}
+	s.add(260)
 	s.add(300)
-	if o, ok := s.lowest(); !ok || o != 300 || len(s.live) != 1 {
-		t.Fatalf("after add(300): lowest %d %v, %d words", o, ok, len(s.live))
+	if o, ok := s.lowest(); !ok || o != 260 || len(s.live) != 1 {
+		t.Fatalf("after add(260, 300): lowest %d %v, %d words", o, ok, len(s.live))
+	}
+	if o, ok := s.nextFrom(261); !ok || o != 300 {
+		t.Fatalf("nextFrom(261) = %d, %v", o, ok)
+	}
+}
+
+// TestLiveSet_SlidingWindow checks the bitmaps against a map while the window slides far, with a
+// backlog, so that dropped words are moved down many times.
+func TestLiveSet_SlidingWindow(t *testing.T) {
+	s := newLiveSet(1)
+	ref := map[uint64]bool{}
+	next := uint64(1)
+	oldest := uint64(1)
+	for step := range 200000 {
+		s.add(next)
+		ref[next] = true
+		next++
+		if step%3 == 0 {
+			next++ // a bookkeeping record
+		}
+		for len(ref) > 500 {
+			if ref[oldest] {
+				if !s.retire(oldest) {
+					t.Fatalf("retire(%d) failed", oldest)
+				}
+				delete(ref, oldest)
+			}
+			oldest++
+		}
+		s.compact(next)
+		if step%997 == 0 {
+			for off := oldest; off < next; off++ {
+				if s.has(off) != ref[off] {
+					t.Fatalf("step %d: has(%d) = %v", step, off, s.has(off))
+				}
+			}
+			if lo, ok := s.lowest(); !ok || !ref[lo] || (lo > oldest && ref[oldest]) {
+				t.Fatalf("lowest = %d, oldest live %d", lo, oldest)
+			}
+		}
+	}
+	if words := cap(s.live); words > 64 {
+		t.Fatalf("bitmap holds %d words for a window of ~750 offsets", words)
 	}
 }
