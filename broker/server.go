@@ -10,6 +10,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/queue"
+
 	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/vhost"
 )
@@ -29,6 +33,10 @@ type Config struct {
 	NoHeartbeat      bool          // offer heartbeat 0
 	MaxMessageSize   int           // default 128 MiB
 	HandshakeTimeout time.Duration // default 10s
+
+	// Storage persists definitions and durable queues' messages; nil keeps everything in
+	// memory. cmd/warren passes an adapter over wal.Manager.
+	Storage Storage
 
 	// DefaultUser / DefaultPass create the initial user (default guest/guest), which may
 	// connect only from loopback unless LoopbackUsers is set to an empty list.
@@ -64,6 +72,18 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
+type Storage interface {
+	vhost.Storage
+	// ReplayDefs calls fn with each live definition record, in order.
+	ReplayDefs(fn func(offset uint64, payload []byte) error) error
+	// SweepQueueLogs removes every queue log that was not opened (or tried) since the storage
+	// was created: after recovery, those are logs of deleted queues that a crash left behind.
+	SweepQueueLogs() error
+	// Close flushes and closes every log.
+	Close() error
+}
+
 // Server is one broker node.
 type Server struct {
 	cfg   Config
@@ -87,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Log.With().Str("component", "broker").Logger(),
-		vhosts: map[string]*vhost.VHost{"/": vhost.New("/")},
+		vhosts: map[string]*vhost.VHost{"/": vhost.New("/", vstore(cfg.Storage))},
 		conns:  make(map[*session.Conn]struct{}),
 		users:  NewUsers(),
 	}
@@ -107,7 +127,71 @@ func New(cfg Config) (*Server, error) {
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
 	s.env.Defaults()
+	if cfg.Storage != nil {
+		if err := s.recover(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// vstore converts a possibly nil Storage to a possibly nil vhost.Storage (avoiding a non-nil
+// interface holding a nil pointer).
+func vstore(s Storage) vhost.Storage {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// recover recreates durable definitions and the messages of durable queues from storage. A
+// queue whose log is damaged stays out of service (logged), every other queue recovers.
+func (s *Server) recover() error {
+	st := s.cfg.Storage
+	restoreMsg := func(q *queue.Queue, off uint64, payload []byte, delivered bool) error {
+		m, err := message.Decode(payload)
+		if err != nil {
+			return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
+		}
+		q.Restore(m, off, delivered)
+		return nil
+	}
+	var defs, msgs int
+	err := st.ReplayDefs(func(off uint64, payload []byte) error {
+		rec, _, err := amqp.ReadTable(payload)
+		if err != nil {
+			return fmt.Errorf("broker: definitions record %d: %w", off, err)
+		}
+		name, _ := rec["v"].(string)
+		s.mu.Lock()
+		v := s.vhosts[name]
+		if v == nil {
+			v = vhost.New(name, st)
+			s.vhosts[name] = v
+		}
+		s.mu.Unlock()
+		if err := v.Restore(rec, off, restoreMsg); err != nil {
+			s.log.Error().Err(err).Str("vhost", name).Msg("definition not restored")
+			return nil
+		}
+		defs++
+		if rec["k"] == "queue" {
+			qn, _ := rec["n"].(string)
+			if q := v.Queue(qn); q != nil {
+				r, _, _ := q.Counts()
+				msgs += r
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := st.SweepQueueLogs(); err != nil {
+		s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
+	}
+	s.log.Info().Int("definitions", defs).Int("messages", msgs).Msg("recovered")
+	return nil
 }
 
 // VHost returns the named virtual host or nil.
@@ -230,6 +314,10 @@ func (s *Server) Close() error {
 		c.Shutdown("broker forced connection closure with reason 'shutdown'")
 	}
 	s.wg.Wait()
+	var err error
+	if s.cfg.Storage != nil {
+		err = s.cfg.Storage.Close()
+	}
 	s.log.Info().Msg("broker stopped")
-	return nil
+	return err
 }

@@ -22,11 +22,23 @@ import (
 )
 
 // Entry is a message in a queue: the shared message, its position (offset) in the queue, and
-// per-queue delivery state.
+// per-queue delivery state. LogOffset is the record's offset in the queue's log, 0 when the
+// message is not persisted (transient message or non-durable queue).
 type Entry struct {
 	Msg         *message.Message
 	Offset      uint64
+	LogOffset   uint64
 	Redelivered bool
+}
+
+// Log is what a queue needs from its storage; *wal.Log satisfies it (asserted in cmd/).
+// Append copies payload, returns the record's offset at once and calls done (from another
+// goroutine, which must not block) when the record is durable. Retire and MarkDelivered record
+// acks and deliveries without waiting. All methods may be called concurrently.
+type Log interface {
+	Append(payload []byte, done func(offset uint64, err error)) uint64
+	Retire(offsets ...uint64)
+	MarkDelivered(offsets ...uint64)
 }
 
 // Consumer receives messages from a queue. Implemented by the session's consumer.
@@ -81,6 +93,11 @@ type Queue struct {
 	hadConsumer bool
 	deleted     bool
 
+	log       Log      // nil: nothing is persisted
+	encBuf    []byte   // scratch for record encoding
+	retired   []uint64 // log offsets to retire at the next unlock
+	delivered []uint64 // log offsets delivered, recorded at the next unlock
+
 	stats Stats
 }
 
@@ -112,25 +129,75 @@ func (q *Queue) IsExchange() bool { return false }
 // Stats returns the queue's counters.
 func (q *Queue) Stats() *Stats { return &q.stats }
 
-// Publish appends a message and dispatches. It returns false if the queue was deleted.
-func (q *Queue) Publish(m *message.Message) bool {
+// SetLog attaches the queue's log (durable queues). Call before the queue is used.
+func (q *Queue) SetLog(l Log) {
+	q.mu.Lock()
+	q.log = l
+	q.mu.Unlock()
+}
+
+// Persists reports whether a message published to q is written to its log (a persistent
+// message in a queue with a log). The log is set before the queue is used, so no lock.
+func (q *Queue) Persists(m *message.Message) bool { return q.log != nil && m.Persistent() }
+
+// Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
+// When the message is written to the queue's log, pending is true and onDurable is called
+// (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
+func (q *Queue) Publish(m *message.Message, onDurable func(err error)) (accepted, pending bool) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	e := Entry{Msg: m, Offset: q.nextOffset}
 	q.nextOffset++
+	if q.Persists(m) {
+		q.encBuf = message.AppendEncoded(q.encBuf[:0], m)
+		var done func(uint64, error)
+		if onDurable != nil {
+			done = func(_ uint64, err error) { onDurable(err) }
+			pending = true
+		}
+		e.LogOffset = q.log.Append(q.encBuf, done)
+		if cap(q.encBuf) > 1<<20 {
+			q.encBuf = nil
+		}
+	}
 	q.stats.Published.Add(1)
 	if q.ready.Len() == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
-		q.mu.Unlock()
-		return true
+		q.unlock()
+		return true, pending
 	}
 	q.ready.PushBack(e)
 	q.readyBytes += int64(m.BodySize())
 	q.dispatchLocked()
+	q.unlock()
+	return true, pending
+}
+
+// Restore appends a message recovered from the queue's log (at startup, before use).
+func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool) {
+	q.mu.Lock()
+	q.ready.PushBack(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered})
+	q.nextOffset++
+	q.readyBytes += int64(m.BodySize())
 	q.mu.Unlock()
-	return true
+}
+
+// unlock writes the retirements and delivery marks gathered under the lock, then unlocks.
+// The log calls only queue records for the next commit, so they are cheap.
+func (q *Queue) unlock() {
+	if q.log != nil {
+		if len(q.retired) > 0 {
+			q.log.Retire(q.retired...)
+			q.retired = q.retired[:0]
+		}
+		if len(q.delivered) > 0 {
+			q.log.MarkDelivered(q.delivered...)
+			q.delivered = q.delivered[:0]
+		}
+	}
+	q.mu.Unlock()
 }
 
 // tryDeliverLocked offers e to the consumers in round-robin order, starting after the last one
@@ -146,6 +213,11 @@ func (q *Queue) tryDeliverLocked(e Entry) bool {
 		if r := c.Deliver(q, e); r != Refused {
 			if r == Taken {
 				q.unacked++ // released by Ack or Requeue
+				if e.LogOffset != 0 && !e.Redelivered {
+					q.delivered = append(q.delivered, e.LogOffset)
+				}
+			} else if e.LogOffset != 0 {
+				q.retired = append(q.retired, e.LogOffset)
 			}
 			q.stats.Delivered.Add(1)
 			if e.Redelivered {
@@ -173,16 +245,23 @@ func (q *Queue) dispatchLocked() {
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
 // Ack retires delivered entries (acked, or rejected without requeue) and dispatches more.
-func (q *Queue) Ack(n int) {
+func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
-	q.unacked -= n
-	q.stats.Acked.Add(uint64(n))
+	q.unacked -= len(es)
+	q.stats.Acked.Add(uint64(len(es)))
+	if q.log != nil && !q.deleted {
+		for _, e := range es {
+			if e.LogOffset != 0 {
+				q.retired = append(q.retired, e.LogOffset)
+			}
+		}
+	}
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
 // Requeue puts delivered entries back at their original positions, marked redelivered, and
@@ -200,15 +279,15 @@ func (q *Queue) Requeue(es []Entry) {
 	}
 	q.unacked -= len(es)
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
 // Get removes the first ready message for basic.get. The message is counted as unacked until
 // Ack or Requeue (the caller acks at once for no-ack gets). remaining is the ready count after.
 func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.ready.Len() == 0 {
+		q.mu.Unlock()
 		return Entry{}, 0, false
 	}
 	e = q.ready.PopFront()
@@ -217,8 +296,12 @@ func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	q.stats.Gets.Add(1)
 	if e.Redelivered {
 		q.stats.Redelivered.Add(1)
+	} else if e.LogOffset != 0 {
+		q.delivered = append(q.delivered, e.LogOffset)
 	}
-	return e, q.ready.Len(), true
+	remaining = q.ready.Len()
+	q.unlock()
+	return e, remaining, true
 }
 
 // AddConsumer attaches a consumer and dispatches to it. exclusive asks for sole use. added, if
@@ -240,7 +323,7 @@ func (q *Queue) AddConsumer(c Consumer, exclusive bool, added func()) error {
 		added()
 	}
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 	return nil
 }
 
@@ -266,9 +349,17 @@ func (q *Queue) RemoveConsumer(c Consumer) {
 // Purge drops every ready message and returns how many.
 func (q *Queue) Purge() int {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	if q.log != nil {
+		for i := 0; i < q.ready.Len(); i++ {
+			if off := q.ready.At(i).LogOffset; off != 0 {
+				q.retired = append(q.retired, off)
+			}
+		}
+	}
 	q.readyBytes = 0
-	return q.ready.Clear()
+	n := q.ready.Clear()
+	q.unlock()
+	return n
 }
 
 // Counts returns ready and unacked message counts and the number of consumers.

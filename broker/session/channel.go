@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/message"
@@ -33,10 +34,8 @@ type Channel struct {
 	}
 	router vhost.Router
 
-	confirm     bool
-	publishSeq  uint64 // last publish sequence number in confirm mode
-	confirmedTo uint64 // highest sequence number already confirmed to the client
-	nacks       []uint64
+	confirm bool
+	cf      confirms
 
 	tx         bool
 	txPublish  []txPublish
@@ -53,6 +52,8 @@ type Channel struct {
 	globalPrefetch uint32
 	globalUnacked  uint32
 	released       bool
+
+	stats Stats // message counters for management
 }
 
 type txPublish struct {
@@ -80,7 +81,9 @@ func (ch *Channel) handleFrame(f amqp.Frame) error {
 			if f.Payload[3] == 40 {
 				ch.c.send(ch.id, &amqp.ChannelCloseOk{})
 			}
+			ch.c.chMu.Lock()
 			delete(ch.c.channels, ch.id)
+			ch.c.chMu.Unlock()
 		}
 		return nil // spec 4.2.2.1: discard frames on a closing channel
 	}
@@ -151,7 +154,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 	case *amqp.ChannelClose:
 		ch.flushConfirms()
 		ch.release()
+		c.chMu.Lock()
 		delete(c.channels, ch.id)
+		c.chMu.Unlock()
 		c.send(ch.id, &amqp.ChannelCloseOk{})
 		return nil
 	case *amqp.ChannelCloseOk:
@@ -349,7 +354,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if ch.tx {
 			return amqp.ChannelErr(amqp.PreconditionFailed, "cannot switch from tx to confirm mode")
 		}
+		ch.mu.Lock() // Info reads confirm and tx under ch.mu
 		ch.confirm = true
+		ch.mu.Unlock()
 		if !m.Nowait {
 			c.send(ch.id, &amqp.ConfirmSelectOk{})
 		}
@@ -358,7 +365,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if ch.confirm {
 			return amqp.ChannelErr(amqp.PreconditionFailed, "cannot switch from confirm to tx mode")
 		}
+		ch.mu.Lock()
 		ch.tx = true
+		ch.mu.Unlock()
 		c.send(ch.id, &amqp.TxSelectOk{})
 		return nil
 	case *amqp.TxCommit:
@@ -489,6 +498,7 @@ func (ch *Channel) publishAssembled() error {
 	if _, _, err := msg.ExpirationMillis(); err != nil {
 		return err
 	}
+	ch.count(StatPublish, 1)
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
 		if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
@@ -497,38 +507,66 @@ func (ch *Channel) publishAssembled() error {
 		ch.txPublish = append(ch.txPublish, txPublish{msg: msg, mandatory: p.mandatory})
 		return nil
 	}
-	if err := ch.route(msg, p.mandatory); err != nil {
-		return err
-	}
+	var seq uint64
 	if ch.confirm {
-		ch.publishSeq++
+		seq = ch.cf.next()
 		ch.markDirty()
 	}
-	return nil
+	return ch.route(msg, p.mandatory, seq)
 }
 
-// route delivers msg to the queues it routes to, or returns it (mandatory) when none.
-func (ch *Channel) route(msg *message.Message, mandatory bool) error {
+// route delivers msg to the queues it routes to, or returns it (mandatory) when none. In
+// confirm mode (seq > 0), a publish that some queue writes to its log is confirmed only when
+// every such write is durable.
+func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error {
 	if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
 		return err
 	}
 	qs := ch.router.Queues
+	var w *pubWait
+	if seq != 0 && msg.Persistent() {
+		for _, q := range qs {
+			if q.Persists(msg) {
+				w = &pubWait{seq: seq, ch: ch}
+				w.n.Store(1) // held until every queue has the message
+				ch.cf.wait(seq)
+				break
+			}
+		}
+	}
 	routed := false
 	for _, q := range qs {
-		if q.Publish(msg) {
+		var onDurable func(error)
+		if w != nil && q.Persists(msg) {
+			w.n.Add(1)
+			onDurable = w.done
+		}
+		accepted, pending := q.Publish(msg, onDurable)
+		if accepted {
 			routed = true
 		}
+		if onDurable != nil && !pending {
+			w.n.Add(-1)
+		}
+	}
+	if w != nil {
+		w.done(nil)
 	}
 	clear(ch.router.Queues)
 	if !routed && mandatory {
-		c := ch.c
-		c.outMu.Lock()
-		c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})
-		c.out = amqp.AppendContent(c.out, ch.id, msg.RawProps, msg.Body, c.frameMax)
-		c.outMu.Unlock()
-		c.kick()
+		ch.sendReturn(msg)
 	}
 	return nil
+}
+
+// sendReturn sends basic.return 312 NO_ROUTE with the message.
+func (ch *Channel) sendReturn(msg *message.Message) {
+	c := ch.c
+	c.outMu.Lock()
+	c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})
+	c.out = amqp.AppendContent(c.out, ch.id, msg.RawProps, msg.Body, c.frameMax)
+	c.outMu.Unlock()
+	c.kick()
 }
 
 func (ch *Channel) markDirty() {
@@ -540,29 +578,42 @@ func (ch *Channel) markDirty() {
 	ch.c.dirty = append(ch.c.dirty, ch)
 }
 
-// flushConfirms sends basic.ack (multiple=true) for everything published and not yet confirmed.
-func (ch *Channel) flushConfirms() {
-	if !ch.confirm || ch.confirmedTo == ch.publishSeq {
-		return
-	}
-	c := ch.c
-	c.outMu.Lock()
-	multiple := ch.publishSeq-ch.confirmedTo > 1
-	c.out = amqp.AppendBasicAck(c.out, ch.id, ch.publishSeq, multiple, false)
-	c.outMu.Unlock()
-	ch.confirmedTo = ch.publishSeq
-	c.kick()
-}
 
 // ---- transactions
 
 func (ch *Channel) commit() error {
 	pubs := ch.txPublish
 	ch.txPublish = nil
+	// tx.commit-ok is sent once every persistent message of the transaction is on disk.
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	onDurable := func(err error) {
+		if err != nil {
+			failed.Store(true)
+		}
+		wg.Done()
+	}
 	for _, p := range pubs {
-		if err := ch.route(p.msg, p.mandatory); err != nil {
+		if err := ch.c.vh.Route(&ch.router, p.msg.Exchange, p.msg.RoutingKey, p.msg); err != nil {
 			return err
 		}
+		qs := append([]*queue.Queue(nil), ch.router.Queues...)
+		routed := false
+		for _, q := range qs {
+			wg.Add(1)
+			accepted, pending := q.Publish(p.msg, onDurable)
+			if !pending {
+				wg.Done()
+			}
+			routed = routed || accepted
+		}
+		if !routed && p.mandatory {
+			ch.sendReturn(p.msg)
+		}
+	}
+	wg.Wait()
+	if failed.Load() {
+		return amqp.ConnErr(amqp.InternalError, "could not write the transaction's messages to disk")
 	}
 	settles := ch.txSettle
 	ch.txSettle = nil
@@ -643,7 +694,16 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	e, remaining, ok := q.Get()
 	if !ok {
 		c.send(ch.id, &amqp.BasicGetEmpty{})
+		ch.count(StatGetEmpty, 1)
 		return nil
+	}
+	if m.NoAck {
+		ch.count(StatGetNoAck, 1)
+	} else {
+		ch.count(StatGet, 1)
+	}
+	if e.Redelivered {
+		ch.count(StatRedeliver, 1)
 	}
 	ch.mu.Lock()
 	ch.nextTag++
@@ -659,7 +719,7 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	ch.mu.Unlock()
 	c.kick()
 	if m.NoAck {
-		q.Ack(1)
+		q.Ack([]queue.Entry{e})
 	}
 	return nil
 }
@@ -716,6 +776,7 @@ func (ch *Channel) ack(tag uint64, multiple bool) error {
 	if !ok {
 		return ch.unknownTag(tag)
 	}
+	ch.count(StatAck, uint64(len(es)))
 	if ch.tx {
 		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: true})
 		return nil
@@ -744,7 +805,13 @@ func (ch *Channel) reject(tag uint64, multiple, requeue bool) error {
 // retire tells each queue how many of its deliveries were settled (it dispatches more), and
 // kicks the queues of this channel's consumers when channel-wide credit was released.
 func (ch *Channel) retire(es []unackedEntry) {
-	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) { q.Ack(len(group)) })
+	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
+		entries := make([]queue.Entry, len(group))
+		for i, e := range group {
+			entries[i] = e.e
+		}
+		q.Ack(entries)
+	})
 	ch.kickStarved(es)
 }
 

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -42,6 +43,8 @@ type Conn struct {
 	closing   bool       // we sent connection.close and wait for close-ok
 	dirty     []*Channel // channels with confirms to flush at the end of a read batch
 	exclusive []*queue.Queue
+
+	chMu sync.RWMutex // guards writes to channels, so management can list them; the reader reads without
 
 	outMu     sync.Mutex
 	out       []byte
@@ -115,6 +118,9 @@ func (c *Conn) Serve() {
 	defer c.nc.Close()
 	if err := c.handshake(); err != nil {
 		c.log.Debug().Err(err).Msg("handshake failed")
+		if c.vh != nil && c.env.OpenVHost != nil && c.env.Unregistered != nil {
+			c.env.Unregistered(c) // OpenVHost tracked it
+		}
 		return
 	}
 	if c.env.Registered != nil {
@@ -161,6 +167,10 @@ func (c *Conn) handshake() error {
 		},
 		Mechanisms: "PLAIN AMQPLAIN", Locales: "en_US",
 	}
+	tlsConn, isTLS := c.nc.(*tls.Conn)
+	if isTLS && c.env.AuthenticateExternal != nil {
+		start.Mechanisms += " EXTERNAL" // as rabbit_auth_mechanism_ssl: offered on TLS connections
+	}
 	if _, err := c.nc.Write(amqp.AppendMethodFrame(nil, 0, start)); err != nil {
 		return err
 	}
@@ -177,11 +187,21 @@ func (c *Conn) handshake() error {
 		c.clientSupport.cancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.clientSupport.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
-	user, pass, err := parseSASL(so.Mechanism, so.Response)
-	if err != nil {
-		return c.handshakeFail(err)
+	var user, pass string
+	var authOK bool
+	var reason string
+	if so.Mechanism == "EXTERNAL" && isTLS && c.env.AuthenticateExternal != nil {
+		user, reason = certUser(tlsConn.ConnectionState(), c.env.CertLoginFrom)
+		if reason == "" {
+			authOK, reason = c.env.AuthenticateExternal(user, c.nc.RemoteAddr())
+		}
+	} else {
+		if user, pass, err = parseSASL(so.Mechanism, so.Response); err != nil {
+			return c.handshakeFail(err)
+		}
+		authOK, reason = c.env.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
-	if ok, reason := c.env.Authenticate(user, pass, c.nc.RemoteAddr()); !ok {
+	if !authOK {
 		c.log.Warn().Str("user", user).Str("mechanism", so.Mechanism).Str("reason", reason).Msg("authentication failed")
 		err := amqp.ConnErr(amqp.AccessRefused, "Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism)
 		if !c.clientSupport.authFailureClose {
@@ -222,8 +242,12 @@ func (c *Conn) handshake() error {
 	if !ok {
 		return c.handshakeFail(amqp.ConnErr(amqp.CommandInvalid, "expected 'connection.open', got '%s'", m.Name()))
 	}
-	vh := c.env.VHost(open.VirtualHost)
-	if vh == nil {
+	var vh *vhost.VHost
+	if c.env.OpenVHost != nil {
+		if vh, err = c.env.OpenVHost(c, open.VirtualHost); err != nil {
+			return c.handshakeFail(err)
+		}
+	} else if vh = c.env.VHost(open.VirtualHost); vh == nil {
 		return c.handshakeFail(&amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - vhost " + open.VirtualHost + " not found", ClassID: 10, MethodID: 40, Scope: amqp.ScopeConnection})
 	}
 	c.vh = vh
@@ -433,7 +457,9 @@ func (c *Conn) openChannel(id uint16, payload []byte) error {
 		return &amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - number of channels opened (" + itoa(len(c.channels)) + ") has reached the negotiated channel_max (" + itoa(int(c.channelMax)) + ")", ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
 	}
 	ch := newChannel(c, id)
+	c.chMu.Lock()
 	c.channels[id] = ch
+	c.chMu.Unlock()
 	c.send(id, &amqp.ChannelOpenOk{})
 	return nil
 }
@@ -472,7 +498,9 @@ func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
 func (c *Conn) teardown() {
 	for id, ch := range c.channels {
 		ch.release()
+		c.chMu.Lock()
 		delete(c.channels, id)
+		c.chMu.Unlock()
 	}
 	for _, q := range c.exclusive {
 		c.vh.DeleteQueueObject(q)

@@ -49,6 +49,14 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 	c.out = amqp.AppendContent(c.out, ch.id, m.RawProps, m.Body, c.frameMax)
 	c.outMu.Unlock()
 	res := queue.Settled
+	if cs.noAck {
+		ch.count(StatDeliverNoAck, 1)
+	} else {
+		ch.count(StatDeliver, 1)
+	}
+	if e.Redelivered {
+		ch.count(StatRedeliver, 1)
+	}
 	if !cs.noAck {
 		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e, cs: cs})
 		cs.unacked++

@@ -30,9 +30,23 @@ type Env struct {
 	// nil or an *amqp.Error (403 ACCESS_REFUSED, channel scope). nil Authorize allows all.
 	// routingKey is set for publishes to topic exchanges and for binds (topic permissions).
 	Authorize func(user, vhost string, perm Perm, kind ResourceKind, name, routingKey string) error
+	// AuthenticateExternal, when set, enables SASL EXTERNAL on TLS connections: user is named
+	// by the client certificate (see CertLoginFrom); no password is checked.
+	AuthenticateExternal func(user string, remote net.Addr) (ok bool, reason string)
+	// CertLoginFrom picks the EXTERNAL user name from the client certificate, as RabbitMQ's
+	// ssl_cert_login_from: "distinguished_name" (the default, RFC 4514 subject) or "common_name".
+	CertLoginFrom string
+	// OpenVHost, when set, replaces VHost at connection.open: it checks the vhost, connection
+	// limits and the user's access for c (c.User() is set) and returns the vhost or an error
+	// (*amqp.Error, connection scope, e.g. 530 NOT_ALLOWED) sent in connection.close. Once it
+	// succeeded, Unregistered is called for c when the connection ends, even if the handshake
+	// fails afterwards.
+	OpenVHost func(c *Conn, vhost string) (*vhost.VHost, error)
 	// Registered / Unregistered track live connections (for shutdown and management).
 	Registered   func(c *Conn)
 	Unregistered func(c *Conn)
+	// Stats are the node-wide message counters every channel adds to (nil: none kept).
+	Stats *Stats
 
 	Product string
 	Version string
@@ -93,6 +107,9 @@ func (e *Env) setDefaults() {
 	}
 	if e.Product == "" {
 		e.Product = "Warren"
+	}
+	if e.Stats == nil {
+		e.Stats = new(Stats)
 	}
 }
 

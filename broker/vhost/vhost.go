@@ -25,15 +25,20 @@ import (
 type VHost struct {
 	Name string
 
-	mu        sync.RWMutex
-	exchanges map[string]*exchange.Exchange
-	queues    map[string]*queue.Queue
+	store Storage // nil: nothing persisted
+
+	mu          sync.RWMutex
+	exchanges   map[string]*exchange.Exchange
+	queues      map[string]*queue.Queue
+	defOffsets  map[exchange.Destination]uint64 // definition record of each durable queue/exchange
+	bindOffsets map[bindKey]uint64              // definition record of each durable binding
 }
 
 // New creates a virtual host with the predeclared exchanges (amq.direct, amq.fanout,
 // amq.topic, amq.headers, amq.match) and the default exchange.
-func New(name string) *VHost {
-	v := &VHost{Name: name, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue)}
+func New(name string, store Storage) *VHost {
+	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
+		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64)}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
@@ -61,6 +66,15 @@ type ExchangeDecl struct {
 
 // DeclareExchange declares (or checks, when passive) an exchange.
 func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
+	wait := noWait
+	x, err := v.declareExchange(d, &wait)
+	if err != nil {
+		return nil, err
+	}
+	return x, wait()
+}
+
+func (v *VHost) declareExchange(d ExchangeDecl, wait *func() error) (*exchange.Exchange, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	x := v.exchanges[d.Name]
@@ -95,6 +109,7 @@ func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
 		return nil, err
 	}
 	v.exchanges[d.Name] = x
+	*wait = v.persistExchangeLocked(x)
 	return x, nil
 }
 
@@ -142,6 +157,7 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 
 func (v *VHost) deleteExchangeLocked(x *exchange.Exchange) {
 	delete(v.exchanges, x.Name)
+	v.forgetEntityLocked(x)
 	for _, other := range v.exchanges {
 		if other.UnbindDest(x) > 0 {
 			v.maybeAutoDeleteLocked(other)
@@ -201,9 +217,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		}
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	q = v.queues[d.Name]
 	if q != nil {
+		defer v.mu.Unlock()
 		if err := v.checkExclusiveLocked(q, d.Owner); err != nil {
 			return nil, false, err
 		}
@@ -219,6 +235,7 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		return q, false, nil
 	}
 	if d.Passive {
+		v.mu.Unlock()
 		return nil, false, v.notFoundQueue(d.Name)
 	}
 	o := queue.Options{Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Args: d.Args, VHost: v.Name}
@@ -227,7 +244,16 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	}
 	q = queue.New(d.Name, o)
 	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+	wait, err := v.persistQueueLocked(q)
+	if err != nil {
+		v.mu.Unlock()
+		return nil, false, err
+	}
 	v.queues[d.Name] = q
+	v.mu.Unlock()
+	if err := wait(); err != nil {
+		return nil, false, err
+	}
 	return q, true, nil
 }
 
@@ -328,10 +354,15 @@ func (v *VHost) removeQueue(q *queue.Queue) {
 	if v.queues[q.Name] == q {
 		delete(v.queues, q.Name)
 	}
+	_, persisted := v.defOffsets[q]
+	v.forgetEntityLocked(q)
 	for _, x := range v.exchanges {
 		if x.UnbindDest(q) > 0 {
 			v.maybeAutoDeleteLocked(x)
 		}
+	}
+	if persisted && v.store != nil {
+		v.store.RemoveQueueLog(v.Name, q.Name)
 	}
 }
 
@@ -356,8 +387,13 @@ func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, 
 	if err := checkBindArgs(x, args); err != nil {
 		return err
 	}
-	x.Bind(exchange.Binding{Dest: q, Key: key, Args: args})
-	return nil
+	wait := noWait
+	if x.Bind(exchange.Binding{Dest: q, Key: key, Args: args}) {
+		wait = v.persistBindingLocked(x, q, key, args)
+	}
+	v.mu.Unlock()
+	defer v.mu.Lock() // the deferred Unlock above runs after this
+	return wait()
 }
 
 // UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ, even
@@ -380,6 +416,7 @@ func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table
 		return nil
 	}
 	if x.Unbind(exchange.Binding{Dest: q, Key: key, Args: args}) {
+		v.forgetBindingLocked(x, q, key, args)
 		v.maybeAutoDeleteLocked(x)
 	}
 	return nil
@@ -403,8 +440,13 @@ func (v *VHost) BindExchange(dst, src, key string, args amqp.Table) error {
 	if err := checkBindArgs(s, args); err != nil {
 		return err
 	}
-	s.Bind(exchange.Binding{Dest: d, Key: key, Args: args})
-	return nil
+	wait := noWait
+	if s.Bind(exchange.Binding{Dest: d, Key: key, Args: args}) {
+		wait = v.persistBindingLocked(s, d, key, args)
+	}
+	v.mu.Unlock()
+	defer v.mu.Lock() // the deferred Unlock above runs after this
+	return wait()
 }
 
 // UnbindExchange removes an exchange-to-exchange binding.
@@ -423,6 +465,7 @@ func (v *VHost) UnbindExchange(dst, src, key string, args amqp.Table) error {
 		return v.notFoundExchange(src)
 	}
 	if s.Unbind(exchange.Binding{Dest: d, Key: key, Args: args}) {
+		v.forgetBindingLocked(s, d, key, args)
 		v.maybeAutoDeleteLocked(s)
 	}
 	return nil

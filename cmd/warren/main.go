@@ -25,6 +25,7 @@ import (
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/mgmt"
+	"github.com/warrenmq/warren/wal"
 )
 
 type options struct {
@@ -124,16 +125,22 @@ func run(args []string) error {
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()})
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
 	srv, err := broker.New(broker.Config{
-		AMQPListen: o.AMQPListen, DataDir: o.DataDir, Log: log,
+		AMQPListen: o.AMQPListen, DataDir: o.DataDir, Log: log, Storage: store,
 		MaxMessageSize: o.MaxMessageSize, Heartbeat: uint16(o.Heartbeat), NoHeartbeat: o.Heartbeat == 0,
 		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax),
 		DefaultUser: o.DefaultUser, DefaultPass: o.DefaultPass,
 	})
 	if err != nil {
+		store.Close()
 		return err
 	}
 	if err := srv.Start(); err != nil {
+		srv.Close()
 		return err
 	}
 	var httpSrv *http.Server

@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"net"
+
+	"github.com/warrenmq/warren/broker/session"
+)
+
+// Read-only accessors for the management API and metrics.
+
+// Stats returns the node-wide message counters.
+func (s *Server) Stats() *session.Stats { return s.env.Stats }
+
+// Config returns the server's configuration with defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// CheckUser authenticates name/password for a client at remote (the same rules as AMQP,
+// including loopback-only users) and returns the user's tags.
+func (s *Server) CheckUser(name, password string, remote net.Addr) (tags []string, ok bool) {
+	if ok, _ := s.users.Authenticate(name, password, remote); !ok {
+		return nil, false
+	}
+	s.users.mu.RLock()
+	defer s.users.mu.RUnlock()
+	if u := s.users.users[name]; u != nil {
+		return append([]string(nil), u.Tags...), true
+	}
+	return nil, false
+}
+
+// UserList returns a copy of every user.
+func (s *Server) UserList() []User {
+	s.users.mu.RLock()
+	defer s.users.mu.RUnlock()
+	out := make([]User, 0, len(s.users.users))
+	for _, u := range s.users.users {
+		c := *u
+		c.Tags = append([]string(nil), u.Tags...)
+		c.PasswordHash = append([]byte(nil), u.PasswordHash...)
+		out = append(out, c)
+	}
+	return out
+}
