@@ -34,7 +34,8 @@ type Entry struct {
 // again after recovery.
 //
 // All methods may be called concurrently. Callbacks passed to Append run on the Manager's commit
-// goroutine and must not block (nor call Sync or Close).
+// goroutine: they must not block, nor call Sync, Close or any Manager method (Append, Retire,
+// MarkDelivered and Read are fine).
 type Log struct {
 	m    *Manager
 	name string

@@ -249,6 +249,10 @@ func (m *Manager) Remove(name string) error {
 	return nil
 }
 
+// Syncs returns how many log syncs (one per touched log per commit) the Manager has performed,
+// for metrics: compare it with the number of appends to see group commit at work.
+func (m *Manager) Syncs() int64 { return m.fsyncs.Load() }
+
 // Names returns the names of the logs that exist on disk, sorted, whether open or not.
 func (m *Manager) Names() ([]string, error) {
 	des, err := os.ReadDir(m.cfg.Dir)
