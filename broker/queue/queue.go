@@ -89,7 +89,10 @@ type Queue struct {
 	rr          int // round-robin position
 	nextOffset  uint64
 	unacked     int
-	readyBytes  int64
+	readyBytes  int64 // body bytes of ready messages in memory
+	memBytes    int64 // estimated memory of ready messages (see Budget)
+	budget      *Budget
+	spill       spillState
 	hadConsumer bool
 	deleted     bool
 
@@ -164,23 +167,29 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) (accepted
 		}
 	}
 	q.stats.Published.Add(1)
-	if q.ready.Len() == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
+	if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
 		q.unlock()
 		return true, pending
 	}
-	q.ready.PushBack(e)
-	q.readyBytes += int64(m.BodySize())
+	q.enqueueLocked(e)
 	q.dispatchLocked()
 	q.unlock()
 	return true, pending
 }
 
+// enqueueLocked adds a new message at the tail: in memory, or in the spill when over budget.
+func (q *Queue) enqueueLocked(e Entry) {
+	if q.shouldSpillLocked() && q.spillLocked(e) {
+		return
+	}
+	q.pushReadyLocked(e)
+}
+
 // Restore appends a message recovered from the queue's log (at startup, before use).
 func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool) {
 	q.mu.Lock()
-	q.ready.PushBack(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered})
+	q.enqueueLocked(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered})
 	q.nextOffset++
-	q.readyBytes += int64(m.BodySize())
 	q.mu.Unlock()
 }
 
@@ -231,13 +240,18 @@ func (q *Queue) tryDeliverLocked(e Entry) bool {
 
 // dispatchLocked delivers ready messages while some consumer takes them.
 func (q *Queue) dispatchLocked() {
-	for q.ready.Len() > 0 && len(q.consumers) > 0 {
+	for len(q.consumers) > 0 {
+		if q.ready.Len() < pageBatchCount/4 {
+			q.pageInLocked()
+		}
+		if q.ready.Len() == 0 {
+			return
+		}
 		e := q.ready.Front()
 		if !q.tryDeliverLocked(*e) {
 			return
 		}
-		q.readyBytes -= int64(e.Msg.BodySize())
-		q.ready.PopFront()
+		q.popReadyLocked()
 	}
 }
 
@@ -275,7 +289,7 @@ func (q *Queue) Requeue(es []Entry) {
 	for _, e := range es {
 		e.Redelivered = true
 		q.ready.Insert(e)
-		q.readyBytes += int64(e.Msg.BodySize())
+		q.accountLocked(e, 1)
 	}
 	q.unacked -= len(es)
 	q.dispatchLocked()
@@ -286,12 +300,12 @@ func (q *Queue) Requeue(es []Entry) {
 // Ack or Requeue (the caller acks at once for no-ack gets). remaining is the ready count after.
 func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
+	q.pageInLocked()
 	if q.ready.Len() == 0 {
 		q.mu.Unlock()
 		return Entry{}, 0, false
 	}
-	e = q.ready.PopFront()
-	q.readyBytes -= int64(e.Msg.BodySize())
+	e = q.popReadyLocked()
 	q.unacked++
 	q.stats.Gets.Add(1)
 	if e.Redelivered {
@@ -299,7 +313,7 @@ func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	} else if e.LogOffset != 0 {
 		q.delivered = append(q.delivered, e.LogOffset)
 	}
-	remaining = q.ready.Len()
+	remaining = q.ready.Len() + q.spill.count
 	q.unlock()
 	return e, remaining, true
 }
@@ -356,8 +370,7 @@ func (q *Queue) Purge() int {
 			}
 		}
 	}
-	q.readyBytes = 0
-	n := q.ready.Clear()
+	n := q.clearReadyLocked() + q.dropSpillLocked()
 	q.unlock()
 	return n
 }
@@ -366,14 +379,14 @@ func (q *Queue) Purge() int {
 func (q *Queue) Counts() (ready, unacked, consumers int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.ready.Len(), q.unacked, len(q.consumers)
+	return q.ready.Len() + q.spill.count, q.unacked, len(q.consumers)
 }
 
 // ReadyBytes returns the body bytes of ready messages.
 func (q *Queue) ReadyBytes() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.readyBytes
+	return q.readyBytes + q.spill.bytes
 }
 
 // Delete marks the queue deleted, drops its messages, and tells its consumers (server-sent
@@ -385,7 +398,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		q.mu.Unlock()
 		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' in use", q.Name, q.VHost)
 	}
-	if ifEmpty && q.ready.Len() > 0 {
+	if ifEmpty && q.ready.Len()+q.spill.count > 0 {
 		q.mu.Unlock()
 		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is not empty", q.Name, q.VHost)
 	}
@@ -394,7 +407,8 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		return 0, nil
 	}
 	q.deleted = true
-	n := q.ready.Clear()
+	n := q.clearReadyLocked() + q.dropSpillLocked()
+	q.retired = q.retired[:0] // the whole log goes away with the queue
 	consumers := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()

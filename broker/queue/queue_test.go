@@ -247,3 +247,85 @@ func TestQueue_PurgeRetiresPersisted(t *testing.T) {
 		t.Fatalf("retired %d", len(l.retired))
 	}
 }
+
+func (l *memLog) Read(off uint64) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.retired[off] {
+		return nil, fmt.Errorf("retired")
+	}
+	return append([]byte(nil), l.data[off]...), nil
+}
+
+func TestQueue_SpillsBeyondBudgetAndReadsBackInOrder(t *testing.T) {
+	spill := newMemLog()
+	durable := newMemLog()
+	b := &Budget{MaxQueueBytes: 64 << 10}
+	q := New("q", Options{Durable: true})
+	q.SetLog(durable)
+	q.SetBudget(b)
+	opened := 0
+	q.SetSpill(func() (Spill, error) { opened++; return spill, nil })
+	const n = 5000
+	for i := range n {
+		q.Publish(msg(t, fmt.Sprintf("m%05d", i), i%2 == 0), nil)
+	}
+	if opened != 1 || len(spill.data) == 0 {
+		t.Fatalf("spill opened %d times with %d records", opened, len(spill.data))
+	}
+	if used := b.Used(); used > 64<<10+1024 {
+		t.Fatalf("memory used %d over the queue budget", used)
+	}
+	if ready, _, _ := q.Counts(); ready != n {
+		t.Fatalf("ready %d, want %d", ready, n)
+	}
+	// A requeued message goes back before everything spilled.
+	e0, rem, _ := q.Get()
+	if rem != n-1 || string(e0.Msg.Body) != "m00000" {
+		t.Fatalf("first get %q remaining %d", e0.Msg.Body, rem)
+	}
+	q.Requeue([]Entry{e0})
+	c := &fakeConsumer{tag: "c", credit: -1, noAck: true}
+	q.AddConsumer(c, false, nil)
+	if len(c.got) != n {
+		t.Fatalf("consumer got %d of %d", len(c.got), n)
+	}
+	for i, e := range c.got {
+		if want := fmt.Sprintf("m%05d", i); string(e.Msg.Body) != want {
+			t.Fatalf("message %d is %q, want %q", i, e.Msg.Body, want)
+		}
+		if (i%2 == 0) != (e.LogOffset != 0) {
+			t.Fatalf("message %d: persistent=%v LogOffset=%d", i, i%2 == 0, e.LogOffset)
+		}
+	}
+	if len(spill.retired) != len(spill.data) {
+		t.Fatalf("spill retired %d of %d records", len(spill.retired), len(spill.data))
+	}
+	if b.Used() != 0 {
+		t.Fatalf("budget still counts %d bytes", b.Used())
+	}
+	// every persistent message was retired from the durable log on (no-ack) delivery
+	if len(durable.retired) != n/2 {
+		t.Fatalf("durable retired %d, want %d", len(durable.retired), n/2)
+	}
+}
+
+func TestQueue_PurgeDropsSpill(t *testing.T) {
+	spill, durable := newMemLog(), newMemLog()
+	q := New("q", Options{Durable: true})
+	q.SetLog(durable)
+	q.SetBudget(&Budget{MaxQueueBytes: 8 << 10})
+	q.SetSpill(func() (Spill, error) { return spill, nil })
+	for i := range 1000 {
+		q.Publish(msg(t, fmt.Sprint(i), true), nil)
+	}
+	if n := q.Purge(); n != 1000 {
+		t.Fatalf("purged %d", n)
+	}
+	if len(durable.retired) != 1000 {
+		t.Fatalf("durable retired %d", len(durable.retired))
+	}
+	if ready, _, _ := q.Counts(); ready != 0 {
+		t.Fatalf("ready %d after purge", ready)
+	}
+}

@@ -26,6 +26,23 @@ type Storage interface {
 	OpenQueueLog(vhost, queue string, replay func(offset uint64, payload []byte, delivered bool) error) (queue.Log, error)
 	// RemoveQueueLog deletes a queue's log.
 	RemoveQueueLog(vhost, queue string) error
+	// OpenSpill opens (creating) the spill of any queue: where the tail of a long backlog waits
+	// on disk. Spills are caches, not durable; they are wiped when the node starts.
+	OpenSpill(vhost, queue string) (queue.Spill, error)
+	// RemoveSpill deletes a queue's spill (a no-op if it has none).
+	RemoveSpill(vhost, queue string) error
+}
+
+// setupQueue connects a new queue to the vhost: auto-delete, spill and memory budget.
+func (v *VHost) setupQueue(q *queue.Queue) {
+	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+	if v.store != nil {
+		vh, name := v.Name, q.Name
+		q.SetSpill(func() (queue.Spill, error) { return v.store.OpenSpill(vh, name) })
+	}
+	if v.Budget != nil {
+		q.SetBudget(v.Budget)
+	}
 }
 
 // Definition record kinds (field "k" of the record table).
@@ -179,11 +196,14 @@ func (v *VHost) Restore(rec amqp.Table, offset uint64, restoreMsg func(q *queue.
 		v.defOffsets[x] = offset
 	case recQueue:
 		q := queue.New(str("n"), queue.Options{Durable: true, AutoDelete: flag("ad"), Args: args, VHost: v.Name})
-		q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+		v.setupQueue(q)
 		l, err := v.store.OpenQueueLog(v.Name, q.Name, func(off uint64, payload []byte, delivered bool) error {
 			return restoreMsg(q, off, payload, delivered)
 		})
 		if err != nil {
+			// Keep the definition (and its bindings' records): an operator may repair the log.
+			v.broken[q.Name] = err
+			v.brokenOffsets[q.Name] = offset
 			return fmt.Errorf("vhost: queue '%s' in vhost '%s' is out of service: %w", q.Name, v.Name, err)
 		}
 		q.SetLog(l)
@@ -200,7 +220,10 @@ func (v *VHost) Restore(rec amqp.Table, offset uint64, restoreMsg func(q *queue.
 			dest = q
 		}
 		if src == nil || dest == nil {
-			v.retireDef(offset) // an end is gone (e.g. its queue is out of service)
+			if _, broken := v.broken[str("d")]; broken && !flag("de") {
+				return nil // its queue is out of service: keep the record for when it is repaired
+			}
+			v.retireDef(offset) // an end is gone
 			return nil
 		}
 		src.Bind(exchange.Binding{Dest: dest, Key: str("rk"), Args: args})

@@ -26,19 +26,36 @@ type VHost struct {
 	Name string
 
 	store Storage // nil: nothing persisted
+	// Budget is the node's memory budget for queued messages; set right after New.
+	Budget *queue.Budget
 
-	mu          sync.RWMutex
-	exchanges   map[string]*exchange.Exchange
-	queues      map[string]*queue.Queue
-	defOffsets  map[exchange.Destination]uint64 // definition record of each durable queue/exchange
-	bindOffsets map[bindKey]uint64              // definition record of each durable binding
+	mu            sync.RWMutex
+	exchanges     map[string]*exchange.Exchange
+	queues        map[string]*queue.Queue
+	broken        map[string]error                // durable queues out of service (damaged log)
+	brokenOffsets map[string]uint64               // their definition records
+	defOffsets    map[exchange.Destination]uint64 // definition record of each durable queue/exchange
+	bindOffsets   map[bindKey]uint64              // definition record of each durable binding
+	maxQueues     int                             // RabbitMQ's vhost limit max-queues; negative: no limit
 }
+
+// SetMaxQueues sets the vhost's max-queues limit (negative: none). Existing queues stay; new
+// declares fail with 406 PRECONDITION_FAILED while the vhost holds n or more queues.
+func (v *VHost) SetMaxQueues(n int) {
+	v.mu.Lock()
+	v.maxQueues = n
+	v.mu.Unlock()
+}
+
+// ServerQueueName returns a fresh server-generated queue name ("amq.gen-..."), for callers
+// that must check permissions on the name before declaring it (QueueDecl.ServerNamed).
+func ServerQueueName() string { return "amq.gen-" + randomID() }
 
 // New creates a virtual host with the predeclared exchanges (amq.direct, amq.fanout,
 // amq.topic, amq.headers, amq.match) and the default exchange.
 func New(name string, store Storage) *VHost {
 	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
-		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64)}
+		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64), broken: make(map[string]error), brokenOffsets: make(map[string]uint64), maxQueues: -1}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
@@ -196,6 +213,7 @@ type QueueDecl struct {
 	Passive, Durable, Exclusive, AutoDelete bool
 	Args                                    amqp.Table
 	Owner                                   any
+	ServerNamed                             bool // Name came from ServerQueueName: skip the amq.* check
 }
 
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
@@ -203,7 +221,7 @@ type QueueDecl struct {
 func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
-	} else if strings.HasPrefix(d.Name, "amq.") && !d.Passive {
+	} else if strings.HasPrefix(d.Name, "amq.") && !d.Passive && !d.ServerNamed {
 		v.mu.RLock()
 		exists := v.queues[d.Name] != nil
 		v.mu.RUnlock()
@@ -217,6 +235,10 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		}
 	}
 	v.mu.Lock()
+	if err := v.brokenErrLocked(d.Name); err != nil {
+		v.mu.Unlock()
+		return nil, false, err
+	}
 	q = v.queues[d.Name]
 	if q != nil {
 		defer v.mu.Unlock()
@@ -238,12 +260,16 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		v.mu.Unlock()
 		return nil, false, v.notFoundQueue(d.Name)
 	}
+	if v.maxQueues >= 0 && len(v.queues) >= v.maxQueues {
+		v.mu.Unlock()
+		return nil, false, amqp.ChannelErr(amqp.PreconditionFailed, "cannot declare queue '%s': queue limit in vhost '%s' (%d) is reached", d.Name, v.Name, v.maxQueues)
+	}
 	o := queue.Options{Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Args: d.Args, VHost: v.Name}
 	if d.Exclusive {
 		o.Owner = d.Owner
 	}
 	q = queue.New(d.Name, o)
-	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+	v.setupQueue(q)
 	wait, err := v.persistQueueLocked(q)
 	if err != nil {
 		v.mu.Unlock()
@@ -260,6 +286,14 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 func (v *VHost) checkExclusiveLocked(q *queue.Queue, owner any) error {
 	if q.Exclusive && q.Owner != owner {
 		return v.lockedErr(q)
+	}
+	return nil
+}
+
+// brokenErrLocked returns the error for a durable queue that is out of service.
+func (v *VHost) brokenErrLocked(name string) error {
+	if err, ok := v.broken[name]; ok {
+		return amqp.ChannelErr(amqp.NotFound, "queue '%s' in vhost '%s' is out of service: its log is damaged (%v)", name, v.Name, err)
 	}
 	return nil
 }
@@ -296,6 +330,9 @@ func (v *VHost) LookupQueue(name string, owner any) (*queue.Queue, error) {
 	defer v.mu.RUnlock()
 	q := v.queues[name]
 	if q == nil {
+		if err := v.brokenErrLocked(name); err != nil {
+			return nil, err
+		}
 		return nil, v.notFoundQueue(name)
 	}
 	if err := v.checkExclusiveLocked(q, owner); err != nil {
@@ -320,6 +357,15 @@ func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int
 	v.mu.Lock()
 	q := v.queues[name]
 	if q == nil {
+		if _, ok := v.broken[name]; ok {
+			// Deleting an out-of-service queue drops its definition and its damaged log.
+			v.retireDef(v.brokenOffsets[name])
+			delete(v.broken, name)
+			delete(v.brokenOffsets, name)
+			if v.store != nil {
+				v.store.RemoveQueueLog(v.Name, name)
+			}
+		}
 		v.mu.Unlock()
 		return 0, nil
 	}
@@ -361,8 +407,11 @@ func (v *VHost) removeQueue(q *queue.Queue) {
 			v.maybeAutoDeleteLocked(x)
 		}
 	}
-	if persisted && v.store != nil {
-		v.store.RemoveQueueLog(v.Name, q.Name)
+	if v.store != nil {
+		if persisted {
+			v.store.RemoveQueueLog(v.Name, q.Name)
+		}
+		v.store.RemoveSpill(v.Name, q.Name)
 	}
 }
 

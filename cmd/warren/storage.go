@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
 	"strings"
 	"sync"
 
@@ -17,14 +18,16 @@ var (
 	_ queue.Log      = (*wal.Log)(nil)
 	_ vhost.DefLog   = (*wal.Log)(nil)
 	_ broker.Storage = (*walStorage)(nil)
+	_ queue.Spill    = (*wal.Log)(nil)
 )
 
 // walStorage adapts a wal.Manager to broker.Storage: one log "defs" for definitions and one
 // log per durable queue, named "q-" + a hash of vhost and queue name (queue names may be 255
 // bytes and contain anything; file names may not).
 type walStorage struct {
-	m    *wal.Manager
-	defs *wal.Log
+	m     *wal.Manager
+	defs  *wal.Log
+	spill *wal.Manager // no fsync; wiped at start
 
 	mu    sync.Mutex
 	tried map[string]bool // queue logs opened or attempted since start (kept by the sweep)
@@ -32,7 +35,8 @@ type walStorage struct {
 
 const defsLog = "defs"
 
-func openStorage(cfg wal.Config) (*walStorage, error) {
+// openStorage opens the durable logs in cfg.Dir and the spill logs in spillDir (emptied first).
+func openStorage(cfg wal.Config, spillDir string) (*walStorage, error) {
 	m, err := wal.Open(cfg)
 	if err != nil {
 		return nil, err
@@ -42,7 +46,26 @@ func openStorage(cfg wal.Config) (*walStorage, error) {
 		m.Close()
 		return nil, err
 	}
-	return &walStorage{m: m, defs: defs, tried: map[string]bool{}}, nil
+	if err := os.RemoveAll(spillDir); err != nil {
+		m.Close()
+		return nil, err
+	}
+	scfg := cfg
+	scfg.Dir, scfg.NoSync, scfg.OnAppend = spillDir, true, nil
+	sm, err := wal.Open(scfg)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &walStorage{m: m, defs: defs, spill: sm, tried: map[string]bool{}}, nil
+}
+
+func (s *walStorage) OpenSpill(vh, q string) (queue.Spill, error) {
+	return s.spill.Log(queueLogName(vh, q))
+}
+
+func (s *walStorage) RemoveSpill(vh, q string) error {
+	return s.spill.Remove(queueLogName(vh, q))
 }
 
 func queueLogName(vh, q string) string {
@@ -94,4 +117,10 @@ func (s *walStorage) SweepQueueLogs() error {
 	return nil
 }
 
-func (s *walStorage) Close() error { return s.m.Close() }
+func (s *walStorage) Close() error {
+	err := s.m.Close()
+	if serr := s.spill.Close(); err == nil {
+		err = serr
+	}
+	return err
+}

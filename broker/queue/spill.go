@@ -1,0 +1,245 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+
+	"github.com/warrenmq/warren/broker/message"
+)
+
+// Spill holds the tail of a long queue on disk so that memory stays bounded while a backlog
+// grows: transient and persistent messages alike (persistent ones are also in the queue's
+// durable log; the spill is only a cache and is wiped on restart). *wal.Log satisfies it
+// (from a manager without fsync). Offsets returned by Append are read back with Read and
+// retired once paged in.
+type Spill interface {
+	Append(payload []byte, done func(offset uint64, err error)) uint64
+	Read(offset uint64) ([]byte, error)
+	Retire(offsets ...uint64)
+}
+
+// Budget is the memory budget shared by all queues of a node for messages waiting in memory.
+// A queue keeps at most MaxQueueBytes in memory; beyond it, or while the node is over Limit,
+// new messages go to the queue's spill (when it has one) and are read back in order.
+type Budget struct {
+	Limit         int64 // node-wide bytes for ready messages in memory (0: no node limit)
+	MaxQueueBytes int64 // per queue (0: DefaultMaxQueueBytes)
+	MinQueueBytes int64 // a queue may always hold this much (0: DefaultMinQueueBytes)
+	used          atomic.Int64
+}
+
+// Defaults for Budget.
+const (
+	DefaultMaxQueueBytes = 16 << 20
+	DefaultMinQueueBytes = 1 << 20
+	// entryOverhead estimates the memory of a message beyond its properties and body: the
+	// Message struct, the slice headers, the ready-list entry and allocator rounding.
+	entryOverhead = 320
+	// pageBatch bounds one page-in: messages and bytes.
+	pageBatchCount = 2048
+	pageBatchBytes = 4 << 20
+)
+
+// Used returns the bytes of ready messages held in memory by all queues.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+func memSize(m *message.Message) int64 {
+	return int64(len(m.Body) + len(m.RawProps) + len(m.Exchange) + len(m.RoutingKey) + entryOverhead)
+}
+
+// spillRange is a run of consecutive spill offsets, all data records, in queue order.
+type spillRange struct{ first, last uint64 }
+
+// spillState is the on-disk tail of the queue (guarded by q.mu).
+type spillState struct {
+	open   func() (Spill, error) // nil: the queue cannot spill
+	log    Spill
+	ranges []spillRange
+	count  int
+	bytes  int64 // body bytes of spilled messages
+	failed bool  // opening or writing failed once: keep everything in memory
+	buf    []byte
+}
+
+// SetSpill lets the queue spill to a log opened on first need (by open). Call before use.
+func (q *Queue) SetSpill(open func() (Spill, error)) {
+	q.mu.Lock()
+	q.spill.open = open
+	q.mu.Unlock()
+}
+
+// SetBudget attaches the node's memory budget. Call before use.
+func (q *Queue) SetBudget(b *Budget) {
+	q.mu.Lock()
+	q.budget = b
+	q.mu.Unlock()
+}
+
+// shouldSpillLocked reports whether a new message must go to the spill: the spill is already
+// in use (order), or memory is over the queue's or the node's budget.
+func (q *Queue) shouldSpillLocked() bool {
+	if q.spill.failed || q.spill.open == nil || q.budget == nil {
+		return false
+	}
+	if q.spill.count > 0 {
+		return true
+	}
+	max := q.budget.MaxQueueBytes
+	if max == 0 {
+		max = DefaultMaxQueueBytes
+	}
+	if q.memBytes >= max {
+		return true
+	}
+	min := q.budget.MinQueueBytes
+	if min == 0 {
+		min = DefaultMinQueueBytes
+	}
+	return q.budget.Limit > 0 && q.budget.used.Load() >= q.budget.Limit && q.memBytes >= min
+}
+
+// spillLocked writes e to the spill; false if that is not possible (then keep it in memory).
+func (q *Queue) spillLocked(e Entry) bool {
+	s := &q.spill
+	if s.log == nil {
+		l, err := s.open()
+		if err != nil {
+			s.failed = true
+			return false
+		}
+		s.log = l
+	}
+	b := s.buf[:0]
+	b = binary.AppendUvarint(b, e.Offset)
+	b = binary.AppendUvarint(b, e.LogOffset)
+	if e.Redelivered {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = message.AppendEncoded(b, e.Msg)
+	off := s.log.Append(b, nil)
+	if cap(b) <= 1<<20 {
+		s.buf = b[:0]
+	}
+	if n := len(s.ranges); n > 0 && s.ranges[n-1].last+1 == off {
+		s.ranges[n-1].last = off
+	} else {
+		s.ranges = append(s.ranges, spillRange{off, off})
+	}
+	s.count++
+	s.bytes += int64(e.Msg.BodySize())
+	return true
+}
+
+var errBadSpill = errors.New("queue: malformed spill record")
+
+func decodeSpill(rec []byte) (Entry, error) {
+	qo, n := binary.Uvarint(rec)
+	if n <= 0 {
+		return Entry{}, errBadSpill
+	}
+	rec = rec[n:]
+	lo, n := binary.Uvarint(rec)
+	if n <= 0 || len(rec) < n+1 {
+		return Entry{}, errBadSpill
+	}
+	red := rec[n] == 1
+	m, err := message.Decode(rec[n+1:])
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Msg: m, Offset: qo, LogOffset: lo, Redelivered: red}, nil
+}
+
+// pageInLocked moves a batch from the spill to the ready list when the in-memory head runs low.
+func (q *Queue) pageInLocked() {
+	s := &q.spill
+	if s.count == 0 || q.ready.Len() >= pageBatchCount/4 {
+		return
+	}
+	var retire []uint64
+	var bytes int64
+	for s.count > 0 && len(retire) < pageBatchCount && bytes < pageBatchBytes {
+		r := &s.ranges[0]
+		off := r.first
+		if r.first == r.last {
+			s.ranges = s.ranges[1:]
+		} else {
+			r.first++
+		}
+		s.count--
+		retire = append(retire, off)
+		rec, err := s.log.Read(off)
+		if err != nil {
+			continue // lost from the cache: nothing else to do (persistent copies are in the queue log)
+		}
+		e, err := decodeSpill(rec)
+		if err != nil {
+			continue
+		}
+		s.bytes -= int64(e.Msg.BodySize())
+		bytes += int64(e.Msg.BodySize())
+		q.pushReadyLocked(e)
+	}
+	if len(s.ranges) == 0 {
+		s.ranges = nil
+	}
+	s.log.Retire(retire...)
+}
+
+// dropSpillLocked discards every spilled message (purge, delete) and returns how many; the
+// log offsets of persistent ones are appended to q.retired.
+func (q *Queue) dropSpillLocked() int {
+	s := &q.spill
+	n := s.count
+	var retire []uint64
+	for _, r := range s.ranges {
+		for off := r.first; off <= r.last; off++ {
+			retire = append(retire, off)
+			if q.log == nil {
+				continue
+			}
+			if rec, err := s.log.Read(off); err == nil {
+				if e, err := decodeSpill(rec); err == nil && e.LogOffset != 0 {
+					q.retired = append(q.retired, e.LogOffset)
+				}
+			}
+		}
+	}
+	if len(retire) > 0 {
+		s.log.Retire(retire...)
+	}
+	s.ranges, s.count, s.bytes = nil, 0, 0
+	return n
+}
+
+// pushReadyLocked appends to the in-memory ready list with memory accounting.
+func (q *Queue) pushReadyLocked(e Entry) {
+	q.ready.PushBack(e)
+	q.accountLocked(e, 1)
+}
+
+func (q *Queue) accountLocked(e Entry, sign int64) {
+	sz := memSize(e.Msg)
+	q.memBytes += sign * sz
+	q.readyBytes += sign * int64(e.Msg.BodySize())
+	if q.budget != nil {
+		q.budget.used.Add(sign * sz)
+	}
+}
+
+func (q *Queue) popReadyLocked() Entry {
+	e := q.ready.PopFront()
+	q.accountLocked(e, -1)
+	return e
+}
+
+func (q *Queue) clearReadyLocked() int {
+	if q.budget != nil {
+		q.budget.used.Add(-q.memBytes)
+	}
+	q.memBytes, q.readyBytes = 0, 0
+	return q.ready.Clear()
+}
