@@ -27,11 +27,16 @@ type Config struct {
 	DataDir    string // default ./data
 	Log        zerolog.Logger
 
-	FrameMax         uint32        // default 131072
-	ChannelMax       uint16        // default 2047
-	Heartbeat        uint16        // seconds, default 60
-	NoHeartbeat      bool          // offer heartbeat 0
-	MaxMessageSize   int           // default 128 MiB
+	FrameMax       uint32 // default 131072
+	ChannelMax     uint16 // default 2047
+	Heartbeat      uint16 // seconds, default 60
+	NoHeartbeat    bool   // offer heartbeat 0
+	MaxMessageSize int    // default 128 MiB
+	// MemoryBudget bounds the memory of messages waiting in queues, node-wide (default: a
+	// quarter of physical memory); MaxQueueMemory bounds one queue's (default 16 MiB). Beyond
+	// them, messages wait on disk in the queue's spill and are read back in order.
+	MemoryBudget     int64
+	MaxQueueMemory   int64
 	HandshakeTimeout time.Duration // default 10s
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
@@ -46,6 +51,9 @@ type Config struct {
 
 // SetDefaults fills zero fields.
 func (c *Config) SetDefaults() {
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = physicalMemory() / 4
+	}
 	if c.AMQPListen == "" {
 		c.AMQPListen = "127.0.0.1:5672"
 	}
@@ -97,6 +105,7 @@ type Server struct {
 	ln     net.Listener
 	closed bool
 
+	budget     *queue.Budget
 	nextConnID atomic.Uint64
 	wg         sync.WaitGroup
 }
@@ -107,10 +116,12 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Log.With().Str("component", "broker").Logger(),
-		vhosts: map[string]*vhost.VHost{"/": vhost.New("/", vstore(cfg.Storage))},
+		vhosts: map[string]*vhost.VHost{},
 		conns:  make(map[*session.Conn]struct{}),
 		users:  NewUsers(),
+		budget: &queue.Budget{Limit: cfg.MemoryBudget, MaxQueueBytes: cfg.MaxQueueMemory},
 	}
+	s.vhosts["/"] = s.newVHost("/")
 	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, cfg.DefaultUser == "guest")
 	s.env = &session.Env{
 		Log:              cfg.Log.With().Str("component", "session").Logger(),
@@ -133,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// newVHost creates a vhost wired to the node's storage and memory budget (not registered).
+func (s *Server) newVHost(name string) *vhost.VHost {
+	v := vhost.New(name, vstore(s.cfg.Storage))
+	v.Budget = s.budget
+	return v
 }
 
 // vstore converts a possibly nil Storage to a possibly nil vhost.Storage (avoiding a non-nil
@@ -166,7 +184,7 @@ func (s *Server) recover() error {
 		s.mu.Lock()
 		v := s.vhosts[name]
 		if v == nil {
-			v = vhost.New(name, st)
+			v = s.newVHost(name)
 			s.vhosts[name] = v
 		}
 		s.mu.Unlock()
