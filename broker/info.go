@@ -28,16 +28,5 @@ func (s *Server) CheckUser(name, password string, remote net.Addr) (tags []strin
 	return nil, false
 }
 
-// UserList returns a copy of every user.
-func (s *Server) UserList() []User {
-	s.users.mu.RLock()
-	defer s.users.mu.RUnlock()
-	out := make([]User, 0, len(s.users.users))
-	for _, u := range s.users.users {
-		c := *u
-		c.Tags = append([]string(nil), u.Tags...)
-		c.PasswordHash = append([]byte(nil), u.PasswordHash...)
-		out = append(out, c)
-	}
-	return out
-}
+// UserList returns copies of every user, sorted by name.
+func (s *Server) UserList() []User { return s.users.List() }

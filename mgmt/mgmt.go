@@ -1,53 +1,192 @@
-// Package mgmt serves Warren's HTTP management endpoint. For now it answers /api/health and a
-// minimal /api/overview; the RabbitMQ-compatible API grows here.
+// Package mgmt serves Warren's HTTP management API, shaped like RabbitMQ's management plugin
+// (the fields rabbitmqadmin, dashboards and monitoring tools read), and Prometheus metrics at
+// /metrics.
 //
 //	h := mgmt.New(mgmt.Config{Broker: srv})
+//	defer h.Close() // stops the rate sampler
 //	http.Serve(ln, h)
+//
+// Every /api/ endpoint needs HTTP basic auth with a broker user tagged management, monitoring,
+// policymaker or administrator (401 without or with bad credentials, 403 without a tag, as
+// RabbitMQ); users, permissions, definitions and vhost changes need administrator. /metrics and
+// /api/health are open, like RabbitMQ's Prometheus endpoint.
+//
+// Message rates (the *_details.rate fields) come from one sampler goroutine that reads the
+// broker's counters every SampleInterval (5 s, as RabbitMQ's default) and keeps the per-second
+// rate over the last interval; the hot paths only bump atomics.
 package mgmt
 
 import (
-	"encoding/json"
 	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/broker"
 )
 
-// Config configures the handler.
+// CompatVersion is the RabbitMQ version whose management API Warren mirrors; it is reported
+// as rabbitmq_version and management_version, which some tools use to pick API features.
+const CompatVersion = "3.10.8"
+
+// Config configures the management server.
 type Config struct {
 	Broker *broker.Server
 	Log    zerolog.Logger
+	// SampleInterval is how often message rates are sampled (default 5s).
+	SampleInterval time.Duration
+	// Node is the node name shown in the API (default "warren@" + hostname).
+	Node string
 }
 
-// New returns the HTTP handler.
-func New(cfg Config) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /api/health/checks/alarms", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /api/overview", func(w http.ResponseWriter, r *http.Request) {
-		s := cfg.Broker
-		queues := 0
-		for _, v := range s.VHosts() {
-			queues += len(v.Queues())
+// Server is the management HTTP handler. Close stops its sampler goroutine.
+type Server struct {
+	cfg     Config
+	b       *broker.Server
+	log     zerolog.Logger
+	mux     *http.ServeMux
+	started time.Time
+	rates   *sampler
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New returns the management handler and starts its rate sampler.
+func New(cfg Config) *Server {
+	if cfg.SampleInterval <= 0 {
+		cfg.SampleInterval = 5 * time.Second
+	}
+	if cfg.Node == "" {
+		host, _ := os.Hostname()
+		cfg.Node = "warren@" + host
+	}
+	s := &Server{
+		cfg: cfg, b: cfg.Broker,
+		log:     cfg.Log.With().Str("component", "mgmt").Logger(),
+		mux:     http.NewServeMux(),
+		started: time.Now(),
+		rates:   newSampler(),
+		stop:    make(chan struct{}),
+	}
+	s.routes()
+	s.rates.sample(s.b, time.Now())
+	s.wg.Add(1)
+	go s.sampleLoop()
+	return s
+}
+
+// ServeHTTP implements http.Handler. The API puts names that may contain "/" into single path
+// segments, escaped ("/" as %2F, the default vhost). ServeMux matches on the decoded path, so
+// the mux sees the escaped path as the literal one and pathValue decodes each segment.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r2 := *r
+	u := *r.URL
+	u.Path, u.RawPath = r.URL.EscapedPath(), ""
+	r2.URL = &u
+	s.mux.ServeHTTP(w, &r2)
+}
+
+// pathValue returns the decoded path segment of wildcard name.
+func pathValue(r *http.Request, name string) string {
+	v := r.PathValue(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// Close stops the sampler and waits for it. Idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) sampleLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SampleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.rates.sample(s.b, now)
 		}
-		writeJSON(w, map[string]any{
-			"product_name":    "Warren",
-			"product_version": broker.Version,
-			"object_totals": map[string]int{
-				"connections": len(s.Connections()),
-				"queues":      queues,
-			},
-		})
-	})
-	return mux
+	}
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
+func (s *Server) routes() {
+	m := s.mux
+	open := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, h) }
+	user := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelMonitor, h)) }
+	admin := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelAdmin, h)) }
+
+	open("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, obj{"status": "ok"}) })
+	open("GET /metrics", s.metricsHandler().ServeHTTP)
+
+	user("GET /api/overview", s.overview)
+	user("GET /api/nodes", s.nodes)
+	user("GET /api/nodes/{node}", s.node)
+	user("GET /api/whoami", s.whoami)
+	user("GET /api/health/checks/alarms", s.ok)
+	user("GET /api/health/checks/local-alarms", s.ok)
+	user("GET /api/aliveness-test/{vhost}", s.aliveness)
+	user("GET /api/extensions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, []obj{}) })
+
+	user("GET /api/connections", s.connections)
+	user("GET /api/vhosts/{vhost}/connections", s.connections)
+	user("GET /api/connections/{name}", s.connection)
+	user("DELETE /api/connections/{name}", s.closeConnection)
+	user("GET /api/connections/{name}/channels", s.channels)
+	user("GET /api/channels", s.channels)
+	user("GET /api/vhosts/{vhost}/channels", s.channels)
+	user("GET /api/channels/{name}", s.channel)
+	user("GET /api/consumers", s.consumers)
+	user("GET /api/consumers/{vhost}", s.consumers)
+
+	user("GET /api/exchanges", s.exchanges)
+	user("GET /api/exchanges/{vhost}", s.exchanges)
+	user("GET /api/exchanges/{vhost}/{name}", s.exchange)
+	user("PUT /api/exchanges/{vhost}/{name}", s.declareExchange)
+	user("DELETE /api/exchanges/{vhost}/{name}", s.deleteExchange)
+	user("POST /api/exchanges/{vhost}/{name}/publish", s.publish)
+	user("GET /api/exchanges/{vhost}/{name}/bindings/source", s.exchangeBindings(true))
+	user("GET /api/exchanges/{vhost}/{name}/bindings/destination", s.exchangeBindings(false))
+
+	user("GET /api/queues", s.queues)
+	user("GET /api/queues/{vhost}", s.queues)
+	user("GET /api/queues/{vhost}/{name}", s.queue)
+	user("PUT /api/queues/{vhost}/{name}", s.declareQueue)
+	user("DELETE /api/queues/{vhost}/{name}", s.deleteQueue)
+	user("DELETE /api/queues/{vhost}/{name}/contents", s.purgeQueue)
+	user("POST /api/queues/{vhost}/{name}/get", s.getMessages)
+	user("GET /api/queues/{vhost}/{name}/bindings", s.queueBindings)
+
+	user("GET /api/bindings", s.bindings)
+	user("GET /api/bindings/{vhost}", s.bindings)
+	for _, k := range []string{"q", "e"} {
+		p := "/api/bindings/{vhost}/e/{source}/" + k + "/{dest}"
+		user("GET "+p, s.bindingsBetween(k))
+		user("POST "+p, s.createBinding(k))
+		user("GET "+p+"/{props}", s.binding(k))
+		user("DELETE "+p+"/{props}", s.deleteBinding(k))
+	}
+
+	user("GET /api/vhosts", s.vhosts)
+	user("GET /api/vhosts/{vhost}", s.vhost)
+	admin("GET /api/users", s.users)
+	admin("GET /api/definitions", s.exportDefinitions)
+	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
+	admin("POST /api/definitions", s.importDefinitions)
+	admin("POST /api/definitions/{vhost}", s.importDefinitions)
+}
+
+func (s *Server) ok(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, obj{"status": "ok"})
 }

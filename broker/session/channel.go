@@ -553,6 +553,9 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		w.done(nil)
 	}
 	clear(ch.router.Queues)
+	if !routed && !mandatory {
+		ch.count(StatDropUnroutable, 1)
+	}
 	if !routed && mandatory {
 		ch.sendReturn(msg)
 	}
@@ -561,6 +564,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 
 // sendReturn sends basic.return 312 NO_ROUTE with the message.
 func (ch *Channel) sendReturn(msg *message.Message) {
+	ch.count(StatReturnUnroutable, 1)
 	c := ch.c
 	c.outMu.Lock()
 	c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})

@@ -114,6 +114,7 @@ func (ch *Channel) flushConfirmsLocked() {
 		}
 	}
 	c.outMu.Unlock()
+	ch.count(StatConfirm, limit-cf.sent)
 	cf.sent = limit
 	c.kick()
 }

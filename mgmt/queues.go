@@ -1,0 +1,316 @@
+package mgmt
+
+import (
+	"encoding/base64"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/session"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+func queueVector(q *queue.Queue) []float64 {
+	in := q.Info()
+	st := q.Stats()
+	v := make([]float64, qLen)
+	del, gets := float64(st.Delivered.Load()), float64(st.Gets.Load())
+	v[qPublish] = float64(st.Published.Load())
+	v[qDeliver] = del
+	v[qGet] = gets
+	v[qDeliverGet] = del + gets
+	v[qAck] = float64(st.Acked.Load())
+	v[qRedeliver] = float64(st.Redelivered.Load())
+	v[qReady] = float64(in.Ready)
+	v[qUnacked] = float64(in.Unacked)
+	v[qMessages] = float64(in.Ready + in.Unacked)
+	return v
+}
+
+// queueJSON renders a queue as GET /api/queues does.
+func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
+	in := q.Info()
+	st := q.Stats()
+	rt := s.rates.rates(q, qLen)
+	del, gets := st.Delivered.Load(), st.Gets.Load()
+	o := obj{
+		"name": q.Name, "vhost": vh.Name, "node": s.cfg.Node,
+		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
+		"arguments": tableJSON(q.Args), "type": "classic", "state": "running",
+		"policy": nil, "operator_policy": nil, "effective_policy_definition": obj{},
+		"exclusive_consumer_tag": nil, "single_active_consumer_tag": nil, "head_message_timestamp": nil,
+		"consumers":                       in.Consumers,
+		"messages":                        in.Ready + in.Unacked,
+		"messages_details":                details(rt[qMessages]),
+		"messages_ready":                  in.Ready,
+		"messages_ready_details":          details(rt[qReady]),
+		"messages_unacknowledged":         in.Unacked,
+		"messages_unacknowledged_details": details(rt[qUnacked]),
+		"messages_ram":                    in.Ready + in.Unacked,
+		"messages_ready_ram":              in.Ready,
+		"messages_unacknowledged_ram":     in.Unacked,
+		"messages_persistent":             0,
+		"message_bytes":                   in.ReadyBytes, // unacked bytes are not tracked yet
+		"message_bytes_ready":             in.ReadyBytes,
+		"message_bytes_unacknowledged":    0,
+		"message_bytes_ram":               in.ReadyBytes,
+		"message_stats": obj{
+			"publish": st.Published.Load(), "publish_details": details(rt[qPublish]),
+			"deliver_get": del + gets, "deliver_get_details": details(rt[qDeliverGet]),
+			"deliver": del, "deliver_details": details(rt[qDeliver]),
+			"get": gets, "get_details": details(rt[qGet]),
+			"ack": st.Acked.Load(), "ack_details": details(rt[qAck]),
+			"redeliver": st.Redelivered.Load(), "redeliver_details": details(rt[qRedeliver]),
+		},
+	}
+	if in.Consumers > 0 {
+		o["consumer_utilisation"] = nil
+	}
+	return o
+}
+
+// vhostParam returns the {vhost} path value's vhost, writing 404 when it does not exist.
+func (s *Server) vhostParam(w http.ResponseWriter, r *http.Request) *vhost.VHost {
+	vh := s.b.VHost(pathValue(r, "vhost"))
+	if vh == nil {
+		notFound(w)
+	}
+	return vh
+}
+
+// vhostsFor returns the {vhost} path value's vhost, or every vhost when there is none.
+func (s *Server) vhostsFor(w http.ResponseWriter, r *http.Request) ([]*vhost.VHost, bool) {
+	if pathValue(r, "vhost") == "" {
+		return s.b.VHosts(), true
+	}
+	vh := s.vhostParam(w, r)
+	if vh == nil {
+		return nil, false
+	}
+	return []*vhost.VHost{vh}, true
+}
+
+func (s *Server) queues(w http.ResponseWriter, r *http.Request) {
+	vhs, ok := s.vhostsFor(w, r)
+	if !ok {
+		return
+	}
+	items := []obj{}
+	for _, vh := range vhs {
+		for _, q := range vh.Queues() {
+			items = append(items, s.queueJSON(vh, q))
+		}
+	}
+	writeList(w, r, items)
+}
+
+func (s *Server) queueParam(w http.ResponseWriter, r *http.Request) (*vhost.VHost, *queue.Queue) {
+	vh := s.vhostParam(w, r)
+	if vh == nil {
+		return nil, nil
+	}
+	q := vh.Queue(pathValue(r, "name"))
+	if q == nil {
+		notFound(w)
+		return nil, nil
+	}
+	return vh, q
+}
+
+func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
+	vh, q := s.queueParam(w, r)
+	if q == nil {
+		return
+	}
+	o := s.queueJSON(vh, q)
+	cds := []obj{}
+	for _, ref := range q.ConsumerList() {
+		if ci, ok := session.DescribeConsumer(ref.Consumer); ok {
+			cds = append(cds, s.consumerJSON(vh, q, ci, ref.Exclusive))
+		}
+	}
+	o["consumer_details"] = cds
+	o["incoming"] = []obj{}
+	o["deliveries"] = []obj{}
+	writeObj(w, r, o)
+}
+
+func (s *Server) declareQueue(w http.ResponseWriter, r *http.Request) {
+	vh := s.vhostParam(w, r)
+	if vh == nil {
+		return
+	}
+	var body obj
+	if err := decodeBody(r, &body); err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	durable, err := boolField(body, "durable", false)
+	if err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	autoDelete, err := boolField(body, "auto_delete", false)
+	if err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	args, err := toTable(body["arguments"])
+	if err != nil {
+		badRequest(w, "arguments: %v", err)
+		return
+	}
+	name := pathValue(r, "name")
+	if name == "" {
+		badRequest(w, "queue name required")
+		return
+	}
+	_, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Durable: durable, AutoDelete: autoDelete, Args: args})
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	if created {
+		w.WriteHeader(http.StatusCreated)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
+	vh, q := s.queueParam(w, r)
+	if q == nil {
+		return
+	}
+	qp := r.URL.Query()
+	if _, err := vh.DeleteQueue(q.Name, qp.Get("if-unused") == "true", qp.Get("if-empty") == "true", q.Owner); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
+	_, q := s.queueParam(w, r)
+	if q == nil {
+		return
+	}
+	q.Purge()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getMessages is POST /api/queues/{vhost}/{name}/get: fetch up to count messages, then requeue
+// them (ack_requeue_true, reject_requeue_true) or drop them (ack_requeue_false,
+// reject_requeue_false), as RabbitMQ's management "Get messages" does over a basic.get channel.
+func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
+	_, q := s.queueParam(w, r)
+	if q == nil {
+		return
+	}
+	var body obj
+	if err := decodeBody(r, &body); err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	count, err := intField(body, "count", 1)
+	if err != nil || count < 0 {
+		badRequest(w, "count: not an integer")
+		return
+	}
+	mode, _ := stringField(body, "ackmode")
+	var requeue bool
+	switch mode {
+	case "ack_requeue_true", "reject_requeue_true":
+		requeue = true
+	case "ack_requeue_false", "reject_requeue_false":
+	default:
+		badRequest(w, "ackmode: %q is not one of ack_requeue_true, ack_requeue_false, reject_requeue_true, reject_requeue_false", mode)
+		return
+	}
+	enc, _ := stringField(body, "encoding")
+	if enc == "" {
+		enc = "auto"
+	}
+	if enc != "auto" && enc != "base64" {
+		badRequest(w, "encoding: %q is not one of auto, base64", enc)
+		return
+	}
+	truncate, err := intField(body, "truncate", -1)
+	if err != nil {
+		badRequest(w, "truncate: not an integer")
+		return
+	}
+	items := []obj{}
+	var taken []queue.Entry
+	for range count {
+		e, remaining, ok := q.Get()
+		if !ok {
+			break
+		}
+		taken = append(taken, e)
+		payload := e.Msg.Body
+		if truncate >= 0 && len(payload) > truncate {
+			payload = payload[:truncate]
+		}
+		o := obj{
+			"payload_bytes": len(e.Msg.Body), "redelivered": e.Redelivered,
+			"exchange": e.Msg.Exchange, "routing_key": e.Msg.RoutingKey, "message_count": remaining,
+			"properties": propertiesJSON(e.Msg.RawProps),
+		}
+		if enc == "auto" && utf8.Valid(payload) {
+			o["payload"], o["payload_encoding"] = string(payload), "string"
+		} else {
+			o["payload"], o["payload_encoding"] = base64.StdEncoding.EncodeToString(payload), "base64"
+		}
+		items = append(items, o)
+	}
+	if len(taken) > 0 {
+		st := s.b.Stats()
+		st.Add(session.StatGet, uint64(len(taken)))
+		if requeue {
+			q.Requeue(taken)
+		} else {
+			q.Ack(taken)
+		}
+	}
+	writeJSON(w, http.StatusOK, items)
+}
+
+// propertiesJSON renders basic properties as RabbitMQ does: only those present.
+func propertiesJSON(raw []byte) obj {
+	out := obj{}
+	p, err := amqp.DecodeProperties(raw)
+	if err != nil {
+		return out
+	}
+	f := p.Flags
+	str := func(bit uint16, key, v string) {
+		if f&bit != 0 {
+			out[key] = v
+		}
+	}
+	str(amqp.FlagContentType, "content_type", p.ContentType)
+	str(amqp.FlagContentEncoding, "content_encoding", p.ContentEncoding)
+	if f&amqp.FlagHeaders != 0 {
+		out["headers"] = tableJSON(p.Headers)
+	}
+	if f&amqp.FlagDeliveryMode != 0 {
+		out["delivery_mode"] = p.DeliveryMode
+	}
+	if f&amqp.FlagPriority != 0 {
+		out["priority"] = p.Priority
+	}
+	str(amqp.FlagCorrelationID, "correlation_id", p.CorrelationID)
+	str(amqp.FlagReplyTo, "reply_to", p.ReplyTo)
+	str(amqp.FlagExpiration, "expiration", p.Expiration)
+	str(amqp.FlagMessageID, "message_id", p.MessageID)
+	if f&amqp.FlagTimestamp != 0 {
+		out["timestamp"] = p.Timestamp.Unix()
+	}
+	str(amqp.FlagType, "type", p.Type)
+	str(amqp.FlagUserID, "user_id", p.UserID)
+	str(amqp.FlagAppID, "app_id", p.AppID)
+	str(amqp.FlagClusterID, "cluster_id", p.ClusterID)
+	return out
+}
