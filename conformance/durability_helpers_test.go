@@ -515,23 +515,36 @@ func (w *durWorkload) verify(t *testing.T, drained [][]amqp.Delivery) durFigures
 	f := durFigures{published: len(w.attempted), confirmed: len(w.confirmed), nacked: w.nacked,
 		unanswered: w.unanswered, delivered: len(w.delivered), acked: len(w.acked)}
 	seen := map[durID]int{}
+	problems := map[string]int{} // kind → count; the first few of each kind are printed
+	report := func(kind, format string, args ...any) {
+		t.Helper()
+		if problems[kind]++; problems[kind] <= 5 {
+			t.Errorf(format, args...)
+		}
+	}
+	defer func() {
+		for kind, n := range problems {
+			if n > 5 {
+				t.Errorf("%d problems of kind %q in all", n, kind)
+			}
+		}
+	}()
 	for qi, ds := range drained {
 		last := map[int]int{} // publisher → last sequence number, over never-delivered messages
-		disorder := 0
 		for _, d := range ds {
 			f.recovered++
 			id, bqi, ok := durParse(w.tag, d.Body)
 			if !ok {
-				t.Errorf("queue %s: message never published: %q", w.queues[qi], d.Body)
+				report("unpublished", "queue %s: message never published: %q", w.queues[qi], d.Body)
 				continue
 			}
 			wantQ, published := w.attempted[id]
 			switch {
 			case !published:
-				t.Errorf("queue %s: message never published: %q", w.queues[qi], d.Body)
+				report("unpublished", "queue %s: message never published: %q", w.queues[qi], d.Body)
 				continue
 			case wantQ != qi || bqi != qi:
-				t.Errorf("queue %s: message %q was published to %s", w.queues[qi], d.Body, w.queues[wantQ])
+				report("wrong queue", "queue %s: message %q was published to %s", w.queues[qi], d.Body, w.queues[wantQ])
 			}
 			seen[id]++
 			if seen[id] > 1 {
@@ -543,21 +556,16 @@ func (w *durWorkload) verify(t *testing.T, drained [][]amqp.Delivery) durFigures
 			if d.Redelivered {
 				f.redelivered++
 				if !w.consumed[qi] {
-					t.Errorf("queue %s never had a consumer, yet %q came back redelivered", w.queues[qi], d.Body)
+					report("redelivered", "queue %s never had a consumer, yet %q came back redelivered", w.queues[qi], d.Body)
 				}
 			}
 			if w.delivered[id] || d.Redelivered {
 				continue // delivered before a crash: not checked for order
 			}
 			if prev, ok := last[id.pub]; ok && id.seq <= prev {
-				if disorder++; disorder <= 5 {
-					t.Errorf("queue %s: publisher %d's message %d came after its message %d", w.queues[qi], id.pub, id.seq, prev)
-				}
+				report("order", "queue %s: publisher %d's message %d came after its message %d", w.queues[qi], id.pub, id.seq, prev)
 			}
 			last[id.pub] = id.seq
-		}
-		if disorder > 5 {
-			t.Errorf("queue %s: %d messages out of publisher order in all", w.queues[qi], disorder)
 		}
 	}
 	var lost []durID
