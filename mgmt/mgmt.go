@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/broker"
@@ -40,6 +41,8 @@ type Config struct {
 	SampleInterval time.Duration
 	// Node is the node name shown in the API (default "warren@" + hostname).
 	Node string
+	// Collectors are extra Prometheus collectors served at /metrics (e.g. storage metrics).
+	Collectors []prometheus.Collector
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
