@@ -24,6 +24,21 @@ import (
 func TestCrash_ConfirmedPersistentMessagesSurviveKill9(t *testing.T) {
 	onlyWarren(t)
 	t.Parallel()
+	crashRounds(t)
+}
+
+// TestCrash_SpilledBacklogSurvivesKill9 is the same with a per-queue memory limit of 256 KiB
+// (--max-queue-memory), so that most of each queue's backlog waits in its on-disk spill (a cache
+// wiped on restart) and recovery rebuilds queues far over their memory limit from the logs.
+func TestCrash_SpilledBacklogSurvivesKill9(t *testing.T) {
+	onlyWarren(t)
+	durNeedFlag(t, "max-queue-memory")
+	t.Parallel()
+	crashRounds(t, "--max-queue-memory", "262144")
+}
+
+// crashRounds runs the kill -9 rounds of the crash tests on brokers started with extra flags.
+func crashRounds(t *testing.T, extra ...string) {
 	const nQueues, nPubs = 4, 4
 	rounds := 3
 	if testing.Short() {
@@ -34,7 +49,7 @@ func TestCrash_ConfirmedPersistentMessagesSurviveKill9(t *testing.T) {
 	t.Logf("seed %d", seed)
 
 	dir := durDataDir(t)
-	b := durBroker(t, dir)
+	b := durBroker(t, dir, extra...)
 	queues := make([]string, nQueues)
 	for i := range queues {
 		queues[i] = uniqueName(t, string(rune('a'+i)))
@@ -44,7 +59,7 @@ func TestCrash_ConfirmedPersistentMessagesSurviveKill9(t *testing.T) {
 	w := newDurWorkload("crash", queues, nPubs)
 	for r := range rounds {
 		if r > 0 {
-			b = durBroker(t, dir)
+			b = durBroker(t, dir, extra...)
 		}
 		var consumeQueues []int
 		if r%2 == 1 {
@@ -52,10 +67,10 @@ func TestCrash_ConfirmedPersistentMessagesSurviveKill9(t *testing.T) {
 		}
 		delay := 100*time.Millisecond + time.Duration(rng.Int64N(int64(500*time.Millisecond)))
 		w.round(t, b.URL, consumeQueues, delay, b.Kill)
-		t.Logf("round %d: killed after %v, consumer=%v, %d published, %d confirmed so far", r+1, delay.Round(time.Millisecond), consumeQueues != nil, len(w.attempted), len(w.confirmed))
+		t.Logf("round %d: killed after %v, consumer=%v, %d published, %d confirmed so far; on disk %v", r+1, delay.Round(time.Millisecond), consumeQueues != nil, len(w.attempted), len(w.confirmed), durDiskUsage(dir))
 	}
 
-	b = durBroker(t, dir)
+	b = durBroker(t, dir, extra...)
 	c := dialURL(t, b.URL)
 	drained := make([][]amqp.Delivery, nQueues)
 	for i, q := range queues {

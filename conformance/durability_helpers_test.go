@@ -52,6 +52,15 @@ func durBroker(t *testing.T, dataDir string, extra ...string) *Broker {
 	return b
 }
 
+// durNeedFlag skips the test when the built warren binary has no --name flag (its -h usage).
+func durNeedFlag(t *testing.T, name string) {
+	t.Helper()
+	out, _ := exec.Command(warrenBin, "-h").CombinedOutput() // exits 1 after printing usage
+	if !bytes.Contains(out, []byte("-"+name+" ")) && !bytes.Contains(out, []byte("-"+name+"\n")) {
+		t.Skipf("warren has no --%s flag", name)
+	}
+}
+
 // durLog collects a broker's stderr.
 type durLog struct {
 	mu  sync.Mutex
@@ -595,16 +604,23 @@ func durNames(tag string, ids []durID, qs map[durID]int) []string {
 	return out
 }
 
-// durFindLog returns the folder under dataDir whose files contain marker (payloads are stored
-// in plain text without a cipher), that is the log of the queue the marker was published to,
-// and the segment files in it: tidwall/wal names a segment after its first index, 20 decimal
-// digits. It fails the test unless exactly one folder matches.
+// durFindLog returns the folder under dataDir whose segment files contain marker (payloads are
+// stored in plain text without a cipher), that is the log of the queue the marker was published
+// to, and the segment files in it: tidwall/wal names a segment after its first index, 20 decimal
+// digits. Folders named "spill" (the broker's memory-overflow cache, wiped on restart) are
+// skipped. It fails the test unless exactly one folder matches.
 func durFindLog(t *testing.T, dataDir string, marker []byte) (dir string, segments []string) {
 	t.Helper()
 	dirs := map[string]bool{}
 	err := filepath.WalkDir(dataDir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
+		if err != nil {
 			return err
+		}
+		if e.IsDir() && e.Name() == "spill" {
+			return filepath.SkipDir
+		}
+		if n := e.Name(); !e.Type().IsRegular() || len(n) != 20 || strings.Trim(n, "0123456789") != "" {
+			return nil
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -637,6 +653,23 @@ func durFindLog(t *testing.T, dataDir string, marker []byte) (dir string, segmen
 		t.Fatalf("no segment files in %s\n%s", dir, durTree(dataDir))
 	}
 	return dir, segments // ReadDir sorts by name: oldest segment first
+}
+
+// durDiskUsage returns the bytes of the files under each top-level folder of dataDir.
+func durDiskUsage(dataDir string) map[string]int64 {
+	use := map[string]int64{}
+	filepath.WalkDir(dataDir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dataDir, path)
+		top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+		if info, err := e.Info(); err == nil {
+			use[top] += info.Size()
+		}
+		return nil
+	})
+	return use
 }
 
 // durTree lists the files under dir with their sizes, for failure messages and logs.
