@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,9 +45,25 @@ type Config struct {
 	Storage Storage
 
 	// DefaultUser / DefaultPass create the initial user (default guest/guest), which may
-	// connect only from loopback unless LoopbackUsers is set to an empty list.
+	// connect only from loopback unless LoopbackUsers is set to an empty list. It gets full
+	// permissions on vhost "/".
 	DefaultUser string
 	DefaultPass string
+	// LoopbackUsers may connect only from a loopback address (nil: ["guest"], as RabbitMQ).
+	LoopbackUsers []string
+
+	// TLS, when set, enables the amqps listener on AMQPSListen (default 127.0.0.1:5671) and
+	// SASL EXTERNAL there. cmd/warren builds it: TLS 1.2+, client certificates verified
+	// against --tls-ca when given.
+	TLS         *tls.Config
+	AMQPSListen string
+	// CertLoginFrom names EXTERNAL users: "distinguished_name" (RabbitMQ's default) or
+	// "common_name".
+	CertLoginFrom string
+	// MaxConnections bounds the node's client sockets (0: no bound). As RabbitMQ's
+	// connection_max (ranch), the listeners stop accepting while the node is at the bound:
+	// further clients wait in the kernel's backlog until a connection ends.
+	MaxConnections int
 }
 
 // SetDefaults fills zero fields.
@@ -78,6 +95,12 @@ func (c *Config) SetDefaults() {
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
 	}
+	if c.LoopbackUsers == nil {
+		c.LoopbackUsers = []string{"guest"}
+	}
+	if c.TLS != nil && c.AMQPSListen == "" {
+		c.AMQPSListen = "127.0.0.1:5671"
+	}
 }
 
 // Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
@@ -98,11 +121,17 @@ type Server struct {
 	log   zerolog.Logger
 	env   *session.Env
 	users *Users
+	acl   *acl          // permissions and topic permissions (auth.go)
+	save  saveState     // persisting users and permissions (definitions.go)
+	slots chan struct{} // one token per open socket when MaxConnections > 0
+	quit  chan struct{} // closed by Close
 
 	mu     sync.Mutex
 	vhosts map[string]*vhost.VHost
 	conns  map[*session.Conn]struct{}
+	sec    security // vhost limits, connections per vhost and user (auth.go)
 	ln     net.Listener
+	tlsLn  net.Listener
 	closed bool
 
 	budget     *queue.Budget
@@ -119,10 +148,22 @@ func New(cfg Config) (*Server, error) {
 		vhosts: map[string]*vhost.VHost{},
 		conns:  make(map[*session.Conn]struct{}),
 		users:  NewUsers(),
+		acl:    newACL(),
+		quit:   make(chan struct{}),
+		sec:    newSecurity(),
 		budget: &queue.Budget{Limit: cfg.MemoryBudget, MaxQueueBytes: cfg.MaxQueueMemory},
 	}
 	s.vhosts["/"] = s.newVHost("/")
-	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, cfg.DefaultUser == "guest")
+	if cfg.MaxConnections > 0 {
+		s.slots = make(chan struct{}, cfg.MaxConnections)
+	}
+	s.users.SetLoopbackUsers(cfg.LoopbackUsers)
+	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, false)
+	s.acl.set(&grant{p: Permission{User: cfg.DefaultUser, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"},
+		configure: matcher{all: true}, write: matcher{all: true}, read: matcher{all: true}})
+	if err := s.loadSecurity(); err != nil {
+		return nil, err
+	}
 	s.env = &session.Env{
 		Log:              cfg.Log.With().Str("component", "session").Logger(),
 		VHost:            s.VHost,
@@ -137,6 +178,11 @@ func New(cfg Config) (*Server, error) {
 		MaxMessageSize:   cfg.MaxMessageSize,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 	}
+	s.env.AuthenticateExternal = s.users.AuthenticateExternal
+	s.env.CertLoginFrom = cfg.CertLoginFrom
+	s.env.Authorize = s.authorize
+	s.env.OpenVHost = s.openVHost
+	s.env.Unregistered = func(c *session.Conn) { s.unregister(c); s.untrack(c) }
 	s.env.Defaults()
 	if cfg.Storage != nil {
 		if err := s.recover(); err != nil {
@@ -264,8 +310,31 @@ func (s *Server) Start() error {
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("amqp listening")
 	s.wg.Add(1)
-	go s.acceptLoop(ln)
+	go s.acceptLoop(ln, nil)
+	if s.cfg.TLS != nil {
+		tln, err := net.Listen("tcp", s.cfg.AMQPSListen)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("broker: listen %s: %w", s.cfg.AMQPSListen, err)
+		}
+		s.mu.Lock()
+		s.tlsLn = tln
+		s.mu.Unlock()
+		s.log.Info().Str("addr", tln.Addr().String()).Msg("amqps listening")
+		s.wg.Add(1)
+		go s.acceptLoop(tln, s.cfg.TLS)
+	}
 	return nil
+}
+
+// TLSAddr returns the amqps listener's address (nil without TLS or before Start).
+func (s *Server) TLSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
 }
 
 // Addr returns the AMQP listener's address (nil before Start).
@@ -278,11 +347,23 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+// acceptLoop serves one listener; with tlsCfg, each socket runs TLS (the handshake happens
+// on the connection's first read, under its handshake timeout).
+func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 	defer s.wg.Done()
 	var delay time.Duration
 	for {
+		if s.slots != nil {
+			select { // at MaxConnections: stop accepting until a connection ends (ranch)
+			case s.slots <- struct{}{}:
+			case <-s.quit:
+				return
+			}
+		}
 		nc, err := ln.Accept()
+		if err != nil && s.slots != nil {
+			<-s.slots
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -301,11 +382,17 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
+		if tlsCfg != nil {
+			nc = tls.Server(nc, tlsCfg)
+		}
 		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			c.Serve()
+			if s.slots != nil {
+				<-s.slots
+			}
 		}()
 	}
 }
@@ -319,7 +406,11 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.quit)
 	ln := s.ln
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+	}
 	conns := make([]*session.Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

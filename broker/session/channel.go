@@ -237,12 +237,17 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if name == "" && m.Passive {
 			name = ch.lastQueue
 		}
-		if !m.Passive && name != "" {
+		serverNamed := false
+		if name == "" && !m.Passive {
+			// As RabbitMQ: the configure permission applies to the generated name.
+			name, serverNamed = vhost.ServerQueueName(), true
+		}
+		if !m.Passive {
 			if err := ch.authorize(PermConfigure, KindQueue, name, ""); err != nil {
 				return err
 			}
 		}
-		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c})
+		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c, ServerNamed: serverNamed})
 		if err != nil {
 			return err
 		}

@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.IntVar(&o.ChannelMax, "channel-max", 2047, "most channels per connection")
 	fs.StringVar(&o.DefaultUser, "default-user", "guest", "initial user (guest may connect only from loopback)")
 	fs.StringVar(&o.DefaultPass, "default-pass", "guest", "initial user's password")
+	sec := registerSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -125,19 +126,29 @@ func run(args []string) error {
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()})
+	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()}, filepath.Join(o.DataDir, "spill"))
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
-	srv, err := broker.New(broker.Config{
+	if err := sec.prepare(); err != nil {
+		store.Close()
+		return err
+	}
+	bcfg := broker.Config{
 		AMQPListen: o.AMQPListen, DataDir: o.DataDir, Log: log, Storage: store,
 		MaxMessageSize: o.MaxMessageSize, Heartbeat: uint16(o.Heartbeat), NoHeartbeat: o.Heartbeat == 0,
 		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax),
 		DefaultUser: o.DefaultUser, DefaultPass: o.DefaultPass,
-	})
+	}
+	sec.apply(&bcfg)
+	srv, err := broker.New(bcfg)
 	if err != nil {
 		store.Close()
 		return err
+	}
+	if err := sec.load(srv); err != nil {
+		srv.Close()
+		return fmt.Errorf("--definitions: %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		srv.Close()
@@ -152,6 +163,7 @@ func run(args []string) error {
 			return fmt.Errorf("http listen %s: %w", o.HTTPListen, err)
 		}
 		httpAddr = ln.Addr().String()
+		ln = sec.wrapHTTP(ln)
 		mg := mgmt.New(mgmt.Config{Broker: srv, Log: log})
 		defer mg.Close()
 		httpSrv = &http.Server{Handler: mg, ReadHeaderTimeout: 10 * time.Second}
@@ -163,7 +175,7 @@ func run(args []string) error {
 		log.Info().Str("addr", httpAddr).Msg("http listening")
 	}
 	if o.AddrFile != "" {
-		data, _ := json.Marshal(map[string]string{"amqp": srv.Addr().String(), "http": httpAddr})
+		data, _ := json.Marshal(map[string]string{"amqp": srv.Addr().String(), "http": httpAddr, "amqps": amqpsAddr(srv)})
 		tmp := o.AddrFile + ".tmp"
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			return err

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/warrenmq/warren/broker"
+)
+
+// securityFlags are the TLS, definitions and connection-limit flags.
+type securityFlags struct {
+	amqpsListen   string
+	tlsCert       string
+	tlsKey        string
+	tlsCA         string
+	verifyPeer    bool
+	failNoCert    bool
+	httpTLS       bool
+	certLoginFrom string
+	definitions   string
+	maxConns      int
+	handshake     time.Duration
+
+	tls *tls.Config // built by prepare
+}
+
+func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
+	f := &securityFlags{}
+	fs.StringVar(&f.amqpsListen, "amqps-listen", "127.0.0.1:5671", "AMQP over TLS listen address (used when --tls-cert and --tls-key are set)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) of the server, for amqps and --http-tls")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM CA bundle that client certificates are verified against")
+	fs.BoolVar(&f.verifyPeer, "tls-verify-peer", false, "ask amqps clients for a certificate and verify it against --tls-ca (RabbitMQ's verify_peer)")
+	fs.BoolVar(&f.failNoCert, "tls-fail-if-no-peer-cert", false, "with --tls-verify-peer, refuse clients without a certificate")
+	fs.BoolVar(&f.httpTLS, "http-tls", false, "serve the management HTTP endpoint over TLS with --tls-cert/--tls-key")
+	fs.StringVar(&f.certLoginFrom, "ssl-cert-login-from", "distinguished_name", "user name of SASL EXTERNAL logins: distinguished_name or common_name")
+	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits)")
+	fs.IntVar(&f.maxConns, "max-connections", 0, "most client sockets on this node; at the limit new clients wait to be accepted (0: no limit)")
+	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "time a client has from TCP connect to connection.open-ok (TLS handshake included)")
+	return f
+}
+
+// prepare validates the flags and loads the certificates.
+func (f *securityFlags) prepare() error {
+	switch f.certLoginFrom {
+	case "distinguished_name", "common_name":
+	default:
+		return fmt.Errorf("--ssl-cert-login-from: %q is neither distinguished_name nor common_name", f.certLoginFrom)
+	}
+	if f.tlsCert == "" && f.tlsKey == "" {
+		if f.httpTLS || f.tlsCA != "" || f.verifyPeer {
+			return errors.New("--http-tls, --tls-ca and --tls-verify-peer need --tls-cert and --tls-key")
+		}
+		return nil
+	}
+	if f.tlsCert == "" || f.tlsKey == "" {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	f.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("tls: no certificates in %s", f.tlsCA)
+		}
+		f.tls.ClientCAs = pool
+	}
+	if f.verifyPeer {
+		if f.tls.ClientCAs == nil {
+			return errors.New("--tls-verify-peer needs --tls-ca")
+		}
+		f.tls.ClientAuth = tls.VerifyClientCertIfGiven
+		if f.failNoCert {
+			f.tls.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return nil
+}
+
+// apply sets the broker configuration.
+func (f *securityFlags) apply(cfg *broker.Config) {
+	cfg.TLS = f.tls
+	if f.tls != nil {
+		cfg.AMQPSListen = f.amqpsListen
+	}
+	cfg.CertLoginFrom = f.certLoginFrom
+	cfg.MaxConnections = f.maxConns
+	cfg.HandshakeTimeout = f.handshake
+}
+
+// load imports --definitions into the started server.
+func (f *securityFlags) load(srv *broker.Server) error {
+	if f.definitions == "" {
+		return nil
+	}
+	return srv.LoadDefinitionsFile(f.definitions)
+}
+
+// wrapHTTP serves the management listener over TLS with --http-tls (same certificate; client
+// certificates are not asked for).
+func (f *securityFlags) wrapHTTP(ln net.Listener) net.Listener {
+	if !f.httpTLS || f.tls == nil {
+		return ln
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: f.tls.Certificates, MinVersion: tls.VersionTLS12})
+}
+
+// amqpsAddr is the bound amqps address for --addr-file ("" without TLS).
+func amqpsAddr(srv *broker.Server) string {
+	if a := srv.TLSAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
