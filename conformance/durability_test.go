@@ -22,7 +22,7 @@ import (
 // TestRestart_CleanShutdownKeepsEverything is the crash test with SIGTERM instead of SIGKILL:
 // after each graceful shutdown every confirmed message not acked by a consumer is back, and so
 // are durable exchanges, queues and bindings and the persistent messages published through
-// them; a non-durable queue and an non-durable exchange are gone, and so are the transient
+// them; a non-durable queue and a non-durable exchange are gone, and so are the transient
 // (delivery-mode 1) messages of a durable queue, as in RabbitMQ.
 func TestRestart_CleanShutdownKeepsEverything(t *testing.T) {
 	onlyWarren(t)
