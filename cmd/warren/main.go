@@ -36,6 +36,8 @@ type options struct {
 	LogJSON        bool   `json:"log-json"`
 	AddrFile       string `json:"addr-file"`
 	MaxMessageSize int    `json:"max-message-size"`
+	MemoryBudget   int64  `json:"memory-budget"`
+	MaxQueueMemory int64  `json:"max-queue-memory"`
 	Heartbeat      int    `json:"heartbeat"`
 	FrameMax       int    `json:"frame-max"`
 	ChannelMax     int    `json:"channel-max"`
@@ -61,6 +63,8 @@ func run(args []string) error {
 	fs.BoolVar(&o.LogJSON, "log-json", o.LogJSON, "log JSON lines instead of console text")
 	fs.StringVar(&o.AddrFile, "addr-file", "", "write the bound addresses as JSON {\"amqp\":...,\"http\":...} to this file")
 	fs.IntVar(&o.MaxMessageSize, "max-message-size", 128<<20, "largest accepted message body in bytes")
+	fs.Int64Var(&o.MemoryBudget, "memory-budget", 0, "bytes of queued messages kept in memory node-wide before they wait on disk (0: a quarter of RAM)")
+	fs.Int64Var(&o.MaxQueueMemory, "max-queue-memory", 0, "bytes of queued messages one queue keeps in memory before the rest waits on disk (0: 16 MiB)")
 	fs.IntVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval offered to clients, seconds (0: off)")
 	fs.IntVar(&o.FrameMax, "frame-max", 131072, "largest frame offered to clients, bytes")
 	fs.IntVar(&o.ChannelMax, "channel-max", 2047, "most channels per connection")
@@ -136,6 +140,7 @@ func run(args []string) error {
 	}
 	bcfg := broker.Config{
 		AMQPListen: o.AMQPListen, DataDir: o.DataDir, Log: log, Storage: store,
+		MemoryBudget: o.MemoryBudget, MaxQueueMemory: o.MaxQueueMemory,
 		MaxMessageSize: o.MaxMessageSize, Heartbeat: uint16(o.Heartbeat), NoHeartbeat: o.Heartbeat == 0,
 		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax),
 		DefaultUser: o.DefaultUser, DefaultPass: o.DefaultPass,
