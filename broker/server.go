@@ -38,6 +38,11 @@ type Config struct {
 	// them, messages wait on disk in the queue's spill and are read back in order.
 	MemoryBudget     int64
 	MaxQueueMemory   int64
+	// MemoryHighWatermark (fraction of physical memory, default 0.4, as RabbitMQ's
+	// vm_memory_high_watermark) and DiskFreeLimit (bytes, default 50 MB) raise resource
+	// alarms that block publishers. Negative turns the check off.
+	MemoryHighWatermark float64
+	DiskFreeLimit       int64
 	HandshakeTimeout time.Duration // default 10s
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
@@ -70,6 +75,12 @@ type Config struct {
 func (c *Config) SetDefaults() {
 	if c.MemoryBudget == 0 {
 		c.MemoryBudget = physicalMemory() / 4
+	}
+	if c.MemoryHighWatermark == 0 {
+		c.MemoryHighWatermark = 0.4
+	}
+	if c.DiskFreeLimit == 0 {
+		c.DiskFreeLimit = 50_000_000
 	}
 	if c.AMQPListen == "" {
 		c.AMQPListen = "127.0.0.1:5672"
@@ -135,6 +146,8 @@ type Server struct {
 	closed bool
 
 	budget     *queue.Budget
+	alarm      alarms
+	alarmStop  chan struct{}
 	nextConnID atomic.Uint64
 	wg         sync.WaitGroup
 }
@@ -183,6 +196,15 @@ func New(cfg Config) (*Server, error) {
 	s.env.Authorize = s.authorize
 	s.env.OpenVHost = s.openVHost
 	s.env.Unregistered = func(c *session.Conn) { s.unregister(c); s.untrack(c) }
+	s.env.Alarm = s.alarm.Alarm
+	s.alarm.dir = cfg.DataDir
+	if cfg.MemoryHighWatermark > 0 {
+		s.alarm.memLimit = int64(cfg.MemoryHighWatermark * float64(physicalMemory()))
+	}
+	if cfg.DiskFreeLimit > 0 {
+		s.alarm.diskLimit = cfg.DiskFreeLimit
+	}
+	s.alarmStop = make(chan struct{})
 	s.env.Defaults()
 	if cfg.Storage != nil {
 		if err := s.recover(); err != nil {
@@ -311,6 +333,8 @@ func (s *Server) Start() error {
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("amqp listening")
 	s.wg.Add(1)
 	go s.acceptLoop(ln, nil)
+	s.wg.Add(1)
+	go s.alarmLoop(s.alarmStop)
 	if s.cfg.TLS != nil {
 		tln, err := net.Listen("tcp", s.cfg.AMQPSListen)
 		if err != nil {
@@ -407,6 +431,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.quit)
+	close(s.alarmStop)
 	ln := s.ln
 	if s.tlsLn != nil {
 		s.tlsLn.Close()

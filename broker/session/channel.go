@@ -139,6 +139,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if m.Immediate {
 			return amqp.ConnErr(amqp.NotImplemented, "immediate=true")
 		}
+		if c.env.Alarm != nil {
+			c.waitAlarm()
+		}
 		ch.pub.active = true
 		ch.pub.header = false
 		ch.pub.exchange = m.Exchange
@@ -586,7 +589,6 @@ func (ch *Channel) markDirty() {
 	}
 	ch.c.dirty = append(ch.c.dirty, ch)
 }
-
 
 // ---- transactions
 

@@ -36,7 +36,7 @@ type Conn struct {
 	heartbeat     uint16
 	clientProps   amqp.Table
 	connectedAt   time.Time
-	clientSupport struct{ cancelNotify, authFailureClose bool }
+	clientSupport struct{ cancelNotify, authFailureClose, blocked bool }
 
 	// Reader goroutine only.
 	channels  map[uint16]*Channel
@@ -55,6 +55,8 @@ type Conn struct {
 	spare    []byte     // guarded by wmu
 	wake     chan struct{}
 	done     chan struct{} // closed when the reader finishes: stops the writer
+	shut     chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
+	shutOnce sync.Once
 	writerWG sync.WaitGroup
 	lastSend atomic.Int64 // unix nanos of the last write (heartbeat decisions)
 	lastRecv atomic.Int64
@@ -72,6 +74,7 @@ func NewConn(env *Env, nc net.Conn, id uint64) *Conn {
 		channels: make(map[uint16]*Channel),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		shut:     make(chan struct{}),
 	}
 	c.log = env.Log.With().Uint64("conn_id", id).Str("remote", c.remote).Logger()
 	return c
@@ -186,6 +189,7 @@ func (c *Conn) handshake() error {
 	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
 		c.clientSupport.cancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.clientSupport.authFailureClose, _ = caps["authentication_failure_close"].(bool)
+		c.clientSupport.blocked, _ = caps["connection.blocked"].(bool)
 	}
 	var user, pass string
 	var authOK bool
@@ -401,6 +405,7 @@ func (c *Conn) closeWithError(err error) {
 // operator's request); safe from any goroutine. The reader ends when the client answers or the
 // socket closes after a grace period.
 func (c *Conn) Shutdown(reason string) {
+	c.shutOnce.Do(func() { close(c.shut) })
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(amqp.ConnectionForced), ReplyText: "CONNECTION_FORCED - " + reason})
 	c.flushNow()
 	go func() {
@@ -410,6 +415,32 @@ func (c *Conn) Shutdown(reason string) {
 			c.nc.Close()
 		}
 	}()
+}
+
+// waitAlarm blocks the reader while a resource alarm is active (RabbitMQ blocks publishing
+// connections): connection.blocked first when the client supports it, connection.unblocked
+// after. Called before a basic.publish is handled.
+func (c *Conn) waitAlarm() {
+	reason, cleared := c.env.Alarm()
+	if reason == "" {
+		return
+	}
+	if c.clientSupport.blocked {
+		c.send(0, &amqp.ConnectionBlocked{Reason: "low on " + reason})
+	}
+	c.log.Debug().Str("reason", reason).Msg("connection blocked by alarm")
+	for reason != "" {
+		select {
+		case <-cleared:
+		case <-c.shut:
+			return
+		}
+		reason, cleared = c.env.Alarm()
+	}
+	if c.clientSupport.blocked {
+		c.send(0, &amqp.ConnectionUnblocked{})
+	}
+	c.log.Debug().Msg("connection unblocked")
 }
 
 // handleFrame dispatches one frame. done reports that the connection closed cleanly.

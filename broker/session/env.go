@@ -42,6 +42,9 @@ type Env struct {
 	// succeeded, Unregistered is called for c when the connection ends, even if the handshake
 	// fails afterwards.
 	OpenVHost func(c *Conn, vhost string) (*vhost.VHost, error)
+	// Alarm returns the active resource alarm's reason ("" when none) and a channel closed
+	// when it clears; a connection that publishes during an alarm is blocked until then.
+	Alarm func() (reason string, cleared <-chan struct{})
 	// Registered / Unregistered track live connections (for shutdown and management).
 	Registered   func(c *Conn)
 	Unregistered func(c *Conn)

@@ -29,20 +29,22 @@ import (
 )
 
 type options struct {
-	AMQPListen     string `json:"amqp-listen"`
-	HTTPListen     string `json:"http-listen"`
-	DataDir        string `json:"data-dir"`
-	LogLevel       string `json:"log-level"`
-	LogJSON        bool   `json:"log-json"`
-	AddrFile       string `json:"addr-file"`
-	MaxMessageSize int    `json:"max-message-size"`
-	MemoryBudget   int64  `json:"memory-budget"`
-	MaxQueueMemory int64  `json:"max-queue-memory"`
-	Heartbeat      int    `json:"heartbeat"`
-	FrameMax       int    `json:"frame-max"`
-	ChannelMax     int    `json:"channel-max"`
-	DefaultUser    string `json:"default-user"`
-	DefaultPass    string `json:"default-pass"`
+	AMQPListen     string  `json:"amqp-listen"`
+	HTTPListen     string  `json:"http-listen"`
+	DataDir        string  `json:"data-dir"`
+	LogLevel       string  `json:"log-level"`
+	LogJSON        bool    `json:"log-json"`
+	AddrFile       string  `json:"addr-file"`
+	MaxMessageSize int     `json:"max-message-size"`
+	MemoryBudget   int64   `json:"memory-budget"`
+	MemWatermark   float64 `json:"vm-memory-high-watermark"`
+	DiskFreeLimit  int64   `json:"disk-free-limit"`
+	MaxQueueMemory int64   `json:"max-queue-memory"`
+	Heartbeat      int     `json:"heartbeat"`
+	FrameMax       int     `json:"frame-max"`
+	ChannelMax     int     `json:"channel-max"`
+	DefaultUser    string  `json:"default-user"`
+	DefaultPass    string  `json:"default-pass"`
 }
 
 func main() {
@@ -65,6 +67,8 @@ func run(args []string) error {
 	fs.IntVar(&o.MaxMessageSize, "max-message-size", 128<<20, "largest accepted message body in bytes")
 	fs.Int64Var(&o.MemoryBudget, "memory-budget", 0, "bytes of queued messages kept in memory node-wide before they wait on disk (0: a quarter of RAM)")
 	fs.Int64Var(&o.MaxQueueMemory, "max-queue-memory", 0, "bytes of queued messages one queue keeps in memory before the rest waits on disk (0: 16 MiB)")
+	fs.Float64Var(&o.MemWatermark, "vm-memory-high-watermark", 0.4, "memory alarm above this fraction of RAM: publishers are blocked (negative: off)")
+	fs.Int64Var(&o.DiskFreeLimit, "disk-free-limit", 50_000_000, "disk alarm below this many free bytes in --data-dir (negative: off)")
 	fs.IntVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval offered to clients, seconds (0: off)")
 	fs.IntVar(&o.FrameMax, "frame-max", 131072, "largest frame offered to clients, bytes")
 	fs.IntVar(&o.ChannelMax, "channel-max", 2047, "most channels per connection")
@@ -141,6 +145,7 @@ func run(args []string) error {
 	bcfg := broker.Config{
 		AMQPListen: o.AMQPListen, DataDir: o.DataDir, Log: log, Storage: store,
 		MemoryBudget: o.MemoryBudget, MaxQueueMemory: o.MaxQueueMemory,
+		MemoryHighWatermark: o.MemWatermark, DiskFreeLimit: o.DiskFreeLimit,
 		MaxMessageSize: o.MaxMessageSize, Heartbeat: uint16(o.Heartbeat), NoHeartbeat: o.Heartbeat == 0,
 		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax),
 		DefaultUser: o.DefaultUser, DefaultPass: o.DefaultPass,

@@ -1,0 +1,130 @@
+package broker
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Resource alarms, as RabbitMQ's: when the node's memory use is above the high watermark or
+// the data folder's free disk space is below the limit, connections that publish are blocked
+// (connection.blocked, then no more frames are read from them) until the alarm clears
+// (connection.unblocked). Consumers keep draining. Checked once a second by one goroutine.
+
+// alarmState is the current alarm: nil when there is none.
+type alarmState struct {
+	reason  string        // "memory", "disk" or "memory & disk"
+	cleared chan struct{} // closed when this alarm clears
+}
+
+type alarms struct {
+	cur atomic.Pointer[alarmState]
+
+	mu        sync.Mutex
+	memLimit  int64 // bytes of RSS; 0: off
+	diskLimit int64 // bytes free; 0: off
+	dir       string
+	memOn     bool
+	diskOn    bool
+}
+
+// Alarm returns the reason of the active alarm ("" when none) and a channel closed when it
+// clears. It is cheap: publishers call it on every basic.publish.
+func (a *alarms) Alarm() (string, <-chan struct{}) {
+	if st := a.cur.Load(); st != nil {
+		return st.reason, st.cleared
+	}
+	return "", nil
+}
+
+// SetAlarmLimits changes the memory high watermark (bytes of RSS) and the free disk limit
+// (bytes); 0 turns a check off. The change takes effect at once.
+func (s *Server) SetAlarmLimits(memory, diskFree int64) {
+	s.alarm.mu.Lock()
+	s.alarm.memLimit, s.alarm.diskLimit = memory, diskFree
+	s.alarm.mu.Unlock()
+	s.checkAlarms()
+}
+
+// Alarms reports which alarms are active.
+func (s *Server) Alarms() (memory, disk bool) {
+	s.alarm.mu.Lock()
+	defer s.alarm.mu.Unlock()
+	return s.alarm.memOn, s.alarm.diskOn
+}
+
+func (s *Server) checkAlarms() {
+	a := &s.alarm
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	memOn := a.memLimit > 0 && processRSS() > a.memLimit
+	diskOn := a.diskLimit > 0 && a.dir != "" && diskFree(a.dir) < a.diskLimit
+	if memOn == a.memOn && diskOn == a.diskOn {
+		return
+	}
+	if memOn != a.memOn {
+		s.log.Warn().Bool("active", memOn).Int64("limit", a.memLimit).Msg("memory alarm")
+	}
+	if diskOn != a.diskOn {
+		s.log.Warn().Bool("active", diskOn).Int64("limit", a.diskLimit).Msg("disk alarm")
+	}
+	a.memOn, a.diskOn = memOn, diskOn
+	old := a.cur.Load()
+	switch {
+	case memOn && diskOn:
+		a.cur.Store(&alarmState{reason: "memory & disk", cleared: make(chan struct{})})
+	case memOn:
+		a.cur.Store(&alarmState{reason: "memory", cleared: make(chan struct{})})
+	case diskOn:
+		a.cur.Store(&alarmState{reason: "disk", cleared: make(chan struct{})})
+	default:
+		a.cur.Store(nil)
+	}
+	if old != nil {
+		close(old.cleared) // waiters re-check: a changed alarm blocks them again
+	}
+}
+
+func (s *Server) alarmLoop(stop <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.checkAlarms()
+		}
+	}
+}
+
+// processRSS returns this process's resident memory in bytes (0 if unknown).
+func processRSS() int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// diskFree returns the bytes available to us on dir's filesystem (max int64 if unknown).
+func diskFree(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 1<<63 - 1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
