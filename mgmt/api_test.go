@@ -311,7 +311,7 @@ func TestAPI_DefinitionsExportImportRoundTrip(t *testing.T) {
 	defs := src.must(200, "GET", "/api/definitions", nil)
 	var d map[string]any
 	json.Unmarshal(defs, &d)
-	for _, k := range []string{"rabbit_version", "queues", "exchanges", "bindings"} {
+	for _, k := range []string{"rabbit_version", "users", "vhosts", "permissions", "queues", "exchanges", "bindings"} {
 		if _, ok := d[k]; !ok {
 			t.Fatalf("export lacks %q: %s", k, defs)
 		}

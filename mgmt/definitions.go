@@ -57,7 +57,14 @@ func (s *Server) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 		"product_name": "Warren", "product_version": broker.Version,
 		"queues": queues, "exchanges": exchanges, "bindings": bindings,
 	}
-	out["parameters"], out["policies"] = []obj{}, []obj{}
+	if pathValue(r, "vhost") == "" {
+		d := s.b.ExportDefinitions()
+		out["users"], out["vhosts"], out["permissions"] = d.Users, d.VHosts, d.Permissions
+		out["topic_permissions"], out["parameters"] = d.TopicPermissions, d.Parameters
+		out["global_parameters"], out["policies"] = []obj{}, []obj{}
+	} else {
+		out["parameters"], out["policies"] = []obj{}, []obj{}
+	}
 	if r.URL.Query().Has("download") {
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", r.URL.Query().Get("download")))
 	}
@@ -138,6 +145,15 @@ func (s *Server) importDefinitions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var problems []string
+	if only == "" {
+		d, err := broker.ReadDefinitions(bytes.NewReader(data))
+		if err == nil {
+			err = s.b.LoadDefinitions(d)
+		}
+		if err != nil {
+			problems = append(problems, strings.TrimPrefix(err.Error(), "broker: "))
+		}
+	}
 	lookup := func(name string) *vhost.VHost {
 		if only != "" {
 			name = only
