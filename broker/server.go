@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/amqp"
-	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/queue"
 
 	"github.com/warrenmq/warren/broker/session"
@@ -235,11 +234,11 @@ func vstore(s Storage) vhost.Storage {
 func (s *Server) recover() error {
 	st := s.cfg.Storage
 	restoreMsg := func(q *queue.Queue, off uint64, payload []byte, delivered bool) error {
-		m, err := message.Decode(payload)
+		m, expires, err := queue.DecodeLogRecord(payload)
 		if err != nil {
 			return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
 		}
-		q.Restore(m, off, delivered)
+		q.Restore(m, off, delivered, expires)
 		return nil
 	}
 	var defs, msgs int

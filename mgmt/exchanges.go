@@ -11,6 +11,7 @@ import (
 	"github.com/warrenmq/warren/broker/exchange"
 	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/session"
+	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/vhost"
 )
 
@@ -179,7 +180,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	routed := false
 	for _, q := range rt.Queues {
-		if accepted, _ := q.Publish(msg, nil); accepted {
+		if st := q.Publish(msg, nil); st == queue.PubQueued || st == queue.PubPending {
 			routed = true
 		}
 	}

@@ -16,6 +16,7 @@ package queue
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/message"
@@ -28,8 +29,21 @@ type Entry struct {
 	Msg         *message.Message
 	Offset      uint64
 	LogOffset   uint64
+	Expires     int64  // unix ms; 0: never
+	Returns     uint32 // times requeued (x-delivery-limit)
 	Redelivered bool
 }
+
+// PubStatus is the outcome of Publish.
+type PubStatus uint8
+
+// Publish outcomes.
+const (
+	PubQueued   PubStatus = iota // queued or delivered
+	PubPending                   // queued; onDurable will be called when it is on disk
+	PubRejected                  // refused by x-overflow reject-publish(-dlx): nack the publisher
+	PubDropped                   // the queue is deleted
+)
 
 // Log is what a queue needs from its storage; *wal.Log satisfies it (asserted in cmd/).
 // Append copies payload, returns the record's offset at once and calls done (from another
@@ -80,11 +94,14 @@ type Options struct {
 type Queue struct {
 	Name string
 	Options
-	// OnUnused is called (without the lock) when an auto-delete queue loses its last consumer.
+	// OnUnused is called (without the lock) when an auto-delete queue loses its last consumer,
+	// and when an x-expires queue has been unused for its expiry.
 	OnUnused func(q *Queue)
+	// OnDeadLetter is called (without the lock) with messages dead-lettered by the queue.
+	OnDeadLetter func(q *Queue, dead []DeadLetter)
 
 	mu          sync.Mutex
-	ready       deque
+	ready       readyList
 	consumers   []consumerSlot
 	rr          int // round-robin position
 	nextOffset  uint64
@@ -95,6 +112,16 @@ type Queue struct {
 	spill       spillState
 	hadConsumer bool
 	deleted     bool
+
+	cfg         Config
+	now         func() time.Time
+	timer       *time.Timer // head expiry
+	timerAt     int64
+	unusedTimer *time.Timer // x-expires
+	unusedAt    int64
+	lastUsed    int64
+	expired     bool         // x-expires passed: OnUnused at the next unlock
+	dead        []DeadLetter // dead-lettered under the lock, handed to OnDeadLetter at unlock
 
 	log       Log      // nil: nothing is persisted
 	encBuf    []byte   // scratch for record encoding
@@ -107,6 +134,7 @@ type Queue struct {
 type consumerSlot struct {
 	c         Consumer
 	exclusive bool
+	priority  int64 // x-priority on basic.consume
 }
 
 // Stats are monotonically increasing counters, read without the lock.
@@ -120,7 +148,18 @@ type Stats struct {
 
 // New creates a queue.
 func New(name string, o Options) *Queue {
-	return &Queue{Name: name, Options: o, nextOffset: 1}
+	q := &Queue{Name: name, Options: o, nextOffset: 1, now: time.Now, cfg: ParseConfig(o.Args)}
+	q.ready.setLevels(q.cfg.MaxPriority + 1)
+	q.lastUsed = q.nowMs()
+	q.touchLocked()
+	return q
+}
+
+// SetClock replaces the queue's clock (tests). Call before use.
+func (q *Queue) SetClock(now func() time.Time) {
+	q.mu.Lock()
+	q.now = now
+	q.mu.Unlock()
 }
 
 // DestName returns the queue name (exchange.Destination).
@@ -146,35 +185,96 @@ func (q *Queue) Persists(m *message.Message) bool { return q.log != nil && m.Per
 // Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
 // When the message is written to the queue's log, pending is true and onDurable is called
 // (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
-func (q *Queue) Publish(m *message.Message, onDurable func(err error)) (accepted, pending bool) {
+func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false, false
+		return PubDropped
 	}
-	e := Entry{Msg: m, Offset: q.nextOffset}
-	q.nextOffset++
-	if q.Persists(m) {
-		q.encBuf = message.AppendEncoded(q.encBuf[:0], m)
-		var done func(uint64, error)
-		if onDurable != nil {
-			done = func(_ uint64, err error) { onDurable(err) }
-			pending = true
+	now := q.nowMs()
+	e := Entry{Msg: m, Expires: q.expiryFor(m, now)}
+	if q.rejectsLocked(m) {
+		if q.cfg.Overflow == RejectPublishDLX {
+			q.dropLocked(e, "maxlen")
 		}
-		e.LogOffset = q.log.Append(q.encBuf, done)
-		if cap(q.encBuf) > 1<<20 {
-			q.encBuf = nil
-		}
-	}
-	q.stats.Published.Add(1)
-	if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
 		q.unlock()
-		return true, pending
+		return PubRejected
+	}
+	e.Offset = q.nextOffset
+	q.nextOffset++
+	q.stats.Published.Add(1)
+	status := PubQueued
+	// A message that is already expired (TTL 0) is delivered only if a consumer takes it now.
+	if (q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0) || (e.Expires != 0 && e.Expires <= now) {
+		if q.persistLocked(&e, onDurable) {
+			status = PubPending
+		}
+		if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
+			q.unlock()
+			return status
+		}
+		if e.Expires != 0 && e.Expires <= now {
+			q.dropLocked(e, "expired")
+			q.unlock()
+			return status
+		}
+	} else if q.persistLocked(&e, onDurable) {
+		status = PubPending
 	}
 	q.enqueueLocked(e)
+	q.enforceLimitsLocked()
 	q.dispatchLocked()
+	q.scheduleExpiryLocked()
 	q.unlock()
-	return true, pending
+	return status
+}
+
+// persistLocked writes e's message to the queue's log when it persists there; true when
+// onDurable will be called.
+func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
+	if !q.Persists(e.Msg) {
+		return false
+	}
+	q.encBuf = AppendLogRecord(q.encBuf[:0], e.Msg, e.Expires)
+	var done func(uint64, error)
+	if onDurable != nil {
+		done = func(_ uint64, err error) { onDurable(err) }
+	}
+	e.LogOffset = q.log.Append(q.encBuf, done)
+	if cap(q.encBuf) > 1<<20 {
+		q.encBuf = nil
+	}
+	return onDurable != nil
+}
+
+// rejectsLocked reports whether x-overflow reject-publish(-dlx) refuses a new message.
+func (q *Queue) rejectsLocked(m *message.Message) bool {
+	if q.cfg.Overflow != RejectPublish && q.cfg.Overflow != RejectPublishDLX {
+		return false
+	}
+	n := int64(q.ready.Len() + q.spill.count)
+	return (q.cfg.MaxLength >= 0 && n >= q.cfg.MaxLength) ||
+		(q.cfg.MaxLengthBytes >= 0 && q.readyBytes+q.spill.bytes+int64(m.BodySize()) > q.cfg.MaxLengthBytes)
+}
+
+// enforceLimitsLocked drops (and dead-letters) messages from the head while the queue is over
+// x-max-length or x-max-length-bytes (drop-head overflow).
+func (q *Queue) enforceLimitsLocked() {
+	if q.cfg.Overflow != DropHead || (q.cfg.MaxLength < 0 && q.cfg.MaxLengthBytes < 0) {
+		return
+	}
+	for {
+		n := int64(q.ready.Len() + q.spill.count)
+		over := (q.cfg.MaxLength >= 0 && n > q.cfg.MaxLength) ||
+			(q.cfg.MaxLengthBytes >= 0 && q.readyBytes+q.spill.bytes > q.cfg.MaxLengthBytes)
+		if !over || n == 0 {
+			return
+		}
+		if q.ready.Len() == 0 {
+			q.pageInLocked()
+		}
+		q.dropLocked(q.popReadyLocked(), "maxlen")
+	}
 }
 
 // enqueueLocked adds a new message at the tail: in memory, or in the spill when over budget.
@@ -186,11 +286,13 @@ func (q *Queue) enqueueLocked(e Entry) {
 }
 
 // Restore appends a message recovered from the queue's log (at startup, before use).
-func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool) {
+func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, expires int64) {
 	q.mu.Lock()
-	q.enqueueLocked(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered})
+	q.enqueueLocked(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered, Expires: expires})
 	q.nextOffset++
-	q.mu.Unlock()
+	q.expireLocked()
+	q.scheduleExpiryLocked()
+	q.unlock()
 }
 
 // unlock writes the retirements and delivery marks gathered under the lock, then unlocks.
@@ -206,16 +308,48 @@ func (q *Queue) unlock() {
 			q.delivered = q.delivered[:0]
 		}
 	}
+	dead := q.dead
+	q.dead = nil
+	expired := q.expired
+	q.expired = false
 	q.mu.Unlock()
+	if len(dead) > 0 {
+		q.OnDeadLetter(q, dead)
+	}
+	if expired && q.OnUnused != nil {
+		q.OnUnused(q)
+	}
 }
 
 // tryDeliverLocked offers e to the consumers in round-robin order, starting after the last one
 // served. It returns true when one took it.
+// Consumers are kept by priority (x-priority, highest first): a lower group gets a message
+// only when no consumer of a higher group can take it. With x-single-active-consumer only the
+// first consumer receives.
 func (q *Queue) tryDeliverLocked(e Entry) bool {
 	n := len(q.consumers)
-	for i := 0; i < n; i++ {
-		if q.rr >= n {
-			q.rr = 0
+	if q.cfg.SingleActive && n > 1 {
+		n = 1
+	}
+	for start := 0; start < n; {
+		end := start + 1
+		for end < n && q.consumers[end].priority == q.consumers[start].priority {
+			end++
+		}
+		if q.tryGroupLocked(e, start, end) {
+			return true
+		}
+		start = end
+	}
+	return false
+}
+
+// tryGroupLocked offers e round-robin to consumers[start:end].
+func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
+	k := end - start
+	for i := 0; i < k; i++ {
+		if q.rr < start || q.rr >= end {
+			q.rr = start
 		}
 		c := q.consumers[q.rr].c
 		q.rr++
@@ -240,6 +374,7 @@ func (q *Queue) tryDeliverLocked(e Entry) bool {
 
 // dispatchLocked delivers ready messages while some consumer takes them.
 func (q *Queue) dispatchLocked() {
+	now := int64(0)
 	for len(q.consumers) > 0 {
 		if q.ready.Len() < pageBatchCount/4 {
 			q.pageInLocked()
@@ -248,6 +383,15 @@ func (q *Queue) dispatchLocked() {
 			return
 		}
 		e := q.ready.Front()
+		if e.Expires != 0 {
+			if now == 0 {
+				now = q.nowMs()
+			}
+			if e.Expires <= now {
+				q.dropLocked(q.popReadyLocked(), "expired")
+				continue
+			}
+		}
 		if !q.tryDeliverLocked(*e) {
 			return
 		}
@@ -258,6 +402,20 @@ func (q *Queue) dispatchLocked() {
 // Kick re-runs dispatch; consumers call it when they regain credit.
 func (q *Queue) Kick() {
 	q.mu.Lock()
+	q.dispatchLocked()
+	q.unlock()
+}
+
+// Reject settles delivered entries rejected without requeue: they are dead-lettered
+// ("rejected") when the queue has a dead-letter exchange.
+func (q *Queue) Reject(es []Entry) {
+	q.mu.Lock()
+	q.unacked -= len(es)
+	if !q.deleted {
+		for _, e := range es {
+			q.dropLocked(e, "rejected")
+		}
+	}
 	q.dispatchLocked()
 	q.unlock()
 }
@@ -286,13 +444,20 @@ func (q *Queue) Requeue(es []Entry) {
 		q.mu.Unlock()
 		return
 	}
+	q.unacked -= len(es)
 	for _, e := range es {
 		e.Redelivered = true
+		e.Returns++
+		if q.cfg.DeliveryLimit >= 0 && int64(e.Returns) > q.cfg.DeliveryLimit {
+			q.dropLocked(e, "delivery_limit")
+			continue
+		}
 		q.ready.Insert(e)
 		q.accountLocked(e, 1)
 	}
-	q.unacked -= len(es)
+	q.expireLocked()
 	q.dispatchLocked()
+	q.scheduleExpiryLocked()
 	q.unlock()
 }
 
@@ -300,9 +465,10 @@ func (q *Queue) Requeue(es []Entry) {
 // Ack or Requeue (the caller acks at once for no-ack gets). remaining is the ready count after.
 func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
-	q.pageInLocked()
+	q.touchLocked()
+	q.expireLocked()
 	if q.ready.Len() == 0 {
-		q.mu.Unlock()
+		q.unlock()
 		return Entry{}, 0, false
 	}
 	e = q.popReadyLocked()
@@ -314,6 +480,7 @@ func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 		q.delivered = append(q.delivered, e.LogOffset)
 	}
 	remaining = q.ready.Len() + q.spill.count
+	q.scheduleExpiryLocked()
 	q.unlock()
 	return e, remaining, true
 }
@@ -322,6 +489,12 @@ func (q *Queue) Get() (e Entry, remaining int, ok bool) {
 // not nil, runs under the queue lock once the consumer is accepted and before any delivery
 // (the session sends basic.consume-ok there, so that it precedes the first basic.deliver).
 func (q *Queue) AddConsumer(c Consumer, exclusive bool, added func()) error {
+	return q.AddConsumerPriority(c, exclusive, 0, added)
+}
+
+// AddConsumerPriority is AddConsumer with a consumer priority (x-priority): consumers of a
+// higher priority get messages first; equal priorities share round-robin.
+func (q *Queue) AddConsumerPriority(c Consumer, exclusive bool, priority int64, added func()) error {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -331,8 +504,16 @@ func (q *Queue) AddConsumer(c Consumer, exclusive bool, added func()) error {
 		q.mu.Unlock()
 		return amqp.ChannelErr(amqp.AccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
 	}
-	q.consumers = append(q.consumers, consumerSlot{c: c, exclusive: exclusive})
+	// Insert after every consumer of the same or higher priority (stable order).
+	i := len(q.consumers)
+	for i > 0 && q.consumers[i-1].priority < priority {
+		i--
+	}
+	q.consumers = append(q.consumers, consumerSlot{})
+	copy(q.consumers[i+1:], q.consumers[i:])
+	q.consumers[i] = consumerSlot{c: c, exclusive: exclusive, priority: priority}
 	q.hadConsumer = true
+	q.touchLocked()
 	if added != nil {
 		added()
 	}
@@ -354,7 +535,11 @@ func (q *Queue) RemoveConsumer(c Consumer) {
 		}
 	}
 	unused := found && q.AutoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
-	q.mu.Unlock()
+	if found {
+		q.touchLocked()
+		q.dispatchLocked() // with a single active consumer, the next one takes over
+	}
+	q.unlock()
 	if unused && q.OnUnused != nil {
 		q.OnUnused(q)
 	}
@@ -364,11 +549,11 @@ func (q *Queue) RemoveConsumer(c Consumer) {
 func (q *Queue) Purge() int {
 	q.mu.Lock()
 	if q.log != nil {
-		for i := 0; i < q.ready.Len(); i++ {
-			if off := q.ready.At(i).LogOffset; off != 0 {
-				q.retired = append(q.retired, off)
+		q.ready.each(func(e *Entry) {
+			if e.LogOffset != 0 {
+				q.retired = append(q.retired, e.LogOffset)
 			}
-		}
+		})
 	}
 	n := q.clearReadyLocked() + q.dropSpillLocked()
 	q.unlock()
@@ -407,6 +592,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		return 0, nil
 	}
 	q.deleted = true
+	q.stopTimersLocked()
 	n := q.clearReadyLocked() + q.dropSpillLocked()
 	q.retired = q.retired[:0] // the whole log goes away with the queue
 	consumers := q.consumers

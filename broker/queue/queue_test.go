@@ -125,7 +125,7 @@ func TestQueue_ExclusiveConsumerAndDelete(t *testing.T) {
 	if n, err := q.Delete(false, false); err != nil || n != 1 || b.cancel != 1 {
 		t.Fatalf("delete: n=%d err=%v cancelled=%d", n, err, b.cancel)
 	}
-	if ok, _ := q.Publish(msg(t, "y", false), nil); ok {
+	if st := q.Publish(msg(t, "y", false), nil); st != PubDropped {
 		t.Fatal("publish to a deleted queue accepted")
 	}
 }
@@ -192,11 +192,10 @@ func TestQueue_PersistsOnlyPersistentMessagesAndRetiresOnAck(t *testing.T) {
 	q := New("q", Options{Durable: true})
 	q.SetLog(l)
 	durable := 0
-	_, pending := q.Publish(msg(t, "p1", true), func(err error) { durable++ })
-	if !pending {
+	if q.Publish(msg(t, "p1", true), func(err error) { durable++ }) != PubPending {
 		t.Fatal("persistent publish not pending")
 	}
-	if _, pending := q.Publish(msg(t, "t1", false), func(error) { t.Fatal("transient waited") }); pending {
+	if q.Publish(msg(t, "t1", false), func(error) { t.Fatal("transient waited") }) != PubQueued {
 		t.Fatal("transient publish pending")
 	}
 	q.Publish(msg(t, "p2", true), nil)
@@ -227,7 +226,7 @@ func TestQueue_PersistsOnlyPersistentMessagesAndRetiresOnAck(t *testing.T) {
 		t.Fatal("no-ack delivery not retired")
 	}
 	// decoded records are the messages
-	m, err := message.Decode(l.data[e1.LogOffset])
+	m, _, err := DecodeLogRecord(l.data[e1.LogOffset])
 	if err != nil || string(m.Body) != "p1" {
 		t.Fatalf("record: %v %q", err, m.Body)
 	}

@@ -113,6 +113,8 @@ func (q *Queue) spillLocked(e Entry) bool {
 	b := s.buf[:0]
 	b = binary.AppendUvarint(b, e.Offset)
 	b = binary.AppendUvarint(b, e.LogOffset)
+	b = binary.AppendUvarint(b, uint64(e.Expires))
+	b = binary.AppendUvarint(b, uint64(e.Returns))
 	if e.Redelivered {
 		b = append(b, 1)
 	} else {
@@ -142,6 +144,16 @@ func decodeSpill(rec []byte) (Entry, error) {
 	}
 	rec = rec[n:]
 	lo, n := binary.Uvarint(rec)
+	if n <= 0 {
+		return Entry{}, errBadSpill
+	}
+	rec = rec[n:]
+	exp, n := binary.Uvarint(rec)
+	if n <= 0 {
+		return Entry{}, errBadSpill
+	}
+	rec = rec[n:]
+	ret, n := binary.Uvarint(rec)
 	if n <= 0 || len(rec) < n+1 {
 		return Entry{}, errBadSpill
 	}
@@ -150,7 +162,7 @@ func decodeSpill(rec []byte) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	return Entry{Msg: m, Offset: qo, LogOffset: lo, Redelivered: red}, nil
+	return Entry{Msg: m, Offset: qo, LogOffset: lo, Expires: int64(exp), Returns: uint32(ret), Redelivered: red}, nil
 }
 
 // pageInLocked moves a batch from the spill to the ready list when the in-memory head runs low.

@@ -63,9 +63,10 @@ type txPublish struct {
 
 // settle is a recorded ack/nack/reject inside a transaction.
 type settle struct {
-	entries []unackedEntry
-	requeue bool
-	retire  bool // ack or nack/reject without requeue
+	entries  []unackedEntry
+	requeue  bool
+	retire   bool // ack or nack/reject without requeue
+	rejected bool // nack/reject without requeue: dead-lettered
 }
 
 func newChannel(c *Conn, id uint16) *Channel {
@@ -258,6 +259,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 			c.exclusive = append(c.exclusive, q)
 		}
 		ch.lastQueue = q.Name
+		if !created {
+			q.Touch() // a redeclare counts as use for x-expires
+		}
 		if !m.NoWait {
 			ready, _, consumers := q.Counts()
 			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
@@ -396,6 +400,27 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		return nil
 	}
 	return amqp.ConnErr(amqp.CommandInvalid, "unexpected method '%s' on a channel", m.Name())
+}
+
+// intValue reads an integer field value of any width.
+func intValue(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int8:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case int64:
+		return v, true
+	}
+	return 0, false
 }
 
 // authorize asks the broker whether this connection's user may do perm on the resource.
@@ -542,19 +567,31 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 			}
 		}
 	}
-	routed := false
+	routed, rejected := false, false
 	for _, q := range qs {
 		var onDurable func(error)
 		if w != nil && q.Persists(msg) {
 			w.n.Add(1)
 			onDurable = w.done
 		}
-		accepted, pending := q.Publish(msg, onDurable)
-		if accepted {
+		st := q.Publish(msg, onDurable)
+		switch st {
+		case queue.PubRejected:
+			rejected = true
+			routed = true // refused by a full queue: nacked, not returned (as RabbitMQ)
+		case queue.PubQueued, queue.PubPending:
 			routed = true
 		}
-		if onDurable != nil && !pending {
+		if onDurable != nil && st != queue.PubPending {
 			w.n.Add(-1)
+		}
+	}
+	if rejected && seq != 0 {
+		if w == nil {
+			ch.cf.wait(seq)
+			ch.confirmDurable(seq, false)
+		} else {
+			w.err.Store(true)
 		}
 	}
 	if w != nil {
@@ -612,11 +649,11 @@ func (ch *Channel) commit() error {
 		routed := false
 		for _, q := range qs {
 			wg.Add(1)
-			accepted, pending := q.Publish(p.msg, onDurable)
-			if !pending {
+			st := q.Publish(p.msg, onDurable)
+			if st != queue.PubPending {
 				wg.Done()
 			}
-			routed = routed || accepted
+			routed = routed || st != queue.PubDropped
 		}
 		if !routed && p.mandatory {
 			ch.sendReturn(p.msg)
@@ -629,7 +666,9 @@ func (ch *Channel) commit() error {
 	settles := ch.txSettle
 	ch.txSettle = nil
 	for _, s := range settles {
-		if s.retire {
+		if s.rejected {
+			ch.rejectEntries(s.entries)
+		} else if s.retire {
 			ch.retire(s.entries)
 		} else {
 			ch.requeueEntries(s.entries)
@@ -686,7 +725,16 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	if !m.NoWait {
 		added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
-	if err := q.AddConsumer(cs, m.Exclusive, added); err != nil {
+	var prio int64
+	if v, ok := m.Arguments["x-priority"]; ok {
+		n, ok := intValue(v)
+		if !ok {
+			delete(ch.consumers, tag)
+			return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-priority' for consumer: {unacceptable_type,%T}", v)
+		}
+		prio = n
+	}
+	if err := q.AddConsumerPriority(cs, m.Exclusive, prio, added); err != nil {
 		delete(ch.consumers, tag)
 		return err
 	}
@@ -802,15 +850,27 @@ func (ch *Channel) reject(tag uint64, multiple, requeue bool) error {
 		return ch.unknownTag(tag)
 	}
 	if ch.tx {
-		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: !requeue, requeue: requeue})
+		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: !requeue, rejected: !requeue, requeue: requeue})
 		return nil
 	}
 	if requeue {
 		ch.requeueEntries(es)
 	} else {
-		ch.retire(es)
+		ch.rejectEntries(es)
 	}
 	return nil
+}
+
+// rejectEntries settles deliveries rejected without requeue (dead-lettered by their queues).
+func (ch *Channel) rejectEntries(es []unackedEntry) {
+	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
+		entries := make([]queue.Entry, len(group))
+		for i, e := range group {
+			entries[i] = e.e
+		}
+		q.Reject(entries)
+	})
+	ch.kickStarved(es)
 }
 
 // retire tells each queue how many of its deliveries were settled (it dispatches more), and

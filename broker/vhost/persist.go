@@ -36,6 +36,7 @@ type Storage interface {
 // setupQueue connects a new queue to the vhost: auto-delete, spill and memory budget.
 func (v *VHost) setupQueue(q *queue.Queue) {
 	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
+	q.OnDeadLetter = v.deadLetter
 	if v.store != nil {
 		vh, name := v.Name, q.Name
 		q.SetSpill(func() (queue.Spill, error) { return v.store.OpenSpill(vh, name) })
