@@ -35,14 +35,14 @@ type Config struct {
 	// MemoryBudget bounds the memory of messages waiting in queues, node-wide (default: a
 	// quarter of physical memory); MaxQueueMemory bounds one queue's (default 16 MiB). Beyond
 	// them, messages wait on disk in the queue's spill and are read back in order.
-	MemoryBudget     int64
-	MaxQueueMemory   int64
+	MemoryBudget   int64
+	MaxQueueMemory int64
 	// MemoryHighWatermark (fraction of physical memory, default 0.4, as RabbitMQ's
 	// vm_memory_high_watermark) and DiskFreeLimit (bytes, default 50 MB) raise resource
 	// alarms that block publishers. Negative turns the check off.
 	MemoryHighWatermark float64
 	DiskFreeLimit       int64
-	HandshakeTimeout time.Duration // default 10s
+	HandshakeTimeout    time.Duration // default 10s
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
 	// memory. cmd/warren passes an adapter over wal.Manager.

@@ -35,9 +35,9 @@ func TestServer_VanishingClientsLeakNothing(t *testing.T) {
 		c.Close()
 	}
 	header := []byte("AMQP\x00\x00\x09\x01")
-	raw()                                // nothing at all
-	raw(header[:4])                      // half a protocol header
-	raw(header)                          // header, then gone before start-ok
+	raw()                                 // nothing at all
+	raw(header[:4])                       // half a protocol header
+	raw(header)                           // header, then gone before start-ok
 	raw(header, []byte{1, 0, 0, 0, 0, 1}) // half a frame header
 	// A full session that vanishes mid-content: use a real client, then cut its socket.
 	c, err := amqp.DialConfig("amqp://guest:guest@"+addr+"/", amqp.Config{Dial: func(network, a string) (net.Conn, error) {

@@ -10,8 +10,8 @@ import (
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
 	"github.com/warrenmq/warren/broker/message"
-	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/vhost"
 )
 

@@ -75,4 +75,3 @@ func (r *readyList) Clear() int {
 	r.n = 0
 	return n
 }
-
