@@ -82,3 +82,22 @@ func DeathCycle(m *Message, queue string) bool {
 	}
 	return seen
 }
+
+// WithoutHeader returns a copy of m without the named header (BCC is never delivered).
+func WithoutHeader(m *Message, name string) (*Message, error) {
+	p, err := amqp.DecodeProperties(m.RawProps)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := p.Headers[name]; !ok {
+		return m, nil
+	}
+	h := amqp.Table{}
+	for k, v := range p.Headers {
+		if k != name {
+			h[k] = v
+		}
+	}
+	p.Headers = h
+	return New(m.Exchange, m.RoutingKey, p.AppendTo(nil), m.Body)
+}

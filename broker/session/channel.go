@@ -45,6 +45,8 @@ type Channel struct {
 	consumers map[string]*consumer
 	prefetch  uint16 // per-consumer prefetch for consumers created from now on
 	lastQueue string // the last queue declared on this channel (spec 1.7.2: empty name means it)
+	replyTag  string // direct reply-to consumer tag ("" when none)
+	replyKey  string // amq.rabbitmq.reply-to.<token> routing to this channel
 
 	mu             sync.Mutex
 	nextTag        uint64
@@ -241,6 +243,12 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if name == "" && m.Passive {
 			name = ch.lastQueue
 		}
+		if name == ReplyToQueue && m.Passive {
+			if !m.NoWait {
+				c.send(ch.id, &amqp.QueueDeclareOk{Queue: name})
+			}
+			return nil
+		}
 		serverNamed := false
 		if name == "" && !m.Passive {
 			// As RabbitMQ: the configure permission applies to the generated name.
@@ -338,6 +346,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 	case *amqp.BasicConsume:
 		return ch.consume(m)
 	case *amqp.BasicCancel:
+		if ch.replyTag != "" && m.ConsumerTag == ch.replyTag {
+			ch.cancelReplyTo()
+		}
 		if cs := ch.consumers[m.ConsumerTag]; cs != nil {
 			delete(ch.consumers, m.ConsumerTag)
 			cs.q.RemoveConsumer(cs)
@@ -531,6 +542,11 @@ func (ch *Channel) publishAssembled() error {
 	if _, _, err := msg.ExpirationMillis(); err != nil {
 		return err
 	}
+	if msg.Props.Flags&amqp.FlagReplyTo != 0 && string(replyToOf(msg)) == ReplyToQueue {
+		if msg, err = ch.rewriteReplyTo(msg); err != nil {
+			return err
+		}
+	}
 	ch.count(StatPublish, 1)
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
@@ -552,7 +568,14 @@ func (ch *Channel) publishAssembled() error {
 // confirm mode (seq > 0), a publish that some queue writes to its log is confirmed only when
 // every such write is durable.
 func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error {
-	if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
+	if isReplyTo(msg.Exchange, msg.RoutingKey) {
+		if !ch.deliverReply(msg.RoutingKey, msg) && mandatory {
+			ch.sendReturn(msg)
+		}
+		return nil
+	}
+	msg, err := ch.routeMsg(msg)
+	if err != nil {
 		return err
 	}
 	qs := ch.router.Queues
@@ -607,6 +630,26 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	return nil
 }
 
+// routeMsg routes msg into ch.router.Queues; a message with a BCC header comes back without it.
+func (ch *Channel) routeMsg(msg *message.Message) (*message.Message, error) {
+	if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
+		return nil, err
+	}
+	if ch.router.BCC {
+		return message.WithoutHeader(msg, "BCC")
+	}
+	return msg, nil
+}
+
+// replyToOf returns the raw reply-to property (only called when its flag is set).
+func replyToOf(m *message.Message) []byte {
+	p, err := amqp.DecodeProperties(m.RawProps)
+	if err != nil {
+		return nil
+	}
+	return []byte(p.ReplyTo)
+}
+
 // sendReturn sends basic.return 312 NO_ROUTE with the message.
 func (ch *Channel) sendReturn(msg *message.Message) {
 	ch.count(StatReturnUnroutable, 1)
@@ -642,9 +685,17 @@ func (ch *Channel) commit() error {
 		wg.Done()
 	}
 	for _, p := range pubs {
-		if err := ch.c.vh.Route(&ch.router, p.msg.Exchange, p.msg.RoutingKey, p.msg); err != nil {
+		if isReplyTo(p.msg.Exchange, p.msg.RoutingKey) {
+			if !ch.deliverReply(p.msg.RoutingKey, p.msg) && p.mandatory {
+				ch.sendReturn(p.msg)
+			}
+			continue
+		}
+		msg, err := ch.routeMsg(p.msg)
+		if err != nil {
 			return err
 		}
+		p.msg = msg
 		qs := append([]*queue.Queue(nil), ch.router.Queues...)
 		routed := false
 		for _, q := range qs {
@@ -705,6 +756,9 @@ func newTag(prefix string) string {
 
 func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	c := ch.c
+	if m.Queue == ReplyToQueue {
+		return ch.consumeReplyTo(m)
+	}
 	if err := ch.authorize(PermRead, KindQueue, ch.queueName(m.Queue), ""); err != nil {
 		return err
 	}
@@ -975,6 +1029,7 @@ func (ch *Channel) requeueAll() {
 // release cancels the channel's consumers and requeues its unacked messages (channel or
 // connection closed). Idempotent.
 func (ch *Channel) release() {
+	ch.cancelReplyTo()
 	for tag, cs := range ch.consumers {
 		delete(ch.consumers, tag)
 		cs.q.RemoveConsumer(cs)

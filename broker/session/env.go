@@ -45,6 +45,8 @@ type Env struct {
 	// Alarm returns the active resource alarm's reason ("" when none) and a channel closed
 	// when it clears; a connection that publishes during an alarm is blocked until then.
 	Alarm func() (reason string, cleared <-chan struct{})
+	// Replies is the node's direct reply-to registry (created when nil).
+	Replies *ReplyRegistry
 	// Registered / Unregistered track live connections (for shutdown and management).
 	Registered   func(c *Conn)
 	Unregistered func(c *Conn)
@@ -93,6 +95,9 @@ func (k ResourceKind) String() string {
 }
 
 func (e *Env) setDefaults() {
+	if e.Replies == nil {
+		e.Replies = &ReplyRegistry{}
+	}
 	if e.FrameMax == 0 {
 		e.FrameMax = 131072
 	}

@@ -98,9 +98,11 @@ func ValidateQueueArgs(args amqp.Table) error {
 				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
 			}
 		case "type":
+			// Quorum queues are accepted as durable classic queues with quorum semantics for
+			// x-delivery-limit (Warren has no Raft yet; replication is the cluster's job).
 			s, _ := v.(string)
-			if s != "classic" {
-				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
+			if s != "classic" && s != "quorum" {
+				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-queue-type' for queue: \"unsupported queue type '%v'\"", v)
 			}
 		}
 	}

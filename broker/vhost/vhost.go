@@ -231,7 +231,23 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	}
 	if !d.Passive {
 		if err := ValidateQueueArgs(d.Args); err != nil {
+			if ae, ok := err.(*amqp.Error); ok {
+				ae.Text = strings.Replace(ae.Text, "for queue:", fmt.Sprintf("for queue '%s' in vhost '%s':", d.Name, v.Name), 1)
+			}
 			return nil, false, err
+		}
+		if d.Args["x-queue-type"] == "quorum" {
+			bad := func(prop string) error {
+				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid property '%s' for queue '%s' in vhost '%s'", prop, d.Name, v.Name)
+			}
+			switch {
+			case !d.Durable:
+				return nil, false, bad("non-durable")
+			case d.Exclusive:
+				return nil, false, bad("exclusive-owner")
+			case d.AutoDelete:
+				return nil, false, bad("auto-delete")
+			}
 		}
 	}
 	v.mu.Lock()
@@ -525,32 +541,70 @@ type Router struct {
 	dests   []exchange.Destination
 	visited []*exchange.Exchange
 	Queues  []*queue.Queue
+	BCC     bool // the message has a BCC header (strip it before delivery)
 }
 
 // Route finds the queues a message published to exchangeName with key goes to (following
 // exchange-to-exchange bindings and alternate exchanges), into r.Queues. It fails with 404 for
 // a missing exchange and 403 for an internal one.
+//
+// Sender-selected distribution (RabbitMQ): routing keys in the CC and BCC headers (arrays of
+// strings) are routed too; r.BCC reports a BCC header, which the publisher strips.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
 	r.Queues = r.Queues[:0]
+	r.BCC = false
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	if exchangeName == "" {
+	var x *exchange.Exchange
+	if exchangeName != "" {
+		x = v.exchanges[exchangeName]
+		if x == nil {
+			return v.notFoundExchange(exchangeName)
+		}
+		if x.Internal {
+			return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
+		}
+	}
+	v.routeKeyLocked(r, x, key, m)
+	if m.Props.Headers != nil {
+		h := m.Headers()
+		for _, name := range []string{"CC", "BCC"} {
+			keys, ok := h[name].([]any)
+			if !ok {
+				continue
+			}
+			if name == "BCC" {
+				r.BCC = true
+			}
+			for _, k := range keys {
+				switch k := k.(type) {
+				case string:
+					v.routeKeyLocked(r, x, k, m)
+				case []byte:
+					v.routeKeyLocked(r, x, string(k), m)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// routeKeyLocked adds the queues for one routing key (x nil: the default exchange).
+func (v *VHost) routeKeyLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+	if x == nil {
 		if q := v.queues[key]; q != nil {
+			for _, have := range r.Queues {
+				if have == q {
+					return
+				}
+			}
 			r.Queues = append(r.Queues, q)
 		}
-		return nil
-	}
-	x := v.exchanges[exchangeName]
-	if x == nil {
-		return v.notFoundExchange(exchangeName)
-	}
-	if x.Internal {
-		return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
+		return
 	}
 	r.visited = r.visited[:0]
 	v.routeLocked(r, x, key, m)
 	clear(r.visited)
-	return nil
 }
 
 func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
