@@ -77,6 +77,11 @@
 //
 // Config.OnAppend sees every record once it is durable, and Log.ReadRaw reads records of all
 // kinds by offset from Log.FirstOffset to Log.SyncedOffset, so that a follower can tail the
-// log (ErrNotFound from ReadRaw means the leader already reclaimed that part). Config.Cipher
-// seals data payloads at rest; the offset is passed so it can serve as a nonce.
+// log (ErrNotFound from ReadRaw means the leader already reclaimed that part); both carry data
+// bodies as stored, sealed when a cipher is set. Config.Cipher, or Config.CipherFor for a
+// cipher per log, seals data payloads at rest. The offset passed to the cipher is bound to the
+// record but is no nonce: offsets are assigned again after a crash. A payload the cipher cannot
+// open (wrong or missing key, failed authentication) puts its log out of service with a
+// *CipherError (ErrCipher); opening a log checks only checksums, so such records are never cut
+// off as a torn tail, and the log opens normally again once the right key is configured.
 package wal

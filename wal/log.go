@@ -43,6 +43,8 @@ type Log struct {
 	log  zerolog.Logger
 	tw   *tidwal.Log
 
+	cipher Cipher // seals data payloads (nil: plaintext); chosen when the log opens
+
 	// readMu serializes tidwall reads: tidwall loads segments into its cache under its read lock.
 	// Lock order: readMu before tidwall's own lock. l.mu and Manager.mu are never held together,
 	// nor across a tidwall call or a callback.
@@ -150,6 +152,7 @@ func (m *Manager) openLog(name string) (*Log, error) {
 		name:     name,
 		dir:      dir,
 		log:      m.log.With().Str("log", name).Logger(),
+		cipher:   m.cipherFor(name),
 		closedCh: make(chan struct{}),
 		cur:      &pending{},
 		inflight: &pending{},
@@ -335,7 +338,7 @@ func (l *Log) Append(payload []byte, done func(offset uint64, err error)) uint64
 	l.next++
 	p := l.cur
 	buf, start := beginRecord(p.buf, KindData)
-	if c := l.m.cfg.Cipher; c != nil {
+	if c := l.cipher; c != nil {
 		buf = c.Seal(buf, payload, off)
 	} else {
 		buf = append(buf, payload...)
@@ -529,22 +532,24 @@ func (l *Log) twRead(off uint64) (data []byte, err error) {
 	return l.tw.Read(off)
 }
 
-// openPayload appends the plaintext of a stored data body to dst.
+// openPayload appends the plaintext of a stored data body to dst. A *CipherError must go
+// through openFailed once l.mu is released.
 func (l *Log) openPayload(dst, body []byte, off uint64) ([]byte, error) {
-	c := l.m.cfg.Cipher
+	c := l.cipher
 	if c == nil {
 		return append(dst, body...), nil
 	}
 	out, err := c.Open(dst, body, off)
 	if err != nil {
-		return nil, fmt.Errorf("wal: log %q offset %d: open sealed payload: %w", l.name, off, err)
+		return nil, &CipherError{Log: l.name, Offset: off, Err: err}
 	}
 	return out, nil
 }
 
 // Read returns a copy of the payload of the live data record at offset (owned by the caller).
 // It returns ErrNotFound for an offset never assigned, ErrRetired for one that holds no live
-// message, ErrCorrupt (and the log goes out of service) if the record fails its checksum.
+// message, ErrCorrupt if the record fails its checksum, ErrCipher if the Cipher refuses it (in
+// both cases the log goes out of service).
 func (l *Log) Read(offset uint64) ([]byte, error) {
 	l.mu.Lock()
 	if err := l.stateErrLocked(); err != nil {
@@ -562,7 +567,10 @@ func (l *Log) Read(offset uint64) ([]byte, error) {
 	if offset > l.written {
 		out, err := l.pendingPayloadLocked(make([]byte, 0, 64), offset)
 		l.mu.Unlock()
-		return out, err
+		if err != nil {
+			return nil, l.openFailed(err)
+		}
+		return out, nil
 	}
 	l.mu.Unlock()
 	k, body, err := l.readEntry(offset)
@@ -575,7 +583,11 @@ func (l *Log) Read(offset uint64) ([]byte, error) {
 	if k != KindData {
 		return nil, l.corrupted(offset, "live offset holds a "+k.String()+" record")
 	}
-	return l.openPayload(make([]byte, 0, len(body)), body, offset)
+	out, err := l.openPayload(make([]byte, 0, len(body)), body, offset)
+	if err != nil {
+		return nil, l.openFailed(err)
+	}
+	return out, nil
 }
 
 // pendingPayloadLocked appends the payload of a record that is not written yet to dst.
@@ -618,7 +630,7 @@ func (l *Log) Replay(fn func(e Entry) error) error {
 			scratch, err = l.pendingPayloadLocked(scratch[:0], o)
 			l.mu.Unlock()
 			if err != nil {
-				return err
+				return l.openFailed(err)
 			}
 			e.Payload = scratch
 		} else {
@@ -633,10 +645,10 @@ func (l *Log) Replay(fn func(e Entry) error) error {
 			if k != KindData {
 				return l.corrupted(o, "live offset holds a "+k.String()+" record")
 			}
-			if l.m.cfg.Cipher == nil {
+			if l.cipher == nil {
 				e.Payload = body
 			} else if scratch, err = l.openPayload(scratch[:0], body, o); err != nil {
-				return err
+				return l.openFailed(err)
 			} else {
 				e.Payload = scratch
 			}

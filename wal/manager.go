@@ -22,9 +22,12 @@ const DefaultSegmentSize = 4 << 20
 
 // Cipher seals data payloads before they are written and opens them when they are read back
 // (encryption at rest). Seal appends the sealed form of plaintext to dst and returns the result;
-// Open appends the plaintext of ciphertext to dst. offset is the record's offset, unique within a
-// log, and may serve as (part of) a nonce. Only KindData bodies are sealed: retire and delivered
-// records hold offsets only. Calls may be concurrent.
+// Open appends the plaintext of ciphertext to dst. offset is the record's offset: bind it to the
+// record (as additional data) so that records cannot be moved, but do not derive a nonce from it
+// alone, as offsets are not unique over time (appends that were not durable at a crash get their
+// offsets again, and a removed log starts again from 1). An Open error puts the log out of
+// service (ErrCipher) and changes nothing on disk. Only KindData bodies are sealed: retire and
+// delivered records hold offsets only. Calls may be concurrent.
 type Cipher interface {
 	Seal(dst, plaintext []byte, offset uint64) []byte
 	Open(dst, ciphertext []byte, offset uint64) ([]byte, error)
@@ -48,6 +51,11 @@ type Config struct {
 	// Cipher, when set, seals data payloads at rest. nil stores plaintext. A log must always be
 	// opened with the same cipher (and keys).
 	Cipher Cipher
+
+	// CipherFor, when set, is called each time a log is opened and returns that log's Cipher
+	// (nil: plaintext), so that logs can have different keys and the Cipher can bind records to
+	// the log's name. It replaces Cipher. It must not call the Manager.
+	CipherFor func(name string) Cipher
 
 	testSyncHook func(l *Log, last uint64) // called at each log sync with the last synced offset
 }
