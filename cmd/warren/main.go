@@ -75,6 +75,7 @@ func run(args []string) error {
 	fs.StringVar(&o.DefaultUser, "default-user", "guest", "initial user (guest may connect only from loopback)")
 	fs.StringVar(&o.DefaultPass, "default-pass", "guest", "initial user's password")
 	sec := registerSecurityFlags(fs)
+	encf := registerEncryptionFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,7 +135,11 @@ func run(args []string) error {
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()}, filepath.Join(o.DataDir, "spill"))
+	enc, err := encf.load(o.DataDir, log)
+	if err != nil {
+		return err
+	}
+	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()}, filepath.Join(o.DataDir, "spill"), enc)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}

@@ -28,6 +28,7 @@ type walStorage struct {
 	m     *wal.Manager
 	defs  *wal.Log
 	spill *wal.Manager // no fsync; wiped at start
+	enc   *encryption  // ciphers of the queue and spill logs (encryption.go)
 
 	mu    sync.Mutex
 	tried map[string]bool // queue logs opened or attempted since start (kept by the sweep)
@@ -35,8 +36,10 @@ type walStorage struct {
 
 const defsLog = "defs"
 
-// openStorage opens the durable logs in cfg.Dir and the spill logs in spillDir (emptied first).
-func openStorage(cfg wal.Config, spillDir string) (*walStorage, error) {
+// openStorage opens the durable logs in cfg.Dir and the spill logs in spillDir (emptied first),
+// the queue and spill logs sealed with enc's keys.
+func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage, error) {
+	cfg.CipherFor = enc.cipherFor("wal")
 	m, err := wal.Open(cfg)
 	if err != nil {
 		return nil, err
@@ -52,16 +55,19 @@ func openStorage(cfg wal.Config, spillDir string) (*walStorage, error) {
 	}
 	scfg := cfg
 	scfg.Dir, scfg.NoSync, scfg.OnAppend = spillDir, true, nil
+	scfg.CipherFor = enc.cipherFor("spill")
 	sm, err := wal.Open(scfg)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
-	return &walStorage{m: m, defs: defs, spill: sm, tried: map[string]bool{}}, nil
+	return &walStorage{m: m, defs: defs, spill: sm, enc: enc, tried: map[string]bool{}}, nil
 }
 
 func (s *walStorage) OpenSpill(vh, q string) (queue.Spill, error) {
-	return s.spill.Log(queueLogName(vh, q))
+	name := queueLogName(vh, q)
+	s.enc.bind(name, vh)
+	return s.spill.Log(name)
 }
 
 func (s *walStorage) RemoveSpill(vh, q string) error {
@@ -80,13 +86,14 @@ func (s *walStorage) OpenQueueLog(vh, q string, replay func(offset uint64, paylo
 	s.mu.Lock()
 	s.tried[name] = true
 	s.mu.Unlock()
+	s.enc.bind(name, vh)
 	l, err := s.m.Log(name)
 	if err != nil {
-		return nil, err
+		return nil, s.enc.explain(err)
 	}
 	if replay != nil {
 		if err := l.Replay(func(e wal.Entry) error { return replay(e.Offset, e.Payload, e.Delivered) }); err != nil {
-			return nil, err
+			return nil, s.enc.explain(err)
 		}
 	}
 	return l, nil
