@@ -76,6 +76,31 @@ func TestMessageExpiration_ExpiredBehindLiveMessageDiscardedAtHead(t *testing.T)
 	featWaitReady(t, c, q, 0)
 }
 
+// ttl.html#per-queue-message-ttl: a delivered, unacknowledged message does not expire while the
+// consumer holds it, but it keeps its original expiry time: returned to the queue after the TTL
+// has passed (basic.nack with requeue), it expires there instead of being redelivered, and is
+// dead-lettered with reason expired.
+func TestMessageTTL_RequeuedAfterTTLExpires(t *testing.T) {
+	t.Parallel()
+	c, admin := featAdmin(t)
+	dlx, dlq := featDeadLetterTarget(t, c)
+	q := queueShared(t, c, amqp.Table{"x-message-ttl": int32(100), "x-dead-letter-exchange": dlx})
+	featPublish(t, admin, "", q, featBodies("held")...)
+	ch := openChannel(t, c)
+	deliveries := qosConsume(t, ch, q, "c")
+	d := recvDelivery(t, deliveries)
+	time.Sleep(200 * time.Millisecond)
+	if n := featReady(t, c, dlq); n != 0 {
+		t.Fatalf("unacked message dead-lettered while held (%d in dead-letter queue)", n)
+	}
+	if err := d.Nack(false, true); err != nil {
+		t.Fatalf("basic.nack: %v", err)
+	}
+	dead := publishGetOne(t, ch, dlq)
+	featAssertDeaths(t, dead, featDeath{Count: 1, Reason: "expired", Queue: q, Exchange: "", RoutingKeys: []string{q}})
+	noDelivery(t, deliveries, 50*time.Millisecond)
+}
+
 // ttl.html#per-queue-message-ttl: with x-message-ttl 0 "messages expire upon reaching a queue
 // unless they can be delivered to a consumer immediately".
 func TestMessageTTL_ZeroDeliveredOnlyToWaitingConsumer(t *testing.T) {
