@@ -72,7 +72,8 @@ func (e *KeyError) Unwrap() error { return ErrUnknownKey }
 // Keyring is the ordered key list of one scope: the first key seals, every key opens. A Keyring
 // with no keys stores plaintext. It is immutable and safe for concurrent use.
 type Keyring struct {
-	keys []Key
+	keys           []Key
+	allowPlaintext bool
 }
 
 // NewKeyring returns a Keyring of keys, the first of which seals. No keys: plaintext.
@@ -97,6 +98,16 @@ func (r *Keyring) IDs() []string {
 		ids[i] = k.ID()
 	}
 	return ids
+}
+
+// AllowingPlaintext returns a copy of r whose Ciphers also open plaintext records (passing them
+// through unchanged) instead of refusing them with ErrNotSealed: for reading records stored
+// before encryption was turned on. Such records are not authenticated, so a forged plaintext
+// record is accepted too; use it only while such records remain.
+func (r *Keyring) AllowingPlaintext() *Keyring {
+	c := *r
+	c.allowPlaintext = true
+	return &c
 }
 
 // Encrypts reports whether the Keyring has a key, that is whether its Ciphers seal.
@@ -170,11 +181,11 @@ func (c *Cipher) Seal(dst, plaintext []byte, offset uint64) []byte {
 
 // Open appends the plaintext of the record at offset to dst and returns the result. Errors:
 // ErrAuth (modified, moved or foreign record), a *KeyError wrapping ErrUnknownKey (sealed with a
-// key the Keyring lacks), ErrNotSealed (plaintext while the Keyring has keys), ErrFormat. Without
-// keys, a plaintext record is appended unchanged.
+// key the Keyring lacks), ErrNotSealed (plaintext while the Keyring has keys, unless it allows
+// plaintext), ErrFormat. Without keys, a plaintext record is appended unchanged.
 func (c *Cipher) Open(dst, sealed []byte, offset uint64) ([]byte, error) {
 	if len(sealed) < 2 || sealed[0] != magic0 || sealed[1] != magic1 {
-		if c.aead == nil {
+		if c.aead == nil || c.ring.allowPlaintext {
 			return append(dst, sealed...), nil
 		}
 		return nil, fmt.Errorf("%w, but %s has encryption keys", ErrNotSealed, c.label)

@@ -182,8 +182,20 @@ func TestCipher_Plaintext(t *testing.T) {
 		t.Fatalf("plain Open = %q, %v", got, err)
 	}
 	// A Keyring with keys refuses plaintext: it could be a forged record.
-	if _, err := testRing(t, testKey(t)).Cipher("vhost 'v'", "wal/q").Open(nil, p, 1); !errors.Is(err, ErrNotSealed) {
+	keyed := testRing(t, testKey(t))
+	if _, err := keyed.Cipher("vhost 'v'", "wal/q").Open(nil, p, 1); !errors.Is(err, ErrNotSealed) {
 		t.Fatalf("keyed Open of plaintext: %v, want ErrNotSealed", err)
+	}
+	// ... unless it allows plaintext (records from before encryption was turned on); it still seals.
+	migrating := keyed.AllowingPlaintext().Cipher("vhost 'v'", "wal/q")
+	if got, err := migrating.Open(nil, p, 1); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("Open of plaintext while allowing it = %q, %v", got, err)
+	}
+	if s := migrating.Seal(nil, p, 2); bytes.Equal(s, p) || s[0] != magic0 {
+		t.Fatal("a Keyring allowing plaintext does not seal")
+	}
+	if _, err := keyed.Cipher("vhost 'v'", "wal/q").Open(nil, p, 1); !errors.Is(err, ErrNotSealed) {
+		t.Fatal("AllowingPlaintext changed the original Keyring")
 	}
 	// Canonical uvarints never begin with the sealed magic.
 	for _, v := range []uint64{0, 1, 0x67, 0x80, 0xE7, 0x3FFF, 1 << 40, ^uint64(0)} {

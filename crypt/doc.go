@@ -51,5 +51,6 @@
 // begins with 0xE7 0x00. Payloads that begin with a canonical uvarint (Warren's queue and spill
 // records do) never do: a uvarint never ends in a zero byte after a continuation byte. A
 // Keyring with keys refuses plaintext records (ErrNotSealed), so a sealed record cannot be
-// swapped for a forged plaintext one.
+// swapped for a forged plaintext one; Keyring.AllowingPlaintext lifts that while records from
+// before encryption was turned on remain.
 package crypt

@@ -22,8 +22,9 @@ var _ wal.Cipher = (*crypt.Cipher)(nil)
 // node's keys) and --vhost-key VHOST=FILE[,FILE...] (a vhost's own keys, repeatable). In each
 // list the first key seals and every key opens, which is how keys are rotated.
 type encryptionFlags struct {
-	nodeKeys  string
-	vhostKeys vhostKeyFlag
+	nodeKeys       string
+	vhostKeys      vhostKeyFlag
+	allowPlaintext bool
 }
 
 // vhostKeyFlag collects the repeatable --vhost-key.
@@ -44,6 +45,8 @@ func registerEncryptionFlags(fs *flag.FlagSet) *encryptionFlags {
 	fs.StringVar(&f.nodeKeys, "encryption-key-file", "", "encrypt message bodies and properties at rest with this key file (32 random bytes, raw or hex; "+
 		"outside --data-dir); FILE,OLDFILE,...: the first encrypts, all decrypt (rotation)")
 	fs.Var(&f.vhostKeys, "vhost-key", "VHOST=FILE[,OLDFILE...]: the vhost's own keys instead of --encryption-key-file (repeatable)")
+	fs.BoolVar(&f.allowPlaintext, "encryption-allow-plaintext", false, "with keys, also read messages stored before encryption was turned on "+
+		"(otherwise their queues stay out of service: unencrypted records are not authenticated)")
 	return f
 }
 
@@ -56,6 +59,9 @@ func (f *encryptionFlags) load(dataDir string, log zerolog.Logger) (*encryption,
 	if e.node, err = loadKeyring("--encryption-key-file", f.nodeKeys, dataDir, log); err != nil {
 		return nil, err
 	}
+	if f.allowPlaintext {
+		e.node = e.node.AllowingPlaintext()
+	}
 	for _, s := range f.vhostKeys {
 		vh, files, _ := strings.Cut(s, "=")
 		if _, dup := e.vhosts[vh]; dup {
@@ -63,6 +69,9 @@ func (f *encryptionFlags) load(dataDir string, log zerolog.Logger) (*encryption,
 		}
 		if e.vhosts[vh], err = loadKeyring("--vhost-key "+vh, files, dataDir, log); err != nil {
 			return nil, err
+		}
+		if f.allowPlaintext {
+			e.vhosts[vh] = e.vhosts[vh].AllowingPlaintext()
 		}
 	}
 	if e.node.Encrypts() {
@@ -190,7 +199,10 @@ func (e *encryption) explain(err error) error {
 	switch {
 	case errors.Is(err, crypt.ErrUnknownKey):
 		return fmt.Errorf("%w; start the node with that key (--vhost-key VHOST=NEW,OLD or --encryption-key-file NEW,OLD); nothing on disk was changed", err)
-	case errors.Is(err, crypt.ErrAuth), errors.Is(err, crypt.ErrNotSealed), errors.Is(err, crypt.ErrFormat):
+	case errors.Is(err, crypt.ErrNotSealed):
+		return fmt.Errorf("%w; if the queue holds messages from before encryption was turned on, start once with --encryption-allow-plaintext "+
+			"and drain them; otherwise the record was forged or damaged; nothing on disk was changed", err)
+	case errors.Is(err, crypt.ErrAuth), errors.Is(err, crypt.ErrFormat):
 		return fmt.Errorf("%w; the record was tampered with or damaged: restore the queue's log from a backup; nothing on disk was changed", err)
 	}
 	return err

@@ -222,3 +222,68 @@ func TestStorage_Encryption(t *testing.T) {
 		}
 	}
 }
+
+// TestStorage_PlaintextFromBeforeEncryption: a queue log written without keys is refused by a
+// node with keys (unencrypted records are not authenticated) unless it runs with
+// --encryption-allow-plaintext, which reads the old records and seals the new ones.
+func TestStorage_PlaintextFromBeforeEncryption(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	key := writeKey(t, root, "k")
+	open := func(args ...string) *walStorage {
+		t.Helper()
+		enc, err := loadEnc(t, data, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := wal.Config{Dir: filepath.Join(data, "wal"), NoSync: true, Logger: zerolog.New(zerolog.NewTestWriter(t))}
+		s, err := openStorage(cfg, filepath.Join(data, "spill"), enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	publish := func(s *walStorage, p string) error {
+		var got []string
+		l, err := s.OpenQueueLog("v", "q", func(_ uint64, b []byte, _ bool) error { got = append(got, string(b)); return nil })
+		if err != nil {
+			return err
+		}
+		if p != "" {
+			done := make(chan error, 1)
+			l.Append([]byte(p), func(_ uint64, err error) { done <- err })
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("replayed %q", got)
+		return nil
+	}
+	s := open()
+	if err := publish(s, "\x00plain-old"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open("--encryption-key-file", key)
+	if err := publish(s, ""); !errors.Is(err, crypt.ErrNotSealed) || !strings.Contains(err.Error(), "--encryption-allow-plaintext") {
+		t.Fatalf("plaintext record with a key: %v", err)
+	}
+	s.Close()
+	s = open("--encryption-key-file", key, "--encryption-allow-plaintext")
+	if err := publish(s, "\x00sealed-new"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open("--encryption-key-file", key, "--encryption-allow-plaintext")
+	if err := publish(s, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	seg, err := os.ReadFile(filepath.Join(data, "wal", queueLogName("v", "q"), "00000000000000000001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(seg, []byte("plain-old")) || bytes.Contains(seg, []byte("sealed-new")) {
+		t.Fatal("want the old record in plaintext and the new one sealed")
+	}
+}
