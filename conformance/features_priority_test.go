@@ -106,6 +106,34 @@ func TestMaxPriority_ConsumerAndRequeueFollowPriority(t *testing.T) {
 	}
 }
 
+// featRecv waits (bounded) for n deliveries on d and returns their bodies.
+func featRecv(t *testing.T, d <-chan amqp.Delivery, n int) ([]amqp.Delivery, []string) {
+	t.Helper()
+	var ds []amqp.Delivery
+	var bodies []string
+	for range n {
+		m := recvDelivery(t, d)
+		ds = append(ds, m)
+		bodies = append(bodies, string(m.Body))
+	}
+	return ds, bodies
+}
+
+// featQuiet asserts that none of ds receives anything within consumeQuiet (checked together).
+func featQuiet(t *testing.T, ds ...<-chan amqp.Delivery) {
+	t.Helper()
+	deadline := time.Now().Add(consumeQuiet)
+	for i, d := range ds {
+		select {
+		case m, ok := <-d:
+			if ok {
+				t.Fatalf("consumer %d: unexpected delivery %q", i, m.Body)
+			}
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+}
+
 // featPriorityConsumer starts an acking consumer with x-priority prio (and prefetch, 0 =
 // unlimited) on a channel of its own.
 func featPriorityConsumer(t *testing.T, c *amqp.Connection, q string, prio int32, prefetch int) <-chan amqp.Delivery {
@@ -132,10 +160,10 @@ func TestConsumerPriority_HighestWithCreditGetsAll(t *testing.T) {
 	high := featPriorityConsumer(t, c, q, 10, 0)
 	mid := featPriorityConsumer(t, c, q, 5, 0)
 	featPublish(t, admin, "", q, featBodies("m1", "m2", "m3", "m4", "m5", "m6")...)
-	got := qosCount(t, low, high, mid)
-	if len(got[0]) != 0 || len(got[1]) != 6 || len(got[2]) != 0 {
-		t.Fatalf("deliveries low/high/mid = %d/%d/%d, want 0/6/0", len(got[0]), len(got[1]), len(got[2]))
+	if _, got := featRecv(t, high, 6); !slices.Equal(got, []string{"m1", "m2", "m3", "m4", "m5", "m6"}) {
+		t.Fatalf("high priority consumer got %q, want m1..m6", got)
 	}
+	featQuiet(t, low, mid, high)
 }
 
 // consumer-priority.html: "messages will go to the lower priority consumers when the high priority
@@ -148,20 +176,21 @@ func TestConsumerPriority_LowerGetsMessagesWhenHigherBlocked(t *testing.T) {
 	high := featPriorityConsumer(t, c, q, 10, 2)
 	low := featPriorityConsumer(t, c, q, 0, 3)
 	featPublish(t, admin, "", q, featBodies("m1", "m2", "m3", "m4", "m5", "m6")...)
-	got := qosCount(t, high, low)
-	if len(got[0]) != 2 || len(got[1]) != 3 {
-		t.Fatalf("deliveries high/low = %d/%d, want 2/3", len(got[0]), len(got[1]))
+	held, got := featRecv(t, high, 2)
+	if !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Fatalf("high priority consumer got %q, want [m1 m2]", got)
 	}
-	if b := []string{string(got[0][0].Body), string(got[0][1].Body)}; !slices.Equal(b, []string{"m1", "m2"}) {
-		t.Errorf("high priority consumer got %q, want [m1 m2]", b)
+	if _, got := featRecv(t, low, 3); !slices.Equal(got, []string{"m3", "m4", "m5"}) {
+		t.Fatalf("low priority consumer got %q, want [m3 m4 m5] (high one blocked by prefetch 2)", got)
 	}
-	if err := got[0][1].Ack(true); err != nil {
+	featQuiet(t, high, low)
+	if err := held[1].Ack(true); err != nil {
 		t.Fatalf("basic.ack: %v", err)
 	}
 	if d := recvDelivery(t, high); string(d.Body) != "m6" {
 		t.Fatalf("high priority consumer got %q after acking, want m6", d.Body)
 	}
-	noDelivery(t, low, 100*time.Millisecond)
+	featQuiet(t, low)
 }
 
 // consumers.html#single-active-consumer: "only one consumer at a time consumes from the queue";
@@ -186,15 +215,13 @@ func TestSingleActiveConsumer_OnlyFirstReceivesThenNextTakesOver(t *testing.T) {
 	b := featPriorityConsumer(t, c, q, 0, 0) // no prefetch limit: would take everything if active
 	featPublish(t, admin, "", q, featBodies("m1", "m2", "m3", "m4")...)
 
-	for round, want := range [][]string{{"m1", "m2"}, {"m3", "m4"}} {
-		got := qosCount(t, a, b)
-		if len(got[0]) != 2 || len(got[1]) != 0 {
-			t.Fatalf("round %d: deliveries a/b = %d/%d, want 2/0 (a active, prefetch 2)", round+1, len(got[0]), len(got[1]))
+	for _, want := range [][]string{{"m1", "m2"}, {"m3", "m4"}} {
+		held, got := featRecv(t, a, 2)
+		if !slices.Equal(got, want) {
+			t.Fatalf("active consumer got %q, want %q", got, want)
 		}
-		if b := []string{string(got[0][0].Body), string(got[0][1].Body)}; !slices.Equal(b, want) {
-			t.Fatalf("round %d: a got %q, want %q", round+1, b, want)
-		}
-		if err := got[0][1].Ack(true); err != nil {
+		featQuiet(t, a, b) // a is at its prefetch limit; b is not active
+		if err := held[1].Ack(true); err != nil {
 			t.Fatalf("basic.ack: %v", err)
 		}
 	}
@@ -202,12 +229,8 @@ func TestSingleActiveConsumer_OnlyFirstReceivesThenNextTakesOver(t *testing.T) {
 		t.Fatalf("basic.cancel: %v", err)
 	}
 	featPublish(t, admin, "", q, featBodies("m5", "m6")...)
-	var rest []string
-	for range 2 {
-		rest = append(rest, string(recvDelivery(t, b).Body))
-	}
-	if !slices.Equal(rest, []string{"m5", "m6"}) {
-		t.Fatalf("next consumer got %q, want [m5 m6]", rest)
+	if _, got := featRecv(t, b, 2); !slices.Equal(got, []string{"m5", "m6"}) {
+		t.Fatalf("next consumer got %q, want [m5 m6]", got)
 	}
 }
 
@@ -229,18 +252,14 @@ func TestSingleActiveConsumer_ChannelCloseActivatesNext(t *testing.T) {
 	a := qosConsume(t, chA, q, "a")
 	b := featPriorityConsumer(t, c, q, 0, 0)
 	featPublish(t, admin, "", q, featBodies("m1", "m2", "m3", "m4")...)
-	got := qosCount(t, a, b)
-	if len(got[0]) != 2 || len(got[1]) != 0 {
-		t.Fatalf("deliveries a/b = %d/%d, want 2/0", len(got[0]), len(got[1]))
+	if _, got := featRecv(t, a, 2); !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Fatalf("active consumer got %q, want [m1 m2]", got)
 	}
+	featQuiet(t, a, b)
 	if err := chA.Close(); err != nil {
 		t.Fatalf("channel.close: %v", err)
 	}
-	var all []string
-	for range 4 {
-		all = append(all, string(recvDelivery(t, b).Body))
-	}
-	if want := []string{"m1", "m2", "m3", "m4"}; !slices.Equal(all, want) {
-		t.Fatalf("next consumer got %q, want %q", all, want)
+	if _, got := featRecv(t, b, 4); !slices.Equal(got, []string{"m1", "m2", "m3", "m4"}) {
+		t.Fatalf("next consumer got %q, want [m1 m2 m3 m4]", got)
 	}
 }
