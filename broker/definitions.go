@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/vhost"
 )
 
 // Definitions is the security part of RabbitMQ's definitions format (rabbitmqctl
@@ -24,6 +27,17 @@ type Definitions struct {
 	Permissions      []DefPermission `json:"permissions"`
 	TopicPermissions []DefTopicPerm  `json:"topic_permissions"`
 	Parameters       []DefParameter  `json:"parameters"`
+	Policies         []DefPolicy     `json:"policies"`
+}
+
+// DefPolicy is a policy in definitions.
+type DefPolicy struct {
+	VHost      string         `json:"vhost"`
+	Name       string         `json:"name"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Priority   int            `json:"priority"`
+	Definition map[string]any `json:"definition"`
 }
 
 // DefUser is a user in definitions. PasswordHash is base64(salt + digest). Password, a Warren
@@ -175,6 +189,19 @@ func (s *Server) LoadDefinitions(d *Definitions) error {
 			return err
 		}
 	}
+	for _, p := range d.Policies {
+		v := s.VHost(p.VHost)
+		if v == nil {
+			return fmt.Errorf("policy '%s': %w: %s", p.Name, ErrNoVHost, p.VHost)
+		}
+		def := amqp.Table{}
+		for k, val := range p.Definition {
+			def[k] = val
+		}
+		if err := v.SetPolicy(vhost.Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: def}); err != nil {
+			return err
+		}
+	}
 	s.saveSecurity()
 	return nil
 }
@@ -182,7 +209,12 @@ func (s *Server) LoadDefinitions(d *Definitions) error {
 // ExportDefinitions returns the security definitions in RabbitMQ's format.
 func (s *Server) ExportDefinitions() *Definitions {
 	d := &Definitions{RabbitVersion: "3.10.8", Users: []DefUser{}, VHosts: []DefVHost{}, Permissions: []DefPermission{},
-		TopicPermissions: []DefTopicPerm{}, Parameters: []DefParameter{}}
+		TopicPermissions: []DefTopicPerm{}, Parameters: []DefParameter{}, Policies: []DefPolicy{}}
+	for _, v := range s.VHosts() {
+		for _, p := range v.Policies() {
+			d.Policies = append(d.Policies, DefPolicy{VHost: v.Name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
+		}
+	}
 	for _, u := range s.users.List() {
 		du := DefUser{Name: u.Name, PasswordHash: base64.StdEncoding.EncodeToString(u.PasswordHash),
 			HashingAlgorithm: u.HashingAlgorithm, Tags: DefTags(u.Tags), Limits: map[string]int{}}

@@ -272,6 +272,9 @@ func (s *Server) recover() error {
 	if err != nil {
 		return err
 	}
+	for _, v := range s.VHosts() {
+		v.ApplyPolicies()
+	}
 	if err := st.SweepQueueLogs(); err != nil {
 		s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
 	}

@@ -191,8 +191,12 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		q.mu.Unlock()
 		return PubDropped
 	}
-	now := q.nowMs()
-	e := Entry{Msg: m, Expires: q.expiryFor(m, now)}
+	e := Entry{Msg: m}
+	var now int64
+	if q.cfg.MessageTTL >= 0 || m.Props.Flags&amqp.FlagExpiration != 0 {
+		now = q.nowMs()
+		e.Expires = q.expiryFor(m, now)
+	}
 	if q.rejectsLocked(m) {
 		if q.cfg.Overflow == RejectPublishDLX {
 			q.dropLocked(e, "maxlen")

@@ -59,7 +59,6 @@ type Conn struct {
 	shutOnce sync.Once
 	writerWG sync.WaitGroup
 	lastSend atomic.Int64 // unix nanos of the last write (heartbeat decisions)
-	lastRecv atomic.Int64
 
 	// Counters for management.
 	RecvBytes atomic.Uint64
@@ -100,24 +99,20 @@ func (c *Conn) Remote() string { return c.remote }
 // ClientProperties returns the client's properties from connection.start-ok.
 func (c *Conn) ClientProperties() amqp.Table { return c.clientProps }
 
-// deadlineReader sets a read deadline before each read when heartbeats are on: a client
-// silent for two heartbeat intervals is dropped (spec 4.2.7).
-type deadlineReader struct{ c *Conn }
+// countingReader counts received bytes; the writer's heartbeat tick watches the count to drop
+// a client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
+type countingReader struct{ c *Conn }
 
-func (r deadlineReader) Read(p []byte) (int, error) {
-	c := r.c
-	if hb := c.heartbeat; hb > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(2 * time.Duration(hb) * time.Second))
-	}
-	n, err := c.nc.Read(p)
-	c.RecvBytes.Add(uint64(n))
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.nc.Read(p)
+	r.c.RecvBytes.Add(uint64(n))
 	return n, err
 }
 
 // Serve runs the connection until it ends; it closes the network connection and releases
 // everything the connection held.
 func (c *Conn) Serve() {
-	c.fr = amqp.NewFrameReader(deadlineReader{c}, 16<<10)
+	c.fr = amqp.NewFrameReader(countingReader{c}, 16<<10)
 	defer c.nc.Close()
 	if err := c.handshake(); err != nil {
 		c.log.Debug().Err(err).Msg("handshake failed")
@@ -356,7 +351,6 @@ func (c *Conn) readLoop() error {
 			}
 			return err
 		}
-		c.lastRecv.Store(time.Now().UnixNano())
 		done, err := c.handleFrame(f)
 		if err != nil {
 			c.closeWithError(err)
@@ -578,17 +572,25 @@ func (c *Conn) flushNow() {
 func (c *Conn) writeLoop() {
 	defer c.writerWG.Done()
 	var tick <-chan time.Time
+	hb := time.Duration(c.heartbeat) * time.Second
 	if c.heartbeat > 0 {
-		t := time.NewTicker(time.Duration(c.heartbeat) * time.Second / 2)
+		t := time.NewTicker(hb / 2)
 		defer t.Stop()
 		tick = t.C
 	}
+	lastRecv, lastRecvAt := c.RecvBytes.Load(), time.Now()
 	for {
 		stop := false
 		select {
 		case <-c.wake:
-		case <-tick:
-			if time.Since(time.Unix(0, c.lastSend.Load())) >= time.Duration(c.heartbeat)*time.Second/2 {
+		case now := <-tick:
+			if n := c.RecvBytes.Load(); n != lastRecv {
+				lastRecv, lastRecvAt = n, now
+			} else if now.Sub(lastRecvAt) >= 2*hb {
+				c.log.Debug().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats, closing")
+				c.nc.Close() // the reader sees the error and ends the connection
+			}
+			if time.Since(time.Unix(0, c.lastSend.Load())) >= hb/2 {
 				c.outMu.Lock()
 				c.out = amqp.AppendHeartbeat(c.out)
 				c.outMu.Unlock()

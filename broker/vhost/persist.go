@@ -51,6 +51,7 @@ const (
 	recQueue    = "queue"
 	recExchange = "exchange"
 	recBinding  = "binding"
+	recPolicy   = "policy"
 )
 
 // bindKey identifies a binding for its definition record.
@@ -210,6 +211,8 @@ func (v *VHost) Restore(rec amqp.Table, offset uint64, restoreMsg func(q *queue.
 		q.SetLog(l)
 		v.queues[q.Name] = q
 		v.defOffsets[q] = offset
+	case recPolicy:
+		return v.restorePolicyLocked(rec, offset)
 	case recBinding:
 		src := v.exchanges[str("s")]
 		var dest exchange.Destination

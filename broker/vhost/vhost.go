@@ -32,6 +32,9 @@ type VHost struct {
 	mu            sync.RWMutex
 	exchanges     map[string]*exchange.Exchange
 	queues        map[string]*queue.Queue
+	policies      map[string]*Policy
+	policyOffsets map[string]uint64 // definition records of policies
+	queuePolicy   map[*queue.Queue]string
 	broken        map[string]error                // durable queues out of service (damaged log)
 	brokenOffsets map[string]uint64               // their definition records
 	defOffsets    map[exchange.Destination]uint64 // definition record of each durable queue/exchange
@@ -55,7 +58,8 @@ func ServerQueueName() string { return "amq.gen-" + randomID() }
 // amq.topic, amq.headers, amq.match) and the default exchange.
 func New(name string, store Storage) *VHost {
 	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
-		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64), broken: make(map[string]error), brokenOffsets: make(map[string]uint64), maxQueues: -1}
+		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64), broken: make(map[string]error), brokenOffsets: make(map[string]uint64), maxQueues: -1,
+		policies: make(map[string]*Policy), policyOffsets: make(map[string]uint64), queuePolicy: make(map[*queue.Queue]string)}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
@@ -292,7 +296,15 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		return nil, false, err
 	}
 	v.queues[d.Name] = q
+	var cfg queue.Config
+	withPolicy := len(v.policies) > 0
+	if withPolicy {
+		cfg = v.queuePolicyLocked(q)
+	}
 	v.mu.Unlock()
+	if withPolicy {
+		q.Configure(cfg)
+	}
 	if err := wait(); err != nil {
 		return nil, false, err
 	}
@@ -417,6 +429,7 @@ func (v *VHost) removeQueue(q *queue.Queue) {
 		delete(v.queues, q.Name)
 	}
 	_, persisted := v.defOffsets[q]
+	delete(v.queuePolicy, q)
 	v.forgetEntityLocked(q)
 	for _, x := range v.exchanges {
 		if x.UnbindDest(q) > 0 {
@@ -637,7 +650,7 @@ func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *mess
 	clear(r.dests[start:])
 	r.dests = r.dests[:start]
 	if len(r.Queues) == before {
-		if ae, ok := x.Args["alternate-exchange"].(string); ok {
+		if ae, ok := v.alternateLocked(x); ok {
 			if ax := v.exchanges[ae]; ax != nil {
 				v.routeLocked(r, ax, key, m)
 			}

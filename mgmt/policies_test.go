@@ -1,0 +1,45 @@
+package mgmt_test
+
+import (
+	"net/http"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Policies are set, listed, applied to queues and deleted through /api/policies, in
+// RabbitMQ's JSON form.
+func TestAPI_Policies(t *testing.T) {
+	e := start(t)
+	_, ch := e.dial()
+	if _, err := ch.QueueDeclare("pol.q", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusCreated, "PUT", "/api/policies/%2F/limit", map[string]any{
+		"pattern": "^pol\\.", "apply-to": "queues", "priority": 3, "definition": map[string]any{"max-length": 2}})
+	e.must(http.StatusNoContent, "PUT", "/api/policies/%2F/limit", map[string]any{
+		"pattern": "^pol\\.", "apply-to": "queues", "priority": 3, "definition": map[string]any{"max-length": 1}})
+	e.must(http.StatusBadRequest, "PUT", "/api/policies/%2F/bad", map[string]any{
+		"pattern": "(", "definition": map[string]any{"max-length": 1}})
+	list := e.getList("/api/policies/%2F")
+	if len(list) != 1 || list[0]["name"] != "limit" || list[0]["apply-to"] != "queues" || num(list[0], "priority") != 3 {
+		t.Fatalf("policies %v", list)
+	}
+	for i := range 5 {
+		if err := ch.Publish("", "pol.q", false, false, amqp.Publishing{Body: []byte{byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() string {
+		q := e.getObj("/api/queues/%2F/pol.q")
+		if num(q, "messages_ready") != 1 {
+			return "queue holds more than the policy's max-length"
+		}
+		return ""
+	})
+	e.must(http.StatusNoContent, "DELETE", "/api/policies/%2F/limit", nil)
+	e.must(http.StatusNotFound, "DELETE", "/api/policies/%2F/limit", nil)
+	if l := e.getList("/api/policies"); len(l) != 0 {
+		t.Fatalf("policies after delete: %v", l)
+	}
+}
