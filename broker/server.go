@@ -234,11 +234,9 @@ func vstore(s Storage) vhost.Storage {
 func (s *Server) recover() error {
 	st := s.cfg.Storage
 	restoreMsg := func(q *queue.Queue, off uint64, payload []byte, delivered bool) error {
-		m, expires, err := queue.DecodeLogRecord(payload)
-		if err != nil {
+		if err := q.RestoreRecord(off, payload, delivered); err != nil {
 			return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
 		}
-		q.Restore(m, off, delivered, expires)
 		return nil
 	}
 	var defs, msgs int

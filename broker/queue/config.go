@@ -14,9 +14,13 @@ type Config struct {
 	HasDLX         bool
 	DLRK           string // x-dead-letter-routing-key
 	HasDLRK        bool
-	MaxPriority    int   // 0: not a priority queue (x-max-priority)
-	SingleActive   bool  // x-single-active-consumer
-	DeliveryLimit  int64 // -1: none (x-delivery-limit)
+	MaxPriority    int    // 0: not a priority queue (x-max-priority)
+	SingleActive   bool   // x-single-active-consumer
+	DeliveryLimit  int64  // -1: none (x-delivery-limit)
+	Dedup          bool   // x-message-deduplication
+	DedupSize      int64  // x-cache-size: keys kept (0: no size bound)
+	DedupTTL       int64  // x-cache-ttl: ms a key is kept (0: no age bound)
+	DedupHeader    string // x-deduplication-header ("": the message-id property)
 }
 
 // Overflow behaviours.
@@ -80,6 +84,18 @@ func ParseConfig(args amqp.Table) Config {
 	}
 	if n, ok := argInt(args["x-delivery-limit"]); ok {
 		c.DeliveryLimit = n
+	}
+	if b, ok := args["x-message-deduplication"].(bool); ok {
+		c.Dedup = b
+	}
+	if n, ok := argInt(args["x-cache-size"]); ok {
+		c.DedupSize = n
+	}
+	if n, ok := argInt(args["x-cache-ttl"]); ok {
+		c.DedupTTL = n
+	}
+	if s, ok := args["x-deduplication-header"].(string); ok {
+		c.DedupHeader = s
 	}
 	return c
 }

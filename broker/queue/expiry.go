@@ -58,7 +58,7 @@ func (q *Queue) expireLocked() {
 // a dead-letter exchange (the vhost decides, after the lock is released).
 func (q *Queue) dropLocked(e Entry, reason string) {
 	if e.LogOffset != 0 {
-		q.retired = append(q.retired, e.LogOffset)
+		q.retireLocked(e)
 	}
 	if q.cfg.HasDLX && q.OnDeadLetter != nil {
 		q.dead = append(q.dead, DeadLetter{Msg: e.Msg, Reason: reason})

@@ -122,6 +122,7 @@ type Queue struct {
 	lastUsed    int64
 	expired     bool         // x-expires passed: OnUnused at the next unlock
 	dead        []DeadLetter // dead-lettered under the lock, handed to OnDeadLetter at unlock
+	dedup       dedupCache
 
 	log       Log      // nil: nothing is persisted
 	encBuf    []byte   // scratch for record encoding
@@ -144,6 +145,7 @@ type Stats struct {
 	Redelivered atomic.Uint64
 	Acked       atomic.Uint64
 	Gets        atomic.Uint64
+	Duplicates  atomic.Uint64 // dropped by deduplication
 }
 
 // New creates a queue.
@@ -191,6 +193,10 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		q.mu.Unlock()
 		return PubDropped
 	}
+	if q.cfg.Dedup && q.duplicateLocked(m) {
+		q.unlock()
+		return PubQueued // dropped, and confirmed: the first copy is in the queue or was consumed
+	}
 	e := Entry{Msg: m}
 	var now int64
 	if q.cfg.MessageTTL >= 0 || m.Props.Flags&amqp.FlagExpiration != 0 {
@@ -231,6 +237,13 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 	q.scheduleExpiryLocked()
 	q.unlock()
 	return status
+}
+
+// retireLocked records that a persisted message left the queue for good (its key first, for a
+// deduplicating queue).
+func (q *Queue) retireLocked(e Entry) {
+	q.keepKeyLocked(e)
+	q.retired = append(q.retired, e.LogOffset)
 }
 
 // persistLocked writes e's message to the queue's log when it persists there; true when
@@ -292,6 +305,13 @@ func (q *Queue) enqueueLocked(e Entry) {
 // Restore appends a message recovered from the queue's log (at startup, before use).
 func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, expires int64) {
 	q.mu.Lock()
+	if q.cfg.Dedup {
+		if key := dedupKey(q.cfg, m); key != "" {
+			if _, ok := q.dedup.keys[key]; !ok {
+				q.dedup.check(key, q.nowMs())
+			}
+		}
+	}
 	q.enqueueLocked(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered, Expires: expires})
 	q.nextOffset++
 	q.expireLocked()
@@ -364,7 +384,7 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 					q.delivered = append(q.delivered, e.LogOffset)
 				}
 			} else if e.LogOffset != 0 {
-				q.retired = append(q.retired, e.LogOffset)
+				q.retireLocked(e)
 			}
 			q.stats.Delivered.Add(1)
 			if e.Redelivered {
@@ -432,7 +452,7 @@ func (q *Queue) Ack(es []Entry) {
 	if q.log != nil && !q.deleted {
 		for _, e := range es {
 			if e.LogOffset != 0 {
-				q.retired = append(q.retired, e.LogOffset)
+				q.retireLocked(e)
 			}
 		}
 	}
@@ -555,7 +575,7 @@ func (q *Queue) Purge() int {
 	if q.log != nil {
 		q.ready.each(func(e *Entry) {
 			if e.LogOffset != 0 {
-				q.retired = append(q.retired, e.LogOffset)
+				q.retireLocked(*e)
 			}
 		})
 	}

@@ -215,7 +215,7 @@ func (q *Queue) dropSpillLocked() int {
 			}
 			if rec, err := s.log.Read(off); err == nil {
 				if e, err := decodeSpill(rec); err == nil && e.LogOffset != 0 {
-					q.retired = append(q.retired, e.LogOffset)
+					q.retireLocked(e)
 				}
 			}
 		}

@@ -21,6 +21,10 @@ var queueArgKinds = map[string]string{
 	"x-queue-type":              "type",
 	"x-single-active-consumer":  "bool",
 	"x-max-age":                 "string",
+	"x-message-deduplication":   "bool",
+	"x-cache-size":              "nonneg",
+	"x-cache-ttl":               "nonneg",
+	"x-deduplication-header":    "string",
 }
 
 func intArg(v any) (int64, bool) {
