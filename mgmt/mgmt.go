@@ -132,6 +132,7 @@ func (s *Server) routes() {
 
 	open("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, obj{"status": "ok"}) })
 	open("GET /metrics", s.metricsHandler().ServeHTTP)
+	s.dashboardRoutes(m) // the web UI at / and /ui/ (dashboard.go)
 
 	user("GET /api/overview", s.overview)
 	user("GET /api/nodes", s.nodes)
