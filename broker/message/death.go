@@ -37,8 +37,12 @@ func DeadLettered(m *Message, reason, queue, exchange string, routingKey *string
 		rest = append(rest, d)
 	}
 	if entry == nil {
+		keys := []any{m.RoutingKey}
+		if cc, ok := h["CC"].([]any); ok {
+			keys = append(keys, cc...)
+		}
 		entry = amqp.Table{"count": int64(0), "reason": reason, "queue": queue, "exchange": m.Exchange,
-			"routing-keys": []any{m.RoutingKey}}
+			"routing-keys": keys}
 		if p.Expiration != "" {
 			entry["original-expiration"] = p.Expiration
 		}
@@ -58,6 +62,7 @@ func DeadLettered(m *Message, reason, queue, exchange string, routingKey *string
 	key := m.RoutingKey
 	if routingKey != nil {
 		key = *routingKey
+		delete(h, "CC") // as RabbitMQ: a replaced routing key drops the sender-selected ones
 	}
 	return New(exchange, key, p.AppendTo(nil), m.Body)
 }

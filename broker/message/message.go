@@ -62,9 +62,28 @@ func (m *Message) ExpirationMillis() (ms int64, ok bool, err error) {
 	if m.Props.Flags&amqp.FlagExpiration == 0 {
 		return 0, false, nil
 	}
-	v, err := strconv.ParseInt(string(m.Props.Expiration), 10, 64)
-	if err != nil || v < 0 {
-		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s' for message", m.Props.Expiration)
+	s := string(m.Props.Expiration)
+	// As RabbitMQ (string:to_integer): a leading integer, nothing after it, not negative.
+	i := 0
+	if i < len(s) && (s[i] == '-' || s[i] == '+') {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': no_integer", s)
+	}
+	v, err := strconv.ParseInt(s[:j], 10, 64)
+	if err != nil {
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': no_integer", s)
+	}
+	if j < len(s) {
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': {leftover_string,\"%s\"}", s, s[j:])
+	}
+	if v < 0 {
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': {value_negative,%d}", s, v)
 	}
 	return v, true, nil
 }

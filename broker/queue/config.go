@@ -17,6 +17,7 @@ type Config struct {
 	MaxPriority    int    // 0: not a priority queue (x-max-priority)
 	SingleActive   bool   // x-single-active-consumer
 	DeliveryLimit  int64  // -1: none (x-delivery-limit)
+	Quorum         bool   // x-queue-type quorum: deliveries carry x-delivery-count
 	Dedup          bool   // x-message-deduplication
 	DedupSize      int64  // x-cache-size: keys kept (0: no size bound)
 	DedupTTL       int64  // x-cache-ttl: ms a key is kept (0: no age bound)
@@ -85,6 +86,7 @@ func ParseConfig(args amqp.Table) Config {
 	if n, ok := argInt(args["x-delivery-limit"]); ok {
 		c.DeliveryLimit = n
 	}
+	c.Quorum = args["x-queue-type"] == "quorum"
 	if b, ok := args["x-message-deduplication"].(bool); ok {
 		c.Dedup = b
 	}

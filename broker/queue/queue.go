@@ -239,6 +239,33 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 	return status
 }
 
+// DeliveryPropsLocked returns the raw properties to deliver e with: the message's own, or for
+// a quorum-type queue a copy with the x-delivery-count header (times returned), as RabbitMQ.
+// For Consumer.Deliver, which runs with the queue's lock held.
+func (q *Queue) DeliveryPropsLocked(e Entry) []byte {
+	if !q.cfg.Quorum {
+		return e.Msg.RawProps
+	}
+	p, err := amqp.DecodeProperties(e.Msg.RawProps)
+	if err != nil {
+		return e.Msg.RawProps
+	}
+	h := amqp.Table{}
+	for k, v := range p.Headers {
+		h[k] = v
+	}
+	h["x-delivery-count"] = int64(e.Returns)
+	p.Headers = h
+	return p.AppendTo(nil)
+}
+
+// DeliveryProps is DeliveryPropsLocked for callers that do not hold the lock (basic.get).
+func (q *Queue) DeliveryProps(e Entry) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.DeliveryPropsLocked(e)
+}
+
 // retireLocked records that a persisted message left the queue for good (its key first, for a
 // deduplicating queue).
 func (q *Queue) retireLocked(e Entry) {

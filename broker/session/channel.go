@@ -818,12 +818,13 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	if e.Redelivered {
 		ch.count(StatRedeliver, 1)
 	}
+	props := q.DeliveryProps(e) // before ch.mu: the lock order is queue, channel, connection
 	ch.mu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag
 	c.outMu.Lock()
 	c.out = amqp.AppendBasicGetOk(c.out, ch.id, tag, e.Redelivered, e.Msg.Exchange, e.Msg.RoutingKey, uint32(remaining))
-	c.out = amqp.AppendContent(c.out, ch.id, e.Msg.RawProps, e.Msg.Body, c.frameMax)
+	c.out = amqp.AppendContent(c.out, ch.id, props, e.Msg.Body, c.frameMax)
 	c.outMu.Unlock()
 	if !m.NoAck {
 		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
@@ -1028,15 +1029,16 @@ func (ch *Channel) requeueAll() {
 
 // release cancels the channel's consumers and requeues its unacked messages (channel or
 // connection closed). Idempotent.
+//
+// The unacked messages go back first, while this channel's consumers (marked released) refuse
+// them: a consumer that takes over (single active consumer) then sees them in their original
+// positions, before newer messages, as in RabbitMQ.
 func (ch *Channel) release() {
 	ch.cancelReplyTo()
-	for tag, cs := range ch.consumers {
-		delete(ch.consumers, tag)
-		cs.q.RemoveConsumer(cs)
-	}
 	ch.mu.Lock()
 	if ch.released {
 		ch.mu.Unlock()
+		ch.removeConsumers()
 		return
 	}
 	ch.released = true
@@ -1051,4 +1053,12 @@ func (ch *Channel) release() {
 	ch.txPublish = nil
 	sort.Slice(es, func(i, j int) bool { return es[i].tag < es[j].tag })
 	ch.requeueEntries(es)
+	ch.removeConsumers()
+}
+
+func (ch *Channel) removeConsumers() {
+	for tag, cs := range ch.consumers {
+		delete(ch.consumers, tag)
+		cs.q.RemoveConsumer(cs)
+	}
 }

@@ -69,6 +69,9 @@ func ValidateQueueArgs(args amqp.Table) error {
 		case "nonneg", "positive", "priority":
 			n, ok := intArg(v)
 			if !ok {
+				if kind == "priority" {
+					return bad(fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
+				}
 				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
 			}
 			if n < 0 || (kind == "positive" && n == 0) {

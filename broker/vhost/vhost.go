@@ -244,6 +244,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 			bad := func(prop string) error {
 				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid property '%s' for queue '%s' in vhost '%s'", prop, d.Name, v.Name)
 			}
+			if _, ok := d.Args["x-max-priority"]; ok {
+				return nil, false, amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-max-priority' for queue '%s' in vhost '%s' of queue type rabbit_quorum_queue", d.Name, v.Name)
+			}
 			switch {
 			case !d.Durable:
 				return nil, false, bad("non-durable")
