@@ -341,7 +341,8 @@ func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, ex
 	}
 	q.enqueueLocked(Entry{Msg: m, Offset: q.nextOffset, LogOffset: logOffset, Redelivered: delivered, Expires: expires})
 	q.nextOffset++
-	q.expireLocked()
+	// No expiry here: Restore runs under the vhost's lock, and expiring may dead-letter, which
+	// routes through the vhost. The timer (another goroutine) expires what is due.
 	q.scheduleExpiryLocked()
 	q.unlock()
 }
