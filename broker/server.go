@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +168,12 @@ func New(cfg Config) (*Server, error) {
 		budget: &queue.Budget{Limit: cfg.MemoryBudget, MaxQueueBytes: cfg.MaxQueueMemory},
 	}
 	s.vhosts["/"] = s.newVHost("/")
+	// The memory budget is also the Go runtime's soft limit (plus room for connections, buffers
+	// and the logs' tail segments), so garbage from a fast publisher does not grow the process
+	// far past it. GOMEMLIMIT in the environment wins.
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryBudget > 0 {
+		debug.SetMemoryLimit(cfg.MemoryBudget + memoryLimitSlack)
+	}
 	if cfg.MaxConnections > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
@@ -212,6 +220,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// memoryLimitSlack is what the runtime may use beyond the message budget.
+const memoryLimitSlack = 48 << 20
 
 // newVHost creates a vhost wired to the node's storage and memory budget (not registered).
 func (s *Server) newVHost(name string) *vhost.VHost {

@@ -60,7 +60,15 @@ type spillState struct {
 	bytes  int64 // body bytes of spilled messages
 	failed bool  // opening or writing failed once: keep everything in memory
 	buf    []byte
+	unsync int64 // bytes appended since the last wait for the writer (backpressure)
 }
+
+// spillSyncBytes bounds what a spill may hold in memory waiting for its writer: past it, the
+// publisher waits until the spill's records are written (they are not fsynced).
+const spillSyncBytes = 4 << 20
+
+// syncer is implemented by *wal.Log: wait until everything appended so far is written.
+type syncer interface{ Sync() error }
 
 // SetSpill lets the queue spill to a log opened on first need (by open). Call before use.
 func (q *Queue) SetSpill(open func() (Spill, error)) {
@@ -122,8 +130,15 @@ func (q *Queue) spillLocked(e Entry) bool {
 	}
 	b = message.AppendEncoded(b, e.Msg)
 	off := s.log.Append(b, nil)
+	s.unsync += int64(len(b))
 	if cap(b) <= 1<<20 {
 		s.buf = b[:0]
+	}
+	if s.unsync >= spillSyncBytes {
+		s.unsync = 0
+		if sy, ok := s.log.(syncer); ok {
+			sy.Sync() // backpressure: the spill must not pile up in memory faster than the disk takes it
+		}
 	}
 	if n := len(s.ranges); n > 0 && s.ranges[n-1].last+1 == off {
 		s.ranges[n-1].last = off

@@ -78,6 +78,7 @@ func run(args []string) error {
 	sec := registerSecurityFlags(fs)
 	encf := registerEncryptionFlags(fs)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for performance work)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file at shutdown (for performance work)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,6 +91,14 @@ func run(args []string) error {
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
