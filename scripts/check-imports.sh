@@ -17,6 +17,7 @@ check() { # package-pattern allowed-prefix...
 }
 check ./amqp/... amqp/gen
 check ./wal/... __none__
+check ./crypt/... __none__
 check ./broker/... amqp broker
 check ./conformance/... __none__
 [[ -d cluster ]] && check ./cluster/... wal cluster
