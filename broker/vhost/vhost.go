@@ -324,7 +324,7 @@ func (v *VHost) checkExclusiveLocked(q *queue.Queue, owner any) error {
 // brokenErrLocked returns the error for a durable queue that is out of service.
 func (v *VHost) brokenErrLocked(name string) error {
 	if err, ok := v.broken[name]; ok {
-		return amqp.ChannelErr(amqp.NotFound, "queue '%s' in vhost '%s' is out of service: its log is damaged (%v)", name, v.Name, err)
+		return amqp.ChannelErr(amqp.NotFound, "queue '%s' in vhost '%s' is out of service (%v); see the broker log", name, v.Name, err)
 	}
 	return nil
 }
