@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/queue"
@@ -55,6 +56,7 @@ func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage,
 	}
 	scfg := cfg
 	scfg.Dir, scfg.NoSync, scfg.OnAppend = spillDir, true, nil
+	scfg.SyncInterval = 10 * time.Millisecond // spills are caches: gather writes into fewer, larger ones
 	scfg.CipherFor = enc.cipherFor("spill")
 	sm, err := wal.Open(scfg)
 	if err != nil {
