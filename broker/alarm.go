@@ -128,3 +128,11 @@ func diskFree(dir string) int64 {
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
 }
+
+// AlarmLimits returns the memory high watermark (bytes of RSS) and the free disk limit in
+// force (0: that check is off).
+func (s *Server) AlarmLimits() (memory, diskFree int64) {
+	s.alarm.mu.Lock()
+	defer s.alarm.mu.Unlock()
+	return s.alarm.memLimit, s.alarm.diskLimit
+}

@@ -52,8 +52,8 @@ var (
 	descMemLimit    = desc("rabbitmq_resident_memory_limit_bytes", "Memory high watermark")
 	descDiskFree    = desc("rabbitmq_disk_space_available_bytes", "Disk space available in the data folder")
 	descDiskLimit   = desc("rabbitmq_disk_space_available_limit_bytes", "Free disk space low watermark")
-	descAlarmMem    = desc("rabbitmq_alarms_memory_used_watermark", "1 if the memory alarm is in effect (never raised yet)")
-	descAlarmDisk   = desc("rabbitmq_alarms_free_disk_space_watermark", "1 if the free disk space alarm is in effect (never raised yet)")
+	descAlarmMem    = desc("rabbitmq_alarms_memory_used_watermark", "1 if the memory alarm is in effect")
+	descAlarmDisk   = desc("rabbitmq_alarms_free_disk_space_watermark", "1 if the free disk space alarm is in effect")
 	descAlarmFD     = desc("rabbitmq_alarms_file_descriptor_limit", "1 if the file descriptor limit alarm is in effect (never raised yet)")
 	descIdentity    = desc("rabbitmq_identity_info", "Node and cluster names", "rabbitmq_node", "rabbitmq_cluster")
 	descBuild       = desc("rabbitmq_build_info", "Versions", "rabbitmq_version", "product_name", "product_version")
@@ -128,9 +128,16 @@ func (bc *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMemLimit, float64(ns.memLimit))
 	gauge(descDiskFree, float64(ns.diskFree))
 	gauge(descDiskLimit, float64(ns.diskLimit))
-	gauge(descAlarmMem, 0)
-	gauge(descAlarmDisk, 0)
+	gauge(descAlarmMem, boolGauge(ns.memAlarm))
+	gauge(descAlarmDisk, boolGauge(ns.diskAlarm))
 	gauge(descAlarmFD, 0)
 	gauge(descIdentity, 1, s.cfg.Node, s.cfg.Node)
 	gauge(descBuild, 1, CompatVersion, "Warren", broker.Version)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

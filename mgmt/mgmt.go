@@ -138,8 +138,8 @@ func (s *Server) routes() {
 	user("GET /api/nodes", s.nodes)
 	user("GET /api/nodes/{node}", s.node)
 	user("GET /api/whoami", s.whoami)
-	user("GET /api/health/checks/alarms", s.ok)
-	user("GET /api/health/checks/local-alarms", s.ok)
+	user("GET /api/health/checks/alarms", s.alarms)
+	user("GET /api/health/checks/local-alarms", s.alarms)
 	user("GET /api/aliveness-test/{vhost}", s.aliveness)
 	user("GET /api/extensions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, []obj{}) })
 
@@ -205,6 +205,23 @@ func (s *Server) routes() {
 	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
 	admin("POST /api/definitions", s.importDefinitions)
 	admin("POST /api/definitions/{vhost}", s.importDefinitions)
+}
+
+// alarms is RabbitMQ's health check: 200 {"status":"ok"} or 503 with the alarms in effect.
+func (s *Server) alarms(w http.ResponseWriter, r *http.Request) {
+	mem, disk := s.b.Alarms()
+	if !mem && !disk {
+		s.ok(w, r)
+		return
+	}
+	var list []obj
+	if mem {
+		list = append(list, obj{"node": s.cfg.Node, "resource": "memory"})
+	}
+	if disk {
+		list = append(list, obj{"node": s.cfg.Node, "resource": "disk"})
+	}
+	writeJSON(w, http.StatusServiceUnavailable, obj{"status": "failed", "reason": "resource alarm(s) in effect in the cluster", "alarms": list})
 }
 
 func (s *Server) ok(w http.ResponseWriter, r *http.Request) {

@@ -108,6 +108,7 @@ type nodeStats struct {
 	memUsed, memLimit    uint64
 	diskFree, diskLimit  uint64
 	fdUsed, fdTotal      int
+	memAlarm, diskAlarm  bool
 	goroutines, procsMax int
 }
 
@@ -119,11 +120,17 @@ func (s *Server) readNodeStats() nodeStats {
 		ns.memUsed = sample[0].Value.Uint64()
 	}
 	ns.memLimit = memLimit()
+	if m, _ := s.b.AlarmLimits(); m > 0 {
+		ns.memLimit = uint64(m)
+	}
+	ns.memAlarm, ns.diskAlarm = s.b.Alarms()
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(s.b.Config().DataDir, &fs); err == nil {
 		ns.diskFree = fs.Bavail * uint64(fs.Bsize)
 	}
-	ns.diskLimit = 50_000_000 // RabbitMQ's default disk_free_limit; no alarm is raised yet
+	if _, d := s.b.AlarmLimits(); d > 0 {
+		ns.diskLimit = uint64(d)
+	}
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 		ns.fdUsed = len(ents)
 	}
@@ -157,8 +164,8 @@ func (s *Server) nodeJSON() obj {
 	ns := s.readNodeStats()
 	return obj{
 		"name": s.cfg.Node, "type": "disc", "running": true, "being_drained": false,
-		"mem_used": ns.memUsed, "mem_limit": ns.memLimit, "mem_alarm": false, "mem_calculation_strategy": "rss",
-		"disk_free": ns.diskFree, "disk_free_limit": ns.diskLimit, "disk_free_alarm": false,
+		"mem_used": ns.memUsed, "mem_limit": ns.memLimit, "mem_alarm": ns.memAlarm, "mem_calculation_strategy": "rss",
+		"disk_free": ns.diskFree, "disk_free_limit": ns.diskLimit, "disk_free_alarm": ns.diskAlarm,
 		"fd_used": ns.fdUsed, "fd_total": ns.fdTotal, "sockets_used": len(s.b.Connections()), "sockets_total": ns.fdTotal,
 		"proc_used": ns.goroutines, "proc_total": ns.procsMax, "processors": runtime.NumCPU(),
 		"run_queue": 0, "uptime": time.Since(s.started).Milliseconds(), "os_pid": strconv.Itoa(os.Getpid()),

@@ -1,6 +1,7 @@
 package mgmt_test
 
 import (
+	"bytes"
 	"net/http"
 	"testing"
 
@@ -42,4 +43,21 @@ func TestAPI_Policies(t *testing.T) {
 	if l := e.getList("/api/policies"); len(l) != 0 {
 		t.Fatalf("policies after delete: %v", l)
 	}
+}
+
+// The alarms health check and the metrics follow the broker's resource alarms.
+func TestAPI_AlarmsFollowTheBroker(t *testing.T) {
+	e := start(t)
+	e.must(http.StatusOK, "GET", "/api/health/checks/alarms", nil)
+	e.b.SetAlarmLimits(0, 1<<62) // no disk has that much free space
+	body := e.must(http.StatusServiceUnavailable, "GET", "/api/health/checks/alarms", nil)
+	if !bytes.Contains(body, []byte(`"resource":"disk"`)) {
+		t.Fatalf("alarms body %s", body)
+	}
+	code, metrics := e.do("GET", "/metrics", nil)
+	if code != http.StatusOK || !bytes.Contains(metrics, []byte("rabbitmq_alarms_free_disk_space_watermark 1")) {
+		t.Fatalf("metrics do not show the disk alarm")
+	}
+	e.b.SetAlarmLimits(0, 0)
+	e.must(http.StatusOK, "GET", "/api/health/checks/alarms", nil)
 }
