@@ -112,6 +112,8 @@ type Queue struct {
 	spill       spillState
 	hadConsumer bool
 	deleted     bool
+	// stream is set for x-queue-type stream: the log, retention and positions (stream.go).
+	stream *stream
 
 	cfg         Config
 	now         func() time.Time
@@ -125,6 +127,7 @@ type Queue struct {
 	dedup       dedupCache
 
 	log       Log      // nil: nothing is persisted
+	logUnsync int64    // bytes appended without anyone waiting for them (see persistLocked)
 	encBuf    []byte   // scratch for record encoding
 	retired   []uint64 // log offsets to retire at the next unlock
 	delivered []uint64 // log offsets delivered, recorded at the next unlock
@@ -136,6 +139,8 @@ type consumerSlot struct {
 	c         Consumer
 	exclusive bool
 	priority  int64 // x-priority on basic.consume
+	// offset is a stream consumer's next offset to read.
+	offset uint64
 }
 
 // Stats are monotonically increasing counters, read without the lock.
@@ -151,6 +156,9 @@ type Stats struct {
 // New creates a queue.
 func New(name string, o Options) *Queue {
 	q := &Queue{Name: name, Options: o, nextOffset: 1, now: time.Now, cfg: ParseConfig(o.Args)}
+	if isStreamArgs(o.Args) {
+		q.stream = newStream(o.Args)
+	}
 	q.ready.setLevels(q.cfg.MaxPriority + 1)
 	q.lastUsed = q.nowMs()
 	q.touchLocked()
@@ -182,12 +190,18 @@ func (q *Queue) SetLog(l Log) {
 
 // Persists reports whether a message published to q is written to its log (a persistent
 // message in a queue with a log). The log is set before the queue is used, so no lock.
-func (q *Queue) Persists(m *message.Message) bool { return q.log != nil && m.Persistent() }
+// A stream persists every message.
+func (q *Queue) Persists(m *message.Message) bool {
+	return q.log != nil && (m.Persistent() || q.stream != nil)
+}
 
 // Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
 // When the message is written to the queue's log, pending is true and onDurable is called
 // (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
 func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus {
+	if q.stream != nil {
+		return q.publishStream(m, onDurable)
+	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -285,6 +299,17 @@ func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
 		done = func(_ uint64, err error) { onDurable(err) }
 	}
 	e.LogOffset = q.log.Append(q.encBuf, done)
+	if onDurable == nil {
+		// Nobody waits for this write (no publisher confirm): bound what can pile up in memory
+		// ahead of the disk by waiting for the log now and then.
+		q.logUnsync += int64(len(q.encBuf))
+		if q.logUnsync >= logSyncBytes {
+			q.logUnsync = 0
+			if sy, ok := q.log.(syncer); ok {
+				sy.Sync()
+			}
+		}
+	}
 	if cap(q.encBuf) > 1<<20 {
 		q.encBuf = nil
 	}
@@ -426,6 +451,10 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 
 // dispatchLocked delivers ready messages while some consumer takes them.
 func (q *Queue) dispatchLocked() {
+	if q.stream != nil {
+		q.dispatchStreamLocked()
+		return
+	}
 	now := int64(0)
 	for len(q.consumers) > 0 {
 		if q.ready.Len() < pageBatchCount/4 {
@@ -497,6 +526,11 @@ func (q *Queue) Requeue(es []Entry) {
 		return
 	}
 	q.unacked -= len(es)
+	if q.stream != nil { // a stream keeps every message: nothing goes back, credit returns
+		q.dispatchLocked()
+		q.unlock()
+		return
+	}
 	for _, e := range es {
 		e.Redelivered = true
 		e.Returns++

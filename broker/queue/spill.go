@@ -67,6 +67,9 @@ type spillState struct {
 // publisher waits until the spill's records are written (they are not fsynced).
 const spillSyncBytes = 4 << 20
 
+// logSyncBytes is the same bound for persistent messages published without confirms.
+const logSyncBytes = 16 << 20
+
 // syncer is implemented by *wal.Log: wait until everything appended so far is written.
 type syncer interface{ Sync() error }
 

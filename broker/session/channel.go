@@ -145,6 +145,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if c.env.Alarm != nil {
 			c.waitAlarm()
 		}
+		if c.unconfirmed.Load() > int64(c.env.MaxUnconfirmedBytes) {
+			c.waitUnconfirmed()
+		}
 		ch.pub.active = true
 		ch.pub.header = false
 		ch.pub.exchange = m.Exchange
@@ -583,7 +586,8 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	if seq != 0 && msg.Persistent() {
 		for _, q := range qs {
 			if q.Persists(msg) {
-				w = &pubWait{seq: seq, ch: ch}
+				w = &pubWait{seq: seq, ch: ch, size: int64(msg.Size())}
+				ch.c.unconfirmed.Add(w.size)
 				w.n.Store(1) // held until every queue has the message
 				ch.cf.wait(seq)
 				break

@@ -24,10 +24,11 @@ type confirms struct {
 
 // pubWait counts down the queue logs a publish waits for.
 type pubWait struct {
-	n   atomic.Int32
-	seq uint64
-	ch  *Channel
-	err atomic.Bool
+	n    atomic.Int32
+	seq  uint64
+	ch   *Channel
+	err  atomic.Bool
+	size int64 // counted in the connection's unconfirmed bytes until done
 }
 
 func (w *pubWait) done(err error) {
@@ -35,6 +36,7 @@ func (w *pubWait) done(err error) {
 		w.err.Store(true)
 	}
 	if w.n.Add(-1) == 0 {
+		w.ch.c.unconfirmedDone(w.size)
 		w.ch.confirmDurable(w.seq, !w.err.Load())
 	}
 }

@@ -51,14 +51,18 @@ type Conn struct {
 	blocked   []*queue.Queue // queues refused for a full buffer, kicked after the next write
 	outClosed bool
 
-	wmu      sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
-	spare    []byte     // guarded by wmu
-	wake     chan struct{}
-	done     chan struct{} // closed when the reader finishes: stops the writer
-	shut     chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
-	shutOnce sync.Once
-	writerWG sync.WaitGroup
-	lastSend atomic.Int64 // unix nanos of the last write (heartbeat decisions)
+	wmu   sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
+	spare []byte     // guarded by wmu
+	wake  chan struct{}
+	done  chan struct{} // closed when the reader finishes: stops the writer
+	shut  chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
+	// unconfirmed is the size of this connection's publishes waiting for their log writes;
+	// over Env.MaxUnconfirmedBytes the reader stops reading until the logs catch up.
+	unconfirmed     atomic.Int64
+	unconfirmedWake chan struct{}
+	shutOnce        sync.Once
+	writerWG        sync.WaitGroup
+	lastSend        atomic.Int64 // unix nanos of the last write (heartbeat decisions)
 
 	// Counters for management.
 	RecvBytes atomic.Uint64
@@ -74,6 +78,8 @@ func NewConn(env *Env, nc net.Conn, id uint64) *Conn {
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		shut:     make(chan struct{}),
+
+		unconfirmedWake: make(chan struct{}, 1),
 	}
 	c.log = env.Log.With().Uint64("conn_id", id).Str("remote", c.remote).Logger()
 	return c
@@ -409,6 +415,29 @@ func (c *Conn) Shutdown(reason string) {
 			c.nc.Close()
 		}
 	}()
+}
+
+// unconfirmedDone releases the bytes of a publish whose log writes completed.
+func (c *Conn) unconfirmedDone(size int64) {
+	if c.unconfirmed.Add(-size) <= int64(c.env.MaxUnconfirmedBytes) {
+		select {
+		case c.unconfirmedWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitUnconfirmed blocks the reader while the connection's publishes waiting for disk exceed
+// the bound (credit flow, as RabbitMQ's: the client is throttled by TCP, nothing is refused).
+func (c *Conn) waitUnconfirmed() {
+	for c.unconfirmed.Load() > int64(c.env.MaxUnconfirmedBytes) {
+		select {
+		case <-c.unconfirmedWake:
+		case <-c.shut:
+			return
+		case <-time.After(100 * time.Millisecond): // re-check: a wake may race the Load
+		}
+	}
 }
 
 // waitAlarm blocks the reader while a resource alarm is active (RabbitMQ blocks publishing

@@ -62,6 +62,9 @@ type Env struct {
 	MaxMessageSize   int           // bytes (default 128 MiB)
 	HandshakeTimeout time.Duration // default 10s
 	OutBufferLimit   int           // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
+	// MaxUnconfirmedBytes bounds a connection's publishes waiting for their log writes
+	// (default 64 MiB); past it the connection is not read until the writes complete.
+	MaxUnconfirmedBytes int
 }
 
 // Perm is one of RabbitMQ's three permissions.
@@ -109,6 +112,9 @@ func (e *Env) setDefaults() {
 	}
 	if e.HandshakeTimeout == 0 {
 		e.HandshakeTimeout = 10 * time.Second
+	}
+	if e.MaxUnconfirmedBytes == 0 {
+		e.MaxUnconfirmedBytes = 64 << 20
 	}
 	if e.OutBufferLimit == 0 {
 		e.OutBufferLimit = 1 << 20
