@@ -12,6 +12,7 @@ import (
 //	1 message:    uvarint expires (unix ms, 0: never), then message.AppendEncoded's encoding
 //	2 dedup key:  uvarint seen (unix ms), then the key (x-message-deduplication: the window
 //	              outlives the messages, so acked keys are kept as records of their own)
+//	3 stream:     a stream queue's message (stream_record.go)
 const (
 	recMessage  = 1
 	recDedupKey = 2
@@ -63,6 +64,9 @@ func decodeKeyRecord(rec []byte) (string, int64, error) {
 // RestoreRecord applies one live record of the queue's log at startup: a message is queued
 // again (redelivered when it had been delivered), a deduplication key re-enters the window.
 func (q *Queue) RestoreRecord(offset uint64, rec []byte, delivered bool) error {
+	if q.stream != nil {
+		return q.restoreStreamRecord(offset, rec)
+	}
 	if len(rec) > 0 && rec[0] == recDedupKey {
 		key, seen, err := decodeKeyRecord(rec)
 		if err != nil {
