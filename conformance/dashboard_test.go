@@ -314,3 +314,26 @@ func dashChannel(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
 	c := dialURL(t, url)
 	return c, openChannel(t, c)
 }
+
+// A resource alarm (here the disk alarm, forced by a free-disk limit no disk meets) shows as a
+// banner and in the node panel, from /api/health/checks/alarms and /api/nodes.
+func TestDashboard_ShowsResourceAlarm(t *testing.T) {
+	onlyWarren(t)
+	chromium := chromiumPath(t)
+	b, err := StartBroker(filepath.Join(t.TempDir(), "data"), "--disk-free-limit", "1000000000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	dom := string(headless(t, chromium, "http://guest:guest@"+b.HTTPAddr+"/ui/login", 4*time.Second, "--dump-dom"))
+	banner := regexp.MustCompile(`class="banner alarm"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
+	if banner == nil || !strings.Contains(banner[1], "disk") {
+		t.Errorf("no disk alarm banner: %q", banner)
+	}
+	if m := regexp.MustCompile(`id="n-alarms"[^>]*><span class="badge bad">([^<]*)<`).FindStringSubmatch(dom); m == nil || m[1] != "disk" {
+		t.Errorf("node panel alarms: got %q, want disk", m)
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+}
