@@ -148,6 +148,7 @@ type Server struct {
 
 	budget     *queue.Budget
 	alarm      alarms
+	chans      userChannels
 	alarmStop  chan struct{}
 	nextConnID atomic.Uint64
 	wg         sync.WaitGroup
@@ -204,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 	s.env.OpenVHost = s.openVHost
 	s.env.Unregistered = func(c *session.Conn) { s.unregister(c); s.untrack(c) }
 	s.env.Alarm = s.alarm.Alarm
+	s.env.ChannelOpen, s.env.ChannelClosed = s.channelOpen, s.channelClosed
 	s.alarm.dir = cfg.DataDir
 	if cfg.MemoryHighWatermark > 0 {
 		s.alarm.memLimit = int64(cfg.MemoryHighWatermark * float64(physicalMemory()))

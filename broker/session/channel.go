@@ -84,9 +84,7 @@ func (ch *Channel) handleFrame(f amqp.Frame) error {
 			if f.Payload[3] == 40 {
 				ch.c.send(ch.id, &amqp.ChannelCloseOk{})
 			}
-			ch.c.chMu.Lock()
-			delete(ch.c.channels, ch.id)
-			ch.c.chMu.Unlock()
+			ch.c.dropChannel(ch.id)
 		}
 		return nil // spec 4.2.2.1: discard frames on a closing channel
 	}
@@ -163,9 +161,7 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 	case *amqp.ChannelClose:
 		ch.flushConfirms()
 		ch.release()
-		c.chMu.Lock()
-		delete(c.channels, ch.id)
-		c.chMu.Unlock()
+		c.dropChannel(ch.id)
 		c.send(ch.id, &amqp.ChannelCloseOk{})
 		return nil
 	case *amqp.ChannelCloseOk:
@@ -311,6 +307,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		q, err := vh.LookupQueue(ch.queueName(m.Queue), c)
 		if err != nil {
 			return err
+		}
+		if q.IsStream() {
+			return q.StreamUnsupported("queue.purge")
 		}
 		n := q.Purge()
 		if !m.NoWait {
@@ -783,6 +782,9 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	if !m.NoWait {
 		added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
+	if q.IsStream() {
+		return ch.consumeStream(q, cs, m, added)
+	}
 	var prio int64
 	if v, ok := m.Arguments["x-priority"]; ok {
 		n, ok := intValue(v)
@@ -807,6 +809,9 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	q, err := c.vh.LookupQueue(ch.queueName(m.Queue), c)
 	if err != nil {
 		return err
+	}
+	if q.IsStream() {
+		return q.StreamUnsupported("basic.get")
 	}
 	e, remaining, ok := q.Get()
 	if !ok {
@@ -907,6 +912,9 @@ func (ch *Channel) reject(tag uint64, multiple, requeue bool) error {
 	es, ok := ch.take(tag, multiple)
 	if !ok {
 		return ch.unknownTag(tag)
+	}
+	if err := ch.streamSettleErr(es); err != nil {
+		return err
 	}
 	if ch.tx {
 		ch.txSettle = append(ch.txSettle, settle{entries: es, retire: !requeue, rejected: !requeue, requeue: requeue})

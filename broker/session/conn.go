@@ -510,12 +510,31 @@ func (c *Conn) openChannel(id uint16, payload []byte) error {
 	if len(c.channels) >= int(c.channelMax) {
 		return &amqp.Error{Code: amqp.NotAllowed, Text: "NOT_ALLOWED - number of channels opened (" + itoa(len(c.channels)) + ") has reached the negotiated channel_max (" + itoa(int(c.channelMax)) + ")", ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
 	}
+	if c.env.ChannelOpen != nil {
+		if err := c.env.ChannelOpen(c.user); err != nil {
+			if ae, ok := err.(*amqp.Error); ok {
+				ae.ClassID, ae.MethodID, ae.Scope = 20, 10, amqp.ScopeConnection
+			}
+			return err
+		}
+	}
 	ch := newChannel(c, id)
 	c.chMu.Lock()
 	c.channels[id] = ch
 	c.chMu.Unlock()
 	c.send(id, &amqp.ChannelOpenOk{})
 	return nil
+}
+
+// dropChannel forgets a closed channel (and frees its place in the user's channel limit).
+func (c *Conn) dropChannel(id uint16) {
+	c.chMu.Lock()
+	_, ok := c.channels[id]
+	delete(c.channels, id)
+	c.chMu.Unlock()
+	if ok && c.env.ChannelClosed != nil {
+		c.env.ChannelClosed(c.user)
+	}
 }
 
 func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
@@ -552,9 +571,7 @@ func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
 func (c *Conn) teardown() {
 	for id, ch := range c.channels {
 		ch.release()
-		c.chMu.Lock()
-		delete(c.channels, id)
-		c.chMu.Unlock()
+		c.dropChannel(id)
 	}
 	for _, q := range c.exclusive {
 		c.vh.DeleteQueueObject(q)

@@ -45,6 +45,11 @@ type Env struct {
 	// Alarm returns the active resource alarm's reason ("" when none) and a channel closed
 	// when it clears; a connection that publishes during an alarm is blocked until then.
 	Alarm func() (reason string, cleared <-chan struct{})
+	// ChannelOpen, when set, is asked before each channel.open (a user's max-channels: an
+	// *amqp.Error refuses it, closing the connection with 530 as RabbitMQ); ChannelClosed is
+	// told when a channel goes away.
+	ChannelOpen   func(user string) error
+	ChannelClosed func(user string)
 	// Replies is the node's direct reply-to registry (created when nil).
 	Replies *ReplyRegistry
 	// Registered / Unregistered track live connections (for shutdown and management).
