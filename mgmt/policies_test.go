@@ -61,3 +61,28 @@ func TestAPI_AlarmsFollowTheBroker(t *testing.T) {
 	e.b.SetAlarmLimits(0, 0)
 	e.must(http.StatusOK, "GET", "/api/health/checks/alarms", nil)
 }
+
+// A deduplicating queue reports how many duplicates it dropped, in the API and the metrics.
+func TestAPI_DuplicatesDroppedShown(t *testing.T) {
+	e := start(t)
+	_, ch := e.dial()
+	if _, err := ch.QueueDeclare("dedup.q", false, false, false, false, amqp.Table{"x-message-deduplication": true}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := ch.Publish("", "dedup.q", false, false, amqp.Publishing{MessageId: "same", Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() string {
+		q := e.getObj("/api/queues/%2F/dedup.q")
+		if num(q, "duplicates_dropped") != 2 || num(q, "messages_ready") != 1 || q["encrypted"] != false {
+			return "queue does not show 2 duplicates dropped and 1 message"
+		}
+		return ""
+	})
+	_, metrics := e.do("GET", "/metrics", nil)
+	if !bytes.Contains(metrics, []byte(`warren_queue_duplicates_dropped_total{queue="dedup.q",vhost="/"} 2`)) {
+		t.Fatal("metrics do not show the duplicates")
+	}
+}

@@ -38,7 +38,9 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 		"name": q.Name, "vhost": vh.Name, "node": s.cfg.Node,
 		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
 		"arguments": tableJSON(q.Args), "type": "classic", "state": "running",
-		"policy": nil, "operator_policy": nil, "effective_policy_definition": obj{},
+		"policy": policyName(vh.QueuePolicy(q)), "operator_policy": nil, "effective_policy_definition": s.effectivePolicy(vh, q),
+		"encrypted":              q.Durable && !q.Exclusive && s.b.QueueEncrypted(vh.Name, q.Name),
+		"duplicates_dropped":     q.Duplicates(),
 		"exclusive_consumer_tag": nil, "single_active_consumer_tag": nil, "head_message_timestamp": nil,
 		"consumers":                       in.Consumers,
 		"messages":                        in.Ready + in.Unacked,
@@ -68,6 +70,29 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 		o["consumer_utilisation"] = nil
 	}
 	return o
+}
+
+// policyName is the "policy" field: null without one.
+func policyName(name string) any {
+	if name == "" {
+		return nil
+	}
+	return name
+}
+
+// effectivePolicy is the definition of the queue's policy ({} without one).
+func (s *Server) effectivePolicy(vh *vhost.VHost, q *queue.Queue) obj {
+	name := vh.QueuePolicy(q)
+	for _, p := range vh.Policies() {
+		if p.Name == name {
+			d := obj{}
+			for k, v := range p.Definition {
+				d[k] = v
+			}
+			return d
+		}
+	}
+	return obj{}
 }
 
 // vhostParam returns the {vhost} path value's vhost, writing 404 when it does not exist.

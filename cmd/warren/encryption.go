@@ -207,3 +207,14 @@ func (e *encryption) explain(err error) error {
 	}
 	return err
 }
+
+// encrypts reports whether messages of vhost vh are encrypted at rest.
+func (e *encryption) encrypts(vh string) bool {
+	if e == nil {
+		return false
+	}
+	if r := e.vhosts[vh]; r != nil {
+		return r.Encrypts()
+	}
+	return e.node != nil && e.node.Encrypts()
+}

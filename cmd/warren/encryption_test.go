@@ -135,7 +135,15 @@ func TestStorage_Encryption(t *testing.T) {
 		return s
 	}
 	secret := []byte("\x00\x01secret-body-and-properties")
+	if s := open("--vhost-key", "b="+bK); s.QueueEncrypted("a", "q") || !s.QueueEncrypted("b", "q") {
+		t.Fatal("QueueEncrypted: only vhost b has a key")
+	} else {
+		s.Close()
+	}
 	s := open("--encryption-key-file", nodeK, "--vhost-key", "b="+bK)
+	if !s.QueueEncrypted("a", "q") {
+		t.Fatal("QueueEncrypted: the node key covers vhost a")
+	}
 	done := make(chan error, 3)
 	s.defs.Append([]byte("definition-record"), func(_ uint64, err error) { done <- err })
 	for _, vh := range []string{"a", "b"} {

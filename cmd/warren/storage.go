@@ -133,3 +133,7 @@ func (s *walStorage) Close() error {
 	}
 	return err
 }
+
+// QueueEncrypted reports whether the messages a queue writes to disk are encrypted (for the
+// management API and metrics).
+func (s *walStorage) QueueEncrypted(vh, q string) bool { return s.enc.encrypts(vh) }
