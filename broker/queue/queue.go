@@ -664,6 +664,9 @@ func (q *Queue) ReadyBytes() int64 {
 // basic.cancel). It returns the number of ready messages dropped. ifUnused / ifEmpty make it
 // fail with 406 as RabbitMQ does.
 func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
+	if q.stream != nil {
+		ifUnused, ifEmpty = false, false // RabbitMQ ignores both for streams
+	}
 	q.mu.Lock()
 	if ifUnused && len(q.consumers) > 0 {
 		q.mu.Unlock()

@@ -108,20 +108,18 @@ func (q *Queue) publishStream(m *message.Message, onDurable func(error)) PubStat
 	now := q.nowMs()
 	r := streamRec{msg: m, ts: now}
 	status := PubQueued
+	q.encBuf = appendStreamRecord(q.encBuf[:0], s.next, now, m)
+	r.size = int64(len(q.encBuf)) // the record's size counts for retention, with a log or not
 	if q.log != nil {
-		q.encBuf = appendStreamRecord(q.encBuf[:0], s.next, now, m)
 		var done func(uint64, error)
 		if onDurable != nil {
 			done = func(_ uint64, err error) { onDurable(err) }
 			status = PubPending
 		}
 		r.logOff = q.log.Append(q.encBuf, done)
-		r.size = int64(len(q.encBuf))
-		if cap(q.encBuf) > 1<<20 {
-			q.encBuf = nil
-		}
-	} else {
-		r.size = int64(message.EncodedSize(m) + streamRecordOverhead)
+	}
+	if cap(q.encBuf) > 1<<20 {
+		q.encBuf = nil
 	}
 	q.stats.Published.Add(1)
 	q.appendStreamLocked(r)

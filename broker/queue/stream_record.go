@@ -16,9 +16,6 @@ import (
 // stream continues from its own offsets, not from the position in the log.
 const recStream = 3
 
-// streamRecordOverhead approximates the bytes a record has beyond the message encoding.
-const streamRecordOverhead = 1 + 2*binary.MaxVarintLen64
-
 func appendStreamRecord(b []byte, off uint64, ts int64, m *message.Message) []byte {
 	b = append(b, recStream)
 	b = binary.AppendUvarint(b, off)

@@ -25,6 +25,8 @@ var queueArgKinds = map[string]string{
 	"x-cache-size":              "nonneg",
 	"x-cache-ttl":               "nonneg",
 	"x-deduplication-header":    "string",
+
+	"x-stream-max-segment-size-bytes": "nonneg", // streams; queue.CheckTypeDeclare checks stream arguments first
 }
 
 func intArg(v any) (int64, bool) {
@@ -108,7 +110,7 @@ func ValidateQueueArgs(args amqp.Table) error {
 			// Quorum queues are accepted as durable classic queues with quorum semantics for
 			// x-delivery-limit (Warren has no Raft yet; replication is the cluster's job).
 			s, _ := v.(string)
-			if s != "classic" && s != "quorum" {
+			if s != "classic" && s != "quorum" && s != "stream" {
 				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-queue-type' for queue: \"unsupported queue type '%v'\"", v)
 			}
 		}

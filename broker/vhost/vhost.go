@@ -223,6 +223,7 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+	serverNamed := d.ServerNamed || (d.Name == "" && !d.Passive)
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
 	} else if strings.HasPrefix(d.Name, "amq.") && !d.Passive && !d.ServerNamed {
@@ -234,6 +235,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		}
 	}
 	if !d.Passive {
+		if err := queue.CheckTypeDeclare(d.Name, v.Name, serverNamed, d.Durable, d.Exclusive, d.AutoDelete, d.Args); err != nil {
+			return nil, false, err // stream rules, ahead of the generic checks as in RabbitMQ
+		}
 		if err := ValidateQueueArgs(d.Args); err != nil {
 			if ae, ok := err.(*amqp.Error); ok {
 				ae.Text = strings.Replace(ae.Text, "for queue:", fmt.Sprintf("for queue '%s' in vhost '%s':", d.Name, v.Name), 1)
