@@ -235,3 +235,26 @@ func appendValue(b []byte, v any) []byte {
 		return append(b, 'V')
 	}
 }
+
+// IntValue reads an integer field value of any width ('b' 'B' 's' 'u' 'I' 'i' 'l', and Go int).
+func IntValue(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int8:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	}
+	return 0, false
+}

@@ -122,24 +122,4 @@ func valuesEqual(a, b any) bool {
 	return a == b
 }
 
-func asInt(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case uint8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case int:
-		return int64(v), true
-	}
-	return 0, false
-}
+func asInt(v any) (int64, bool) { return amqp.IntValue(v) }

@@ -31,27 +31,7 @@ const (
 	RejectPublishDLX = "reject-publish-dlx"
 )
 
-func argInt(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case uint8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case int:
-		return int64(v), true
-	}
-	return 0, false
-}
+func argInt(v any) (int64, bool) { return amqp.IntValue(v) }
 
 // ParseConfig reads the arguments RabbitMQ understands (already validated by the vhost).
 func ParseConfig(args amqp.Table) Config {

@@ -415,26 +415,7 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 	return amqp.ConnErr(amqp.CommandInvalid, "unexpected method '%s' on a channel", m.Name())
 }
 
-// intValue reads an integer field value of any width.
-func intValue(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case uint8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case int64:
-		return v, true
-	}
-	return 0, false
-}
+func intValue(v any) (int64, bool) { return amqp.IntValue(v) }
 
 // authorize asks the broker whether this connection's user may do perm on the resource.
 func (ch *Channel) authorize(perm Perm, kind ResourceKind, name, routingKey string) error {

@@ -29,27 +29,7 @@ var queueArgKinds = map[string]string{
 	"x-stream-max-segment-size-bytes": "nonneg", // streams; queue.CheckTypeDeclare checks stream arguments first
 }
 
-func intArg(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case uint8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case int:
-		return int64(v), true
-	}
-	return 0, false
-}
+func intArg(v any) (int64, bool) { return amqp.IntValue(v) }
 
 // ValidateQueueArgs checks the types and ranges of the queue arguments RabbitMQ checks, with
 // its error texts (406 PRECONDITION_FAILED).
