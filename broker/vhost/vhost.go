@@ -469,16 +469,24 @@ func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, 
 	if x == nil {
 		return v.notFoundExchange(exchangeName)
 	}
+	return v.bindLocked(x, q, key, args)
+}
+
+// bindLocked adds a binding from x to dest and persists it when both ends are durable. It is
+// called with v.mu held and releases it before waiting for the definition to be on disk (the
+// caller's deferred Unlock must then find it locked again: see the end).
+func (v *VHost) bindLocked(x *exchange.Exchange, dest exchange.Destination, key string, args amqp.Table) error {
 	if err := checkBindArgs(x, args); err != nil {
 		return err
 	}
 	wait := noWait
-	if x.Bind(exchange.Binding{Dest: q, Key: key, Args: args}) {
-		wait = v.persistBindingLocked(x, q, key, args)
+	if x.Bind(exchange.Binding{Dest: dest, Key: key, Args: args}) {
+		wait = v.persistBindingLocked(x, dest, key, args)
 	}
 	v.mu.Unlock()
-	defer v.mu.Lock() // the deferred Unlock above runs after this
-	return wait()
+	err := wait()
+	v.mu.Lock() // for the caller's deferred Unlock
+	return err
 }
 
 // UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ, even
@@ -522,16 +530,7 @@ func (v *VHost) BindExchange(dst, src, key string, args amqp.Table) error {
 	if s == nil {
 		return v.notFoundExchange(src)
 	}
-	if err := checkBindArgs(s, args); err != nil {
-		return err
-	}
-	wait := noWait
-	if s.Bind(exchange.Binding{Dest: d, Key: key, Args: args}) {
-		wait = v.persistBindingLocked(s, d, key, args)
-	}
-	v.mu.Unlock()
-	defer v.mu.Lock() // the deferred Unlock above runs after this
-	return wait()
+	return v.bindLocked(s, d, key, args)
 }
 
 // UnbindExchange removes an exchange-to-exchange binding.
