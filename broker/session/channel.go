@@ -563,7 +563,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	}
 	qs := ch.router.Queues
 	var w *pubWait
-	if seq != 0 && msg.Persistent() {
+	if seq != 0 { // Persists: a persistent message in a durable queue, any message in a stream
 		for _, q := range qs {
 			if q.Persists(msg) {
 				w = &pubWait{seq: seq, ch: ch, size: int64(msg.Size())}
