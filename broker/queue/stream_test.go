@@ -525,3 +525,31 @@ func TestStream_RecordRoundTrip(t *testing.T) {
 		t.Fatal("a classic record decoded as a stream record")
 	}
 }
+
+func BenchmarkStream_Deliver(b *testing.B) {
+	for _, headers := range []bool{false, true} {
+		b.Run(fmt.Sprintf("headers=%v", headers), func(b *testing.B) {
+			q := New("s", Options{Durable: true, Args: streamArgs()})
+			p := amqp.Properties{DeliveryMode: 2, ContentType: "application/json"}
+			if headers {
+				p.Headers = amqp.Table{"trace-id": "0123456789abcdef", "attempt": int32(1)}
+			}
+			m, err := message.New("", "s", p.AppendTo(nil), make([]byte, 256))
+			if err != nil {
+				b.Fatal(err)
+			}
+			q.Publish(m, nil)
+			c := &fakeConsumer{tag: "c"}
+			q.AddStreamConsumer(c, consumeArgs("first"), nil)
+			b.ReportAllocs()
+			b.SetBytes(256)
+			for b.Loop() {
+				q.mu.Lock()
+				if _, ok := q.streamEntryLocked(0); !ok {
+					b.Fatal("not delivered")
+				}
+				q.mu.Unlock()
+			}
+		})
+	}
+}
