@@ -346,6 +346,7 @@ func (s *Server) Start() error {
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("amqp listening")
 	s.wg.Add(1)
 	go s.acceptLoop(ln, nil)
+	s.checkAlarms() // alarms hold from the first connection on, not from the first tick
 	s.wg.Add(1)
 	go s.alarmLoop(s.alarmStop)
 	if s.cfg.TLS != nil {
