@@ -89,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		if err := enc.Encode(summary); err != nil {
 			fmt.Fprintf(stderr, "warren-perf: %v\n", err)
 			return 1
