@@ -106,11 +106,7 @@ func (s *Server) declareExchange(w http.ResponseWriter, r *http.Request) {
 		writeBrokerError(w, err)
 		return
 	}
-	if existed {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	w.WriteHeader(http.StatusCreated)
+	created(w, existed)
 }
 
 func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {

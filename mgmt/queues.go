@@ -191,16 +191,12 @@ func (s *Server) declareQueue(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "queue name required")
 		return
 	}
-	_, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Durable: durable, AutoDelete: autoDelete, Args: args})
+	_, isNew, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Durable: durable, AutoDelete: autoDelete, Args: args})
 	if err != nil {
 		writeBrokerError(w, err)
 		return
 	}
-	if created {
-		w.WriteHeader(http.StatusCreated)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	created(w, !isNew)
 }
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
