@@ -21,7 +21,6 @@ func tailEntries(t *testing.T, dir string) (path string, data []byte, starts []i
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ends []int
 	n, pos, why := scanSegment(data, nil)
 	if why != "" || pos != len(data) {
 		t.Fatalf("tail is damaged before the test corrupts it: %s", why)
@@ -30,7 +29,6 @@ func tailEntries(t *testing.T, dir string) (path string, data []byte, starts []i
 		starts = append(starts, p)
 		size, w := uvarintDecode(data[p:])
 		p += w + int(size)
-		ends = append(ends, p)
 	}
 	if len(starts) != n || n < 3 {
 		t.Fatalf("tail holds %d records, the test needs at least 3", n)

@@ -37,10 +37,9 @@ type Channel struct {
 	confirm bool
 	cf      confirms
 
-	tx         bool
-	txPublish  []txPublish
-	txSettle   []settle
-	txRequeued []unackedEntry
+	tx        bool
+	txPublish []txPublish
+	txSettle  []settle
 
 	consumers map[string]*consumer
 	prefetch  uint16 // per-consumer prefetch for consumers created from now on

@@ -263,20 +263,6 @@ func (c *Conn) handshake() error {
 	return err
 }
 
-func negotiate16(server, client uint16) uint16 {
-	if client == 0 || (server != 0 && server < client) {
-		return server
-	}
-	return client
-}
-
-func negotiate32(server, client uint32) uint32 {
-	if client == 0 || (server != 0 && server < client) {
-		return server
-	}
-	return client
-}
-
 // readHandshakeMethod reads the next method frame on channel 0, skipping heartbeats.
 func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
 	for {
@@ -586,9 +572,6 @@ func (c *Conn) send(ch uint16, m amqp.Method) {
 	c.outMu.Unlock()
 	c.kick()
 }
-
-// sendContent appends a method with content (basic.return, get-ok built by the caller).
-func (c *Conn) appendLocked(f func([]byte) []byte) { c.out = f(c.out) }
 
 func (c *Conn) kick() {
 	select {

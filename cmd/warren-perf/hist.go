@@ -192,8 +192,5 @@ func (s *LatencySet) DrainInto(h *Histogram) {
 	}
 }
 
-// durMs renders nanoseconds as milliseconds for human output.
-func durMs(ns int64) float64 { return float64(ns) / float64(time.Millisecond) }
-
 // durUs renders nanoseconds as microseconds for JSON output.
 func durUs(ns int64) float64 { return math.Round(float64(ns)/float64(time.Microsecond)*10) / 10 }
