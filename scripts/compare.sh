@@ -66,8 +66,14 @@ print(f"| {name} | {wv:,.0f} | {rv:,.0f} | {wv/max(rv,1):.2f}x | {wc:,.0f} | {rc
 EOF
 done
 
-# Memory scenarios: RSS growth of the broker (fresh Warren for each, RabbitMQ as it is).
+# Memory scenarios: RSS growth of the broker (a fresh Warren for each; RabbitMQ as it is).
 for args in "--idle-queues 10000" "--idle-connections 1000"; do
+  kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null || true
+  rm -rf "$TMP/data" "$TMP/addr"
+  "$TMP/warren" --amqp-listen 127.0.0.1:0 --http-listen "" --data-dir "$TMP/data" --addr-file "$TMP/addr" --log-level warn 2>>"$TMP/warren.log" &
+  WPID=$!
+  for _ in $(seq 100); do [[ -s "$TMP/addr" ]] && break; sleep 0.1; done
+  WURL="amqp://guest:guest@$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["amqp"])' "$TMP/addr")/"
   # shellcheck disable=SC2086
   w=$(run "$WURL" "$WPID" $args)
   # shellcheck disable=SC2086
