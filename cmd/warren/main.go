@@ -38,6 +38,7 @@ type options struct {
 	AddrFile       string  `json:"addr-file"`
 	MaxMessageSize int     `json:"max-message-size"`
 	MemoryBudget   int64   `json:"memory-budget"`
+	SegmentSize    int     `json:"wal-segment-size"`
 	MemWatermark   float64 `json:"vm-memory-high-watermark"`
 	DiskFreeLimit  int64   `json:"disk-free-limit"`
 	MaxQueueMemory int64   `json:"max-queue-memory"`
@@ -66,6 +67,7 @@ func run(args []string) error {
 	fs.BoolVar(&o.LogJSON, "log-json", o.LogJSON, "log JSON lines instead of console text")
 	fs.StringVar(&o.AddrFile, "addr-file", "", "write the bound addresses as JSON {\"amqp\":...,\"http\":...} to this file")
 	fs.IntVar(&o.MaxMessageSize, "max-message-size", 128<<20, "largest accepted message body in bytes")
+	fs.IntVar(&o.SegmentSize, "wal-segment-size", 1<<20, "bytes per log segment; each busy queue keeps about two in memory")
 	fs.Int64Var(&o.MemoryBudget, "memory-budget", 0, "bytes of queued messages kept in memory node-wide before they wait on disk (0: a quarter of RAM)")
 	fs.Int64Var(&o.MaxQueueMemory, "max-queue-memory", 0, "bytes of queued messages one queue keeps in memory before the rest waits on disk (0: 16 MiB)")
 	fs.Float64Var(&o.MemWatermark, "vm-memory-high-watermark", 0.4, "memory alarm above this fraction of RAM: publishers are blocked (negative: off)")
@@ -160,7 +162,8 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStorage(wal.Config{Dir: filepath.Join(o.DataDir, "wal"), Logger: log.With().Str("component", "wal").Logger()}, filepath.Join(o.DataDir, "spill"), enc)
+	walCfg := wal.Config{Dir: filepath.Join(o.DataDir, "wal"), SegmentSize: o.SegmentSize, Logger: log.With().Str("component", "wal").Logger()}
+	store, err := openStorage(walCfg, filepath.Join(o.DataDir, "spill"), enc)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
