@@ -8,7 +8,7 @@ BENCHTIME ?= 1s
 RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PKGS      := ./amqp/... ./broker/... ./wal/... ./mgmt/... ./cmd/...
 
-.PHONY: help run build gen verify test unit conformance conformance-rabbitmq fuzz fuzz-short bench imports
+.PHONY: help run build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-22s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ ifeq ($(origin RABBITMQ_URL),command line)
 else
 	$(GO) test -count=1 ./conformance/
 endif
+
+conformance-race: ## the conformance suite (-short) against a broker built with the race detector
+	CONFORMANCE_RACE=1 $(GO) test -count=1 -short ./conformance/
 
 conformance-rabbitmq: ## the same suite against RabbitMQ at RABBITMQ_URL
 	CONFORMANCE_URL=$(RABBITMQ_URL) $(GO) test -count=1 ./conformance/

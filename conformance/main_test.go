@@ -82,7 +82,11 @@ func startWarren() (stop func(), err error) {
 		return nil, err
 	}
 	warrenBin = filepath.Join(dir, "warren")
-	build := exec.Command("go", "build", "-o", warrenBin, "../cmd/warren")
+	args := []string{"build", "-o", warrenBin}
+	if os.Getenv("CONFORMANCE_RACE") != "" {
+		args = append(args, "-race") // the broker itself under the race detector
+	}
+	build := exec.Command("go", append(args, "../cmd/warren")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("build warren: %w", err)

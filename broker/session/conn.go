@@ -361,7 +361,6 @@ func (c *Conn) readLoop() error {
 func (c *Conn) drainUntilCloseOk() error {
 	c.flushNow()
 	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	c.heartbeat = 0
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
