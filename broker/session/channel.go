@@ -1027,6 +1027,9 @@ func (ch *Channel) requeueAll() {
 // positions, before newer messages, as in RabbitMQ.
 func (ch *Channel) release() {
 	ch.cancelReplyTo()
+	ch.cf.mu.Lock()
+	ch.cf.closed = true // confirms still waiting for disk are dropped, as RabbitMQ does
+	ch.cf.mu.Unlock()
 	ch.mu.Lock()
 	if ch.released {
 		ch.mu.Unlock()

@@ -20,6 +20,7 @@ type confirms struct {
 	sent    uint64   // every sequence number <= sent has been answered
 	waiting []uint64 // assigned, not yet durable, ascending
 	nacked  []uint64 // durable writes that failed, ascending, not yet answered
+	closed  bool     // the channel is gone: late log completions send nothing (its id may be reused)
 }
 
 // pubWait counts down the queue logs a publish waits for.
@@ -87,6 +88,9 @@ func (ch *Channel) flushConfirms() {
 
 func (ch *Channel) flushConfirmsLocked() {
 	cf := &ch.cf
+	if cf.closed {
+		return
+	}
 	limit := cf.seq
 	if len(cf.waiting) > 0 {
 		limit = cf.waiting[0] - 1
