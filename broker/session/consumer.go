@@ -74,6 +74,12 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 // receiving deliveries.
 func (cs *consumer) Cancelled(q *queue.Queue) {
 	ch := cs.ch
+	ch.mu.Lock()
+	released := ch.released
+	ch.mu.Unlock()
+	if released {
+		return // the channel is gone (and its id may be reused)
+	}
 	if ch.c.clientSupport.cancelNotify {
 		ch.c.send(ch.id, &amqp.BasicCancel{ConsumerTag: cs.tag, NoWait: true})
 	}
