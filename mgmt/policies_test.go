@@ -86,3 +86,30 @@ func TestAPI_DuplicatesDroppedShown(t *testing.T) {
 		t.Fatal("metrics do not show the duplicates")
 	}
 }
+
+// Queue types show as RabbitMQ names them, and a stream's message count is its retained log.
+func TestAPI_QueueTypes(t *testing.T) {
+	e := start(t)
+	_, ch := e.dial()
+	if _, err := ch.QueueDeclare("types.quorum", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("types.stream", true, false, false, false, amqp.Table{"x-queue-type": "stream"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := ch.Publish("", "types.stream", false, false, amqp.Publishing{Body: []byte("s")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() string {
+		s := e.getObj("/api/queues/%2F/types.stream")
+		if s["type"] != "stream" || num(s, "messages") != 3 {
+			return "stream queue not shown with its 3 messages"
+		}
+		if q := e.getObj("/api/queues/%2F/types.quorum"); q["type"] != "quorum" {
+			return "quorum queue type"
+		}
+		return ""
+	})
+}

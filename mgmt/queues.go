@@ -37,7 +37,7 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 	o := obj{
 		"name": q.Name, "vhost": vh.Name, "node": s.cfg.Node,
 		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
-		"arguments": tableJSON(q.Args), "type": "classic", "state": "running",
+		"arguments": tableJSON(q.Args), "type": queueType(q), "state": "running",
 		"policy": policyName(vh.QueuePolicy(q)), "operator_policy": nil, "effective_policy_definition": s.effectivePolicy(vh, q),
 		"encrypted":              q.Durable && !q.Exclusive && s.b.QueueEncrypted(vh.Name, q.Name),
 		"duplicates_dropped":     q.Duplicates(),
@@ -69,7 +69,22 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 	if in.Consumers > 0 {
 		o["consumer_utilisation"] = nil
 	}
+	if q.IsStream() { // a stream's messages are its retained log
+		first, next, bytes := q.StreamBounds()
+		o["messages"], o["messages_ready"], o["message_bytes"] = next-first, next-first, bytes
+	}
 	return o
+}
+
+// queueType is RabbitMQ's queue type name.
+func queueType(q *queue.Queue) string {
+	switch {
+	case q.IsStream():
+		return "stream"
+	case q.Args["x-queue-type"] == "quorum":
+		return "quorum"
+	}
+	return "classic"
 }
 
 // policyName is the "policy" field: null without one.
