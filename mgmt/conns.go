@@ -53,7 +53,7 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 	vh := pathValue(r, "vhost")
 	items := []obj{}
 	for _, c := range s.b.Connections() {
-		if vh == "" || c.VHostName() == vh {
+		if (vh == "" || c.VHostName() == vh) && canSeeConn(r, c) {
 			items = append(items, s.connectionJSON(c))
 		}
 	}
@@ -62,7 +62,7 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 	c := s.findConn(pathValue(r, "name"))
-	if c == nil {
+	if c == nil || !canSeeConn(r, c) {
 		notFound(w)
 		return
 	}
@@ -73,7 +73,7 @@ func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 // with the X-Reason header's text, as RabbitMQ.
 func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request) {
 	c := s.findConn(pathValue(r, "name"))
-	if c == nil {
+	if c == nil || !canSeeConn(r, c) {
 		notFound(w)
 		return
 	}
@@ -134,7 +134,7 @@ func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
 	var conns []*session.Conn
 	if connName != "" {
 		c := s.findConn(connName)
-		if c == nil {
+		if c == nil || !canSeeConn(r, c) {
 			notFound(w)
 			return
 		}
@@ -145,7 +145,7 @@ func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
 	counts := s.consumerCounts()
 	items := []obj{}
 	for _, c := range conns {
-		if vh != "" && c.VHostName() != vh {
+		if (vh != "" && c.VHostName() != vh) || !canSeeConn(r, c) {
 			continue
 		}
 		for _, ch := range c.Channels() {
@@ -159,6 +159,9 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 	name := pathValue(r, "name")
 	counts := s.consumerCounts()
 	for _, c := range s.b.Connections() {
+		if !canSeeConn(r, c) {
+			continue
+		}
 		for _, ch := range c.Channels() {
 			if channelName(ch) == name {
 				writeObj(w, r, s.channelJSON(ch, counts[ch]))

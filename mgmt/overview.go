@@ -199,7 +199,7 @@ func (s *Server) vhostJSON(vh *vhost.VHost) obj {
 
 func (s *Server) vhosts(w http.ResponseWriter, r *http.Request) {
 	items := []obj{}
-	for _, vh := range s.b.VHosts() {
+	for _, vh := range s.visibleVHosts(r) {
 		items = append(items, s.vhostJSON(vh))
 	}
 	writeList(w, r, items)

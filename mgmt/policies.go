@@ -21,7 +21,7 @@ func policyJSON(vh string, p vhost.Policy) obj {
 func (s *Server) policies(w http.ResponseWriter, r *http.Request) {
 	want := pathValue(r, "vhost")
 	out := []obj{}
-	for _, v := range s.b.VHosts() {
+	for _, v := range s.visibleVHosts(r) {
 		if want != "" && v.Name != want {
 			continue
 		}

@@ -113,8 +113,9 @@ func (s *Server) effectivePolicy(vh *vhost.VHost, q *queue.Queue) obj {
 // vhostParam returns the {vhost} path value's vhost, writing 404 when it does not exist.
 func (s *Server) vhostParam(w http.ResponseWriter, r *http.Request) *vhost.VHost {
 	vh := s.b.VHost(pathValue(r, "vhost"))
-	if vh == nil {
+	if vh == nil || !s.canSeeVHost(r, vh.Name) {
 		notFound(w)
+		return nil
 	}
 	return vh
 }
@@ -122,7 +123,7 @@ func (s *Server) vhostParam(w http.ResponseWriter, r *http.Request) *vhost.VHost
 // vhostsFor returns the {vhost} path value's vhost, or every vhost when there is none.
 func (s *Server) vhostsFor(w http.ResponseWriter, r *http.Request) ([]*vhost.VHost, bool) {
 	if pathValue(r, "vhost") == "" {
-		return s.b.VHosts(), true
+		return s.visibleVHosts(r), true
 	}
 	vh := s.vhostParam(w, r)
 	if vh == nil {
