@@ -311,3 +311,16 @@ func TestHotEncoders_MatchGenerated(t *testing.T) {
 		t.Fatalf("AppendBasicDeliver allocates %.0f", a)
 	}
 }
+
+func TestTableHasKey(t *testing.T) {
+	raw := AppendTable(nil, Table{"CC": []any{"a"}, "x": int32(1), "nested": Table{"BCC": "no"}})
+	if !TableHasKey(raw, "CC") || !TableHasKey(raw, "x") || TableHasKey(raw, "BCC") || TableHasKey(raw, "nested2") {
+		t.Fatal("TableHasKey answers wrong")
+	}
+	if TableHasKey(raw[:6], "CC") || TableHasKey(nil, "CC") {
+		t.Fatal("truncated table")
+	}
+	if a := testing.AllocsPerRun(100, func() { TableHasKey(raw, "BCC") }); a != 0 {
+		t.Fatalf("allocates %.0f", a)
+	}
+}

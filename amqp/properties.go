@@ -395,3 +395,31 @@ func (p *Properties) AppendTo(b []byte) []byte {
 	}
 	return b
 }
+
+// TableHasKey reports whether an encoded field table (with its length prefix, as
+// PropertySummary.Headers) has the key at its top level, without decoding or allocating.
+func TableHasKey(raw []byte, key string) bool {
+	if len(raw) < 4 {
+		return false
+	}
+	n := binary.BigEndian.Uint32(raw)
+	if uint64(len(raw)-4) < uint64(n) {
+		return false
+	}
+	body := raw[4 : 4+n]
+	for len(body) > 0 {
+		kl := int(body[0])
+		if len(body) < 1+kl+1 {
+			return false
+		}
+		if string(body[1:1+kl]) == key {
+			return true
+		}
+		rest, err := skipValue(body[1+kl:], 0)
+		if err != nil {
+			return false
+		}
+		body = rest
+	}
+	return false
+}

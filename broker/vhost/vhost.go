@@ -585,7 +585,7 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		}
 	}
 	v.routeKeyLocked(r, x, key, m)
-	if m.Props.Headers != nil {
+	if m.Props.Headers != nil && (amqp.TableHasKey(m.Props.Headers, "CC") || amqp.TableHasKey(m.Props.Headers, "BCC")) {
 		h := m.Headers()
 		for _, name := range []string{"CC", "BCC"} {
 			keys, ok := h[name].([]any)
