@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -257,4 +258,46 @@ func IntValue(v any) (int64, bool) {
 		return int64(v), true
 	}
 	return 0, false
+}
+
+// TypeName names a field value's type as RabbitMQ does in its error texts (longstr, long,
+// signedint, byte, ...).
+func TypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "longstr"
+	case []byte:
+		return "binary"
+	case bool:
+		return "bool"
+	case int8:
+		return "byte"
+	case uint8:
+		return "unsignedbyte"
+	case int16:
+		return "short"
+	case uint16:
+		return "unsignedshort"
+	case int32, int:
+		return "signedint"
+	case uint32:
+		return "unsignedint"
+	case int64:
+		return "long"
+	case float32:
+		return "float"
+	case float64:
+		return "double"
+	case Decimal:
+		return "decimal"
+	case time.Time:
+		return "timestamp"
+	case Table:
+		return "table"
+	case []any:
+		return "array"
+	case nil:
+		return "void"
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -85,7 +85,7 @@ func CheckTypeDeclare(name, vhost string, serverNamed, durable, exclusive, autoD
 			n, ok := argInt(v)
 			switch {
 			case !ok:
-				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", rabbitType(v)))
+				return bad(k, fmt.Sprintf("\"expected integer, got %s\"", amqp.TypeName(v)))
 			case n < 0:
 				return bad(k, fmt.Sprintf("{value_negative,%d}", n))
 			case n == 0 && k == "x-initial-cluster-size":
@@ -94,7 +94,7 @@ func CheckTypeDeclare(name, vhost string, serverNamed, durable, exclusive, autoD
 		case "x-max-age":
 			s, ok := v.(string)
 			if !ok {
-				return bad(k, fmt.Sprintf("{unacceptable_type,%s}", rabbitType(v)))
+				return bad(k, fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 			if _, err := parseAge(s); err == errAgeCrash {
 				return internalError()
@@ -104,7 +104,7 @@ func CheckTypeDeclare(name, vhost string, serverNamed, durable, exclusive, autoD
 		case "x-queue-leader-locator":
 			s, ok := v.(string)
 			if !ok {
-				return bad(k, fmt.Sprintf("{unacceptable_type,%s}", rabbitType(v)))
+				return bad(k, fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 			switch s {
 			case "client-local", "balanced", "random", "least-leaders":
@@ -178,47 +178,6 @@ func parseAge(s string) (time.Duration, error) {
 		return math.MaxInt64, nil
 	}
 	return time.Duration(n) * unit, nil
-}
-
-// rabbitType names a field value's type as RabbitMQ does in error texts.
-func rabbitType(v any) string {
-	switch v.(type) {
-	case string:
-		return "longstr"
-	case []byte:
-		return "binary"
-	case bool:
-		return "bool"
-	case int8:
-		return "byte"
-	case uint8:
-		return "unsignedbyte"
-	case int16:
-		return "short"
-	case uint16:
-		return "unsignedshort"
-	case int32, int:
-		return "signedint"
-	case uint32:
-		return "unsignedint"
-	case int64:
-		return "long"
-	case float32:
-		return "float"
-	case float64:
-		return "double"
-	case amqp.Decimal:
-		return "decimal"
-	case time.Time:
-		return "timestamp"
-	case amqp.Table:
-		return "table"
-	case []any:
-		return "array"
-	case nil:
-		return "void"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // startKind is where a stream consumer starts (x-stream-offset).

@@ -52,9 +52,9 @@ func ValidateQueueArgs(args amqp.Table) error {
 			n, ok := intArg(v)
 			if !ok {
 				if kind == "priority" {
-					return bad(fmt.Sprintf("\"expected integer, got %s\"", typeName(v)))
+					return bad(fmt.Sprintf("\"expected integer, got %s\"", amqp.TypeName(v)))
 				}
-				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 			if n < 0 || (kind == "positive" && n == 0) {
 				if kind == "positive" && n == 0 {
@@ -70,11 +70,11 @@ func ValidateQueueArgs(args amqp.Table) error {
 			}
 		case "string":
 			if _, ok := v.(string); !ok {
-				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 		case "bool":
 			if _, ok := v.(bool); !ok {
-				return bad(fmt.Sprintf("{unacceptable_type,%s}", typeName(v)))
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 		case "overflow":
 			s, _ := v.(string)
@@ -127,17 +127,17 @@ func equivalentArgs(queueName, vhost string, cur, got amqp.Table) error {
 			if cok && gok {
 				same = ci == gi
 			} else {
-				same = fmt.Sprint(c) == fmt.Sprint(g) && typeName(c) == typeName(g)
+				same = fmt.Sprint(c) == fmt.Sprint(g) && amqp.TypeName(c) == amqp.TypeName(g)
 			}
 		}
 		if !same {
 			curText := "none"
 			if hasC {
-				curText = fmt.Sprintf("the value '%v' of type '%s'", c, typeName(c))
+				curText = fmt.Sprintf("the value '%v' of type '%s'", c, amqp.TypeName(c))
 			}
 			gotText := "none"
 			if hasG {
-				gotText = fmt.Sprintf("the value '%v' of type '%s'", g, typeName(g))
+				gotText = fmt.Sprintf("the value '%v' of type '%s'", g, amqp.TypeName(g))
 			}
 			return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s", k, queueName, vhost, gotText, curText)
 		}

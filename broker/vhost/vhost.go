@@ -709,24 +709,3 @@ func randomID() string {
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-// typeName names a field value's type as RabbitMQ does in error texts.
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "longstr"
-	case int8, int16, int32, int64, int, uint8, uint16, uint32:
-		return "signedint"
-	case bool:
-		return "bool"
-	case float32, float64:
-		return "double"
-	case amqp.Table:
-		return "table"
-	case []any:
-		return "array"
-	case nil:
-		return "void"
-	}
-	return fmt.Sprintf("%T", v)
-}
