@@ -102,48 +102,22 @@ func (l *durLog) find(level string, words ...string) []string {
 	return out
 }
 
-// durBrokerLogged is durBroker with the broker's stderr captured (JSON lines, level warn and
-// above) instead of passed through: StartBroker sends it to the test binary's stderr, where the
-// test cannot read it. It repeats StartBroker's start-up handshake (the address file).
+// durBrokerLogged is durBroker with the broker's output captured (JSON lines, level warn and
+// above) instead of passed through to the test binary's stderr, where the test cannot read it.
 func durBrokerLogged(t *testing.T, dataDir string, extra ...string) (*Broker, *durLog) {
 	t.Helper()
-	addrFile := filepath.Join(filepath.Dir(dataDir), fmt.Sprintf("addr-logged-%d.json", nameSeq.Add(1)))
-	args := append([]string{"--amqp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-		"--data-dir", dataDir, "--addr-file", addrFile, "--log-level", "warn", "--log-json"}, extra...)
 	logs := &durLog{}
-	cmd := exec.Command(warrenBin, args...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start warren: %v", err)
+	b, err := startBrokerTo(logs, dataDir, append([]string{"--log-json"}, extra...)...)
+	if err != nil {
+		t.Fatalf("start warren on %s: %v; log:\n%s", dataDir, err, logs.String())
 	}
-	b := &Broker{Cmd: cmd, DataDir: dataDir, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(b.done) }()
 	t.Cleanup(func() {
 		b.Kill()
 		if t.Failed() {
 			t.Logf("warren log (%s):\n%s", dataDir, logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		data, err := os.ReadFile(addrFile)
-		if err == nil && len(data) > 0 {
-			var a struct{ AMQP, HTTP string }
-			if json.Unmarshal(data, &a) == nil && a.AMQP != "" {
-				b.AMQPAddr, b.HTTPAddr = a.AMQP, a.HTTP
-				b.URL = "amqp://guest:guest@" + a.AMQP + "/"
-				return b, logs
-			}
-		}
-		select {
-		case <-b.done:
-			t.Fatalf("warren exited before listening (%v); log:\n%s", cmd.ProcessState, logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("warren did not write %s within 20s; log:\n%s", addrFile, logs.String())
-		}
-	}
+	return b, logs
 }
 
 // durDeclare declares durable queues on c.

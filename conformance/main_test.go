@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -117,12 +118,17 @@ type Broker struct {
 // StartBroker starts the built warren binary on free loopback ports with the given data folder,
 // extra flags appended, and waits until it has written its addresses.
 func StartBroker(dataDir string, extra ...string) (*Broker, error) {
+	return startBrokerTo(os.Stderr, dataDir, extra...)
+}
+
+// startBrokerTo is StartBroker with the broker's output sent to out.
+func startBrokerTo(out io.Writer, dataDir string, extra ...string) (*Broker, error) {
 	addrFile := filepath.Join(filepath.Dir(dataDir), fmt.Sprintf("addr-%d.json", nameSeq.Add(1)))
 	os.Remove(addrFile)
 	args := append([]string{"--amqp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
 		"--data-dir", dataDir, "--addr-file", addrFile, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(warrenBin, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
