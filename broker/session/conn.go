@@ -25,6 +25,7 @@ type Conn struct {
 	id     uint64
 	log    zerolog.Logger
 	fr     *amqp.FrameReader
+	pacer  *readPacer
 	dec    amqp.Decoder
 	remote string
 
@@ -105,12 +106,21 @@ func (c *Conn) Remote() string { return c.remote }
 // ClientProperties returns the client's properties from connection.start-ok.
 func (c *Conn) ClientProperties() amqp.Table { return c.clientProps }
 
+// write writes buf to the socket (with raw syscalls on TCP, see readPacer.sysWrite).
+func (c *Conn) write(buf []byte) (int, error) {
+	if c.pacer != nil && c.pacer.raw != nil {
+		return c.pacer.sysWrite(buf)
+	}
+	return c.nc.Write(buf)
+}
+
 // countingReader counts received bytes; the writer's heartbeat tick watches the count to drop
 // a client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
+// Reads go through the connection's read pacer (readpace.go).
 type countingReader struct{ c *Conn }
 
 func (r countingReader) Read(p []byte) (int, error) {
-	n, err := r.c.nc.Read(p)
+	n, err := r.c.pacer.read(p)
 	r.c.RecvBytes.Add(uint64(n))
 	return n, err
 }
@@ -118,6 +128,7 @@ func (r countingReader) Read(p []byte) (int, error) {
 // Serve runs the connection until it ends; it closes the network connection and releases
 // everything the connection held.
 func (c *Conn) Serve() {
+	c.pacer = newReadPacer(c.nc)
 	c.fr = amqp.NewFrameReader(countingReader{c}, 16<<10)
 	defer c.nc.Close()
 	if err := c.handshake(); err != nil {
@@ -290,6 +301,7 @@ func (c *Conn) handshakeFail(err error) error {
 	if errors.As(err, &ae) {
 		cl := &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID}
 		c.nc.Write(amqp.AppendMethodFrame(nil, 0, cl))
+		c.pacer.stop()
 		// Give the client a moment to answer close-ok before we hang up.
 		c.nc.SetReadDeadline(time.Now().Add(time.Second))
 		for {
@@ -359,6 +371,7 @@ func (c *Conn) readLoop() error {
 
 // drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close.
 func (c *Conn) drainUntilCloseOk() error {
+	c.pacer.stop()
 	c.flushNow()
 	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	for {
@@ -640,7 +653,7 @@ func (c *Conn) writeLoop() {
 			if stop {
 				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			}
-			n, err := c.nc.Write(buf)
+			n, err := c.write(buf)
 			c.SentBytes.Add(uint64(n))
 			c.lastSend.Store(time.Now().UnixNano())
 			if err != nil {

@@ -1,0 +1,260 @@
+package session
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Read pacing: a client that streams small publishes (one write(2) per message, as every
+// AMQP client does) would wake the broker's reader once per message or two. Each wakeup costs
+// the broker a park and unpark of its reader and the Go runtime's sysmon, and costs the
+// client a cross-CPU wakeup inside its own write: together that is most of the CPU a small
+// publish costs. When a connection streams like that, the pacer raises the socket's receive
+// low-water mark (SO_RCVLOWAT), so the kernel signals the socket readable only once a batch
+// of bytes is queued, and sets a short read deadline so that a batch left below the mark
+// (the stream paused) is read anyway. A deadline that fires means the stream paused: the mark
+// goes back to one byte and pacing waits for a cool-down that doubles each time, so a
+// request/response client (a confirm window, an RPC) loses at most a few short pauses.
+//
+// Only the connection's reader goroutine uses the pacer.
+
+const (
+	// A window of paceWindowReads reads decides whether the connection streams: more than
+	// one read per paceMaxGap on average, averaging under paceSmallRead bytes.
+	paceWindowReads = 64
+	paceMaxGap      = 100 * time.Microsecond
+	paceSmallRead   = 2048
+	// The mark covers about paceBatch of the measured byte rate, within [paceMinMark, paceMaxMark].
+	paceBatch   = 200 * time.Microsecond
+	paceMinMark = 256
+	paceMaxMark = 16384
+	// paceDeadline bounds how long bytes below the mark wait (the runtime's poller rounds
+	// short sleeps up to a millisecond when the process is idle).
+	paceDeadline   = 400 * time.Microsecond
+	paceMaxShorts  = 3  // deadlines at the lowest mark before pacing stops
+	paceGrowReads  = 64 // paced reads reaching the mark before it grows by an eighth
+	paceMaxEmpties = 2  // deadlines in a row with nothing to read before pacing stops
+	paceCoolMin    = 10 * time.Millisecond
+	paceCoolMax    = 2 * time.Second
+	paceCoolResets = time.Second // a stream paced this long without a pause resets the cool-down
+)
+
+type readPacer struct {
+	nc  net.Conn
+	raw syscall.RawConn // nil: the connection cannot be paced (TLS, pipes)
+
+	mark     int // current SO_RCVLOWAT; <= 1 means not pacing
+	off      bool
+	winStart time.Time
+	winReads int
+	winBytes int
+	coolTill time.Time
+	cool     time.Duration
+	pacedAt  time.Time
+	shorts   int // deadlines that found bytes below the mark, since a read reached the mark
+	empties  int // deadlines in a row that found nothing
+	good     int // paced reads that reached the mark since the mark last changed
+
+	// Counters for tests and the profile notes.
+	engaged, paused int
+}
+
+func newReadPacer(nc net.Conn) *readPacer {
+	p := &readPacer{nc: nc, mark: 1, cool: paceCoolMin}
+	if tc, ok := nc.(*net.TCPConn); ok && paceSupported {
+		if rc, err := tc.SyscallConn(); err == nil {
+			p.raw = rc
+		}
+	}
+	return p
+}
+
+// read reads into b, pacing as described above.
+func (p *readPacer) read(b []byte) (int, error) {
+	if p.raw == nil {
+		return p.nc.Read(b)
+	}
+	if p.off {
+		return p.sysRead(b)
+	}
+	for p.mark > 1 {
+		p.nc.SetReadDeadline(time.Now().Add(paceDeadline))
+		n, err := p.sysRead(b)
+		if err == nil || n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			if n >= p.mark {
+				p.shorts, p.empties = 0, 0
+				// Reads reach the mark: probe a little higher now and then.
+				if p.good++; p.good >= paceGrowReads && p.mark < paceMaxMark {
+					p.good = 0
+					p.setMark(min(paceMaxMark, p.mark+p.mark/8))
+				}
+			}
+			return n, err
+		}
+		// The deadline fired. Read what is there without waiting (a non-blocking read ignores
+		// the mark; and reading lets the kernel acknowledge, which a sender held back by its
+		// congestion window waits for).
+		p.nc.SetReadDeadline(time.Time{})
+		n = p.tryRead(b)
+		switch {
+		case n == 0: // nothing for a whole deadline: twice in a row, the stream has paused
+			p.empties++
+			if p.empties >= paceMaxEmpties {
+				p.pause(time.Now())
+			}
+			continue
+		case n < p.mark:
+			// The mark is above what the sender has in flight: a sender whose congestion
+			// window is full waits for our acknowledgements, which the kernel holds back
+			// until we read. What arrived is about that window: set the mark just under it.
+			// At the lowest mark, stop after a few such rounds.
+			p.shorts++
+			p.good = 0
+			if p.mark > paceMinMark {
+				p.setMark(max(paceMinMark, n-n/8))
+			} else if p.shorts >= paceMaxShorts {
+				p.pause(time.Now())
+			}
+		}
+		// n >= mark: the runtime's poller woke us late; nothing to change.
+		return n, nil
+	}
+	n, err := p.sysRead(b)
+	if n > 0 {
+		p.observe(n)
+	}
+	return n, err
+}
+
+// observe counts an unpaced read and starts pacing when the window shows a stream of small reads.
+func (p *readPacer) observe(n int) {
+	if p.winReads == 0 {
+		p.winStart = time.Now()
+	}
+	p.winReads++
+	p.winBytes += n
+	if p.winReads < paceWindowReads {
+		return
+	}
+	now := time.Now()
+	elapsed := now.Sub(p.winStart)
+	bytes := p.winBytes
+	p.winReads, p.winBytes = 0, 0
+	if elapsed <= 0 || elapsed > paceWindowReads*paceMaxGap || bytes > paceWindowReads*paceSmallRead || now.Before(p.coolTill) {
+		return
+	}
+	mark := int(int64(bytes) * int64(paceBatch) / int64(elapsed))
+	mark = max(paceMinMark, min(mark, paceMaxMark))
+	if p.setMark(mark) {
+		p.engaged++
+		p.pacedAt = now
+	}
+}
+
+// pause ends pacing after the stream paused, and sets the cool-down before pacing again.
+func (p *readPacer) pause(now time.Time) {
+	p.paused++
+	p.stopMark()
+	if now.Sub(p.pacedAt) > paceCoolResets {
+		p.cool = paceCoolMin // it paced well for a long while: this pause is news
+	}
+	p.coolTill = now.Add(p.cool)
+	p.cool = min(2*p.cool, paceCoolMax)
+}
+
+// stop ends pacing for good (the connection is closing and sets its own deadlines).
+func (p *readPacer) stop() {
+	if p.raw != nil && !p.off {
+		p.stopMark()
+	}
+	p.off = true
+}
+
+func (p *readPacer) stopMark() {
+	if p.mark > 1 {
+		p.setMark(1)
+	}
+	p.shorts, p.empties, p.good = 0, 0, 0
+	p.nc.SetReadDeadline(time.Time{})
+}
+
+func (p *readPacer) setMark(v int) bool {
+	var serr error
+	err := p.raw.Control(func(fd uintptr) { serr = setRcvLowat(int(fd), v) })
+	if err != nil || serr != nil {
+		p.off = true // cannot pace this socket (it is closing): plain reads from here on
+		return false
+	}
+	p.mark = v
+	return true
+}
+
+// sysRead is conn.Read done with a raw read(2) on the non-blocking socket: it skips the
+// runtime's syscall bookkeeping, which on every read from an idle process wakes the runtime's
+// monitor thread (sysmon) only for it to go back to sleep; on a stream of small reads that
+// wakeup cost a fifth of the broker's CPU. A non-blocking read cannot block, so nothing is lost
+// by not telling the scheduler. Waiting, deadlines and closing stay the runtime poller's.
+func (p *readPacer) sysRead(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := p.raw.Read(func(fd uintptr) bool {
+		n, errno = rawRead(fd, b)
+		return errno != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// sysWrite is conn.Write done with raw write(2)s on the non-blocking socket, for the same
+// reason as sysRead. It writes at most rawWriteChunk bytes per call, so that the processor is
+// never held long (a loopback write runs the receiver's network stack inside the call).
+func (p *readPacer) sysWrite(b []byte) (int, error) {
+	done := 0
+	var errno syscall.Errno
+	err := p.raw.Write(func(fd uintptr) bool {
+		for done < len(b) {
+			n, e := rawWrite(fd, b[done:min(len(b), done+rawWriteChunk)])
+			if e == syscall.EAGAIN {
+				return false
+			}
+			if e != 0 {
+				errno = e
+				return true
+			}
+			done += n
+		}
+		return true
+	})
+	if err == nil && errno != 0 {
+		err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
+	}
+	return done, err
+}
+
+const rawWriteChunk = 256 << 10
+
+// tryRead reads what the socket holds without waiting (a read returns bytes below the
+// low-water mark). 0 when there is nothing or on error: the caller's next read reports it.
+func (p *readPacer) tryRead(b []byte) int {
+	n := 0
+	p.raw.Control(func(fd uintptr) {
+		if m, errno := rawRead(fd, b); errno == 0 {
+			n = m
+		}
+	})
+	return n
+}
