@@ -66,6 +66,31 @@ print(f"| {name} | {wv:,.0f} | {rv:,.0f} | {wv/max(rv,1):.2f}x | {wc:,.0f} | {rc
 EOF
 done
 
+# The manual-ack scenario again with the producer and the consumer in two processes: in one
+# process an unthrottled producer takes the tool's CPU from its own consumer (RabbitMQ's credit
+# flow slows its producer instead), so this layout shows what the broker itself sustains.
+split() { # url pid -> json file of the consumer process
+  local url=$1 pid=$2 prefix="split-$RANDOM-"
+  local out="$TMP/split.$RANDOM.json"
+  "$TMP/warren-perf" --url "$url" --pid "$pid" --producers 1 --consumers 0 --keep --queue-prefix "$prefix" --duration "$((DUR + 2))s" >/dev/null 2>&1 &
+  local ppid=$!
+  sleep 0.5
+  "$TMP/warren-perf" --url "$url" --pid "$pid" --json --producers 0 --consumers 1 --prefetch 100 --multiple-ack 50 --queue-prefix "$prefix" --duration "${DUR}s" >"$out" 2>/dev/null
+  wait "$ppid" || true
+  echo "$out"
+}
+w=$(split "$WURL" "$WPID")
+r=$(split "$RURL" "$RPID")
+python3 - "$w" "$r" <<'EOF'
+import json, sys
+w, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+def per_core(d):
+    c = d["broker"]["cores"]
+    return d["received_per_s"] / c if c > 0 else 0
+wv, rv, wc, rc = w["received_per_s"], r["received_per_s"], per_core(w), per_core(r)
+print(f"| 1->1 manual ack (multi 50) prefetch 100, producer in its own process | {wv:,.0f} | {rv:,.0f} | {wv/max(rv,1):.2f}x | {wc:,.0f} | {rc:,.0f} | {wc/max(rc,1):.2f}x |")
+EOF
+
 # Memory scenarios: RSS growth of the broker (a fresh Warren for each; RabbitMQ as it is).
 for args in "--idle-queues 10000" "--idle-connections 1000"; do
   kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null || true

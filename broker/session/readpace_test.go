@@ -3,7 +3,7 @@ package session
 import (
 	"io"
 	"net"
-	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,9 +33,10 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-// A stream of small writes engages pacing; a pause ends it with the bytes below the mark still
-// delivered (within the deadline), and the cool-down keeps it off for a while.
-func TestReadPacer_EngagesOnStreamAndPauses(t *testing.T) {
+// A window of quick small reads engages pacing: the socket's low-water mark is raised to
+// about paceBatch of the measured rate. Bytes that stay below the mark are still read (the
+// deadline), everything written arrives intact, and stop() lowers the mark again.
+func TestReadPacer_EngagesOnStreamOfSmallReads(t *testing.T) {
 	if !paceSupported {
 		t.Skip("read pacing is Linux-only")
 	}
@@ -44,39 +45,52 @@ func TestReadPacer_EngagesOnStreamAndPauses(t *testing.T) {
 	if p.raw == nil {
 		t.Fatal("a TCP connection should be pacable")
 	}
+	for i := 0; i < paceWindowReads; i++ { // 64 reads of 72 bytes within microseconds
+		p.observe(72)
+	}
+	if p.engaged != 1 || p.mark <= 1 {
+		t.Fatalf("engaged %d, mark %d after a window of quick small reads", p.engaged, p.mark)
+	}
+	if got := lowat(t, p); got != p.mark {
+		t.Fatalf("SO_RCVLOWAT %d, want the mark %d", got, p.mark)
+	}
+	// A slow window (reads far apart) does not engage.
+	q := newReadPacer(server)
+	q.winReads, q.winStart = 1, time.Now().Add(-time.Second)
+	for i := 1; i < paceWindowReads; i++ {
+		q.observe(72)
+	}
+	if q.engaged != 0 {
+		t.Fatal("a slow window engaged pacing")
+	}
+
+	// A stream of writes arrives whole while paced.
 	msg := make([]byte, 72)
-	total := 0
-	done := make(chan error, 1)
+	const msgs = 5000
 	go func() {
-		for i := 0; i < 40000; i++ {
-			if _, err := client.Write(msg); err != nil {
-				done <- err
-				return
-			}
-			if i%8 == 0 {
-				runtime.Gosched()
-			}
+		for i := 0; i < msgs; i++ {
+			msg[0] = byte(i)
+			client.Write(msg)
 		}
-		done <- nil
 	}()
 	buf := make([]byte, 16<<10)
-	want := 40000 * len(msg)
-	for total < want {
+	total := 0
+	for total < msgs*len(msg) {
 		n, err := p.read(buf)
 		if err != nil {
 			t.Fatalf("read after %d bytes: %v", total, err)
 		}
 		total += n
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	// A lone write below the mark still arrives, within the deadline's bound.
+	if p.mark <= 1 {
+		p.setMark(4096)
 	}
-	if p.engaged == 0 {
-		t.Fatalf("pacing never engaged on a stream of %d small writes", 40000)
-	}
-	// A lone small write while paced (or not) still arrives, within the deadline's bound.
 	start := time.Now()
-	client.Write(msg[:10])
+	go func() {
+		time.Sleep(2 * time.Millisecond)
+		client.Write(msg[:10])
+	}()
 	n, err := p.read(buf)
 	if err != nil || n != 10 {
 		t.Fatalf("lone write: n=%d err=%v", n, err)
@@ -84,13 +98,114 @@ func TestReadPacer_EngagesOnStreamAndPauses(t *testing.T) {
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Fatalf("lone write took %v", d)
 	}
-	t.Logf("engaged %d, paused %d, mark %d", p.engaged, p.paused, p.mark)
 	p.stop()
-	if p.mark > 1 {
-		t.Fatalf("mark %d after stop", p.mark)
+	if p.mark > 1 || lowat(t, p) != 1 {
+		t.Fatalf("mark %d / SO_RCVLOWAT %d after stop", p.mark, lowat(t, p))
 	}
 	client.Close()
 	if _, err := p.read(buf); err != io.EOF {
 		t.Fatalf("read after close: %v", err)
+	}
+}
+
+func lowat(t *testing.T, p *readPacer) int {
+	t.Helper()
+	var v int
+	var gerr error
+	p.raw.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT) })
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return v
+}
+
+// After a stream, a client that sends a little and waits for an answer (a confirm window, an
+// RPC) must not wait on the mark: each request arrives within the deadline's bound, and pacing
+// stops after a few such rounds.
+func TestReadPacer_RequestResponseStopsPacing(t *testing.T) {
+	if !paceSupported {
+		t.Skip("read pacing is Linux-only")
+	}
+	client, server := tcpPair(t)
+	p := newReadPacer(server)
+	// Engage directly at a mark far above what a request carries.
+	if !p.setMark(8192) {
+		t.Fatal("setMark failed")
+	}
+	p.engaged++
+	buf := make([]byte, 16<<10)
+	req := make([]byte, 100)
+	start := time.Now()
+	for round := 0; round < 10; round++ {
+		t0 := time.Now()
+		go func() {
+			time.Sleep(2 * time.Millisecond) // the reader waits first, as for a real request
+			client.Write(req)
+		}()
+		got := 0
+		for got < len(req) {
+			n, err := p.read(buf)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			got += n
+		}
+		if d := time.Since(t0); d > 50*time.Millisecond {
+			t.Fatalf("round %d: request took %v to read", round, d)
+		}
+	}
+	if p.mark > 1 {
+		t.Fatalf("still pacing (mark %d) after 10 request/response rounds", p.mark)
+	}
+	if p.paused == 0 {
+		t.Fatal("pacing never paused")
+	}
+	t.Logf("10 rounds in %v", time.Since(start))
+}
+
+// sysWrite writes the whole buffer across partial writes and EAGAIN while the peer reads slowly.
+func TestSysWrite_LargeBufferSlowReader(t *testing.T) {
+	if !paceSupported {
+		t.Skip("raw socket I/O is Linux-only")
+	}
+	client, server := tcpPair(t)
+	p := newReadPacer(server)
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var all []byte
+		b := make([]byte, 64<<10)
+		for {
+			n, err := client.Read(b)
+			all = append(all, b[:n]...)
+			if err != nil {
+				got <- all
+				return
+			}
+			if len(all) < 1<<20 {
+				time.Sleep(time.Millisecond) // slow at first: the writer meets a full buffer
+			}
+		}
+	}()
+	n, err := p.sysWrite(data)
+	if err != nil || n != len(data) {
+		t.Fatalf("sysWrite: n=%d err=%v", n, err)
+	}
+	server.Close()
+	all := <-got
+	if len(all) != len(data) {
+		t.Fatalf("peer read %d bytes, want %d", len(all), len(data))
+	}
+	for i := range all {
+		if all[i] != data[i] {
+			t.Fatalf("byte %d differs", i)
+		}
+	}
+	// Writing to a closed socket reports an error.
+	if _, err := p.sysWrite([]byte("x")); err == nil {
+		t.Fatal("write after close succeeded")
 	}
 }
