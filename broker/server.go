@@ -285,6 +285,7 @@ func (s *Server) recover() error {
 	}
 	for _, v := range s.VHosts() {
 		v.ApplyPolicies()
+		v.FinishRestore() // exchanges' deduplication windows, from the queues' logs
 	}
 	if err := st.SweepQueueLogs(); err != nil {
 		s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")

@@ -24,11 +24,15 @@ func exchangeName(s string) string {
 }
 
 func exchangeJSON(vh *vhost.VHost, x *exchange.Exchange) obj {
-	return obj{
+	o := obj{
 		"name": x.Name, "vhost": vh.Name, "type": x.Type, "durable": x.Durable,
 		"auto_delete": x.AutoDelete, "internal": x.Internal, "arguments": tableJSON(x.Args),
 		"user_who_performed_action": "", "policy": nil,
 	}
+	if n, ok := vh.ExchangeDuplicates(x.Name); ok {
+		o["duplicates_dropped"] = n // deduplicating exchanges only (Warren's extension)
+	}
+	return o
 }
 
 func (s *Server) exchanges(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +178,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		writeBrokerError(w, err)
 		return
 	}
-	routed := false
+	routed := rt.Duplicate // dropped by the exchange's deduplication: accepted before
 	for _, q := range rt.Queues {
 		if st := q.Publish(msg, nil); st == queue.PubQueued || st == queue.PubPending {
 			routed = true

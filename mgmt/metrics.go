@@ -48,6 +48,7 @@ var (
 	descQConsumers  = desc("rabbitmq_queue_consumers", "Consumers on a queue", "vhost", "queue")
 	descQBytes      = desc("rabbitmq_queue_messages_ready_bytes", "Body bytes of ready messages", "vhost", "queue")
 	descQDupes      = desc("warren_queue_duplicates_dropped_total", "Messages dropped by deduplication (x-message-deduplication)", "vhost", "queue")
+	descXDupes      = desc("warren_exchange_duplicates_dropped_total", "Messages dropped by an exchange's deduplication (x-message-deduplication)", "vhost", "exchange")
 	descQEncrypted  = desc("warren_queue_encrypted", "1 if the queue's messages are encrypted at rest", "vhost", "queue")
 	descQPublished  = desc("rabbitmq_queue_messages_published_total", "Messages published into a queue", "vhost", "queue")
 	descMem         = desc("rabbitmq_process_resident_memory_bytes", "Memory used by the broker process (Go runtime total)")
@@ -82,7 +83,7 @@ type brokerCollector struct{ s *Server }
 // Describe implements prometheus.Collector.
 func (bc *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descChannels, descQueues, descConsumers,
-		descReady, descUnacked, descQMessages, descQConsumers, descQBytes, descQPublished, descQDupes, descQEncrypted,
+		descReady, descUnacked, descQMessages, descQConsumers, descQBytes, descQPublished, descQDupes, descXDupes, descQEncrypted,
 		descMem, descMemLimit, descDiskFree, descDiskLimit, descAlarmMem, descAlarmDisk, descAlarmFD,
 		descIdentity, descBuild} {
 		ch <- d
@@ -119,6 +120,13 @@ func (bc *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descQPublished, prometheus.CounterValue, float64(q.Stats().Published.Load()), vh.Name, q.Name)
 			ch <- prometheus.MustNewConstMetric(descQDupes, prometheus.CounterValue, float64(q.Duplicates()), vh.Name, q.Name)
 			gauge(descQEncrypted, boolGauge(q.Durable && !q.Exclusive && s.b.QueueEncrypted(vh.Name, q.Name)), vh.Name, q.Name)
+		}
+	}
+	for _, vh := range s.b.VHosts() {
+		for _, x := range vh.Exchanges() {
+			if n, ok := vh.ExchangeDuplicates(x.Name); ok {
+				ch <- prometheus.MustNewConstMetric(descXDupes, prometheus.CounterValue, float64(n), vh.Name, x.Name)
+			}
 		}
 	}
 	gauge(descQueues, float64(queues))

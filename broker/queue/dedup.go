@@ -30,9 +30,13 @@ type dedupCache struct {
 }
 
 // dedupKey returns the message's deduplication key ("" when it has none).
-func dedupKey(c Config, m *message.Message) string {
-	if c.DedupHeader != "" {
-		switch v := m.Headers()[c.DedupHeader].(type) {
+func dedupKey(c Config, m *message.Message) string { return DedupKey(c.DedupHeader, m) }
+
+// DedupKey returns m's deduplication key: the value of the named header, or the message-id
+// property when header is "" ("" when it has none).
+func DedupKey(header string, m *message.Message) string {
+	if header != "" {
+		switch v := m.Headers()[header].(type) {
 		case string:
 			return v
 		case []byte:
@@ -93,9 +97,8 @@ func (d *dedupCache) restore(key string, seen int64, offset uint64, now int64, c
 	if d.keys == nil {
 		d.keys = make(map[string]dedupEntry)
 	}
-	if c.DedupTTL > 0 && now-seen >= c.DedupTTL {
-		return // expired while the broker was down; its record is retired by the next evict
-	}
+	// A key that expired while the broker was down enters too: the next evict drops it and
+	// retires its record.
 	if _, ok := d.keys[key]; !ok {
 		d.order = append(d.order, key)
 	}

@@ -125,6 +125,7 @@ type Queue struct {
 	expired     bool         // x-expires passed: OnUnused at the next unlock
 	dead        []DeadLetter // dead-lettered under the lock, handed to OnDeadLetter at unlock
 	dedup       dedupCache
+	xkeys       ExchangeKeys // the exchanges' deduplication windows (xdedup.go); nil: none
 
 	log       Log      // nil: nothing is persisted
 	logUnsync int64    // bytes appended without anyone waiting for them (see persistLocked)
@@ -185,6 +186,10 @@ func (q *Queue) Stats() *Stats { return &q.stats }
 func (q *Queue) SetLog(l Log) {
 	q.mu.Lock()
 	q.log = l
+	if l != nil && len(q.retired) > 0 { // retired while the log was replayed
+		l.Retire(q.retired...)
+		q.retired = q.retired[:0]
+	}
 	q.mu.Unlock()
 }
 
@@ -284,6 +289,7 @@ func (q *Queue) DeliveryProps(e Entry) []byte {
 // deduplicating queue).
 func (q *Queue) retireLocked(e Entry) {
 	q.keepKeyLocked(e)
+	q.keepXKeyLocked(e)
 	q.retired = append(q.retired, e.LogOffset)
 }
 

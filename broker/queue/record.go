@@ -13,9 +13,13 @@ import (
 //	2 dedup key:  uvarint seen (unix ms), then the key (x-message-deduplication: the window
 //	              outlives the messages, so acked keys are kept as records of their own)
 //	3 stream:     a stream queue's message (stream_record.go)
+//	4 exchange dedup key: uvarint seen (unix ms), uvarint length of the exchange name, the
+//	              name, then the key (an exchange's window outlives the messages it let
+//	              through; the queues they reached keep their keys, see xdedup.go)
 const (
-	recMessage  = 1
-	recDedupKey = 2
+	recMessage   = 1
+	recDedupKey  = 2
+	recXDedupKey = 4
 )
 
 // ErrBadRecord is returned for a queue log record that does not decode.
@@ -61,6 +65,32 @@ func decodeKeyRecord(rec []byte) (string, int64, error) {
 	return string(rec[1+n:]), int64(seen), nil
 }
 
+func appendXKeyRecord(b []byte, exchange, key string, seen int64) []byte {
+	b = append(b, recXDedupKey)
+	b = binary.AppendUvarint(b, uint64(seen))
+	b = binary.AppendUvarint(b, uint64(len(exchange)))
+	b = append(b, exchange...)
+	return append(b, key...)
+}
+
+func decodeXKeyRecord(rec []byte) (exchange, key string, seen int64, err error) {
+	if len(rec) < 1 || rec[0] != recXDedupKey {
+		return "", "", 0, ErrBadRecord
+	}
+	rest := rec[1:]
+	s, n := binary.Uvarint(rest)
+	if n <= 0 {
+		return "", "", 0, ErrBadRecord
+	}
+	rest = rest[n:]
+	l, n := binary.Uvarint(rest)
+	if n <= 0 || l > uint64(len(rest)-n) {
+		return "", "", 0, ErrBadRecord
+	}
+	rest = rest[n:]
+	return string(rest[:l]), string(rest[l:]), int64(s), nil
+}
+
 // RestoreRecord applies one live record of the queue's log at startup: a message is queued
 // again (redelivered when it had been delivered), a deduplication key re-enters the window.
 func (q *Queue) RestoreRecord(offset uint64, rec []byte, delivered bool) error {
@@ -77,10 +107,25 @@ func (q *Queue) RestoreRecord(offset uint64, rec []byte, delivered bool) error {
 		q.unlock()
 		return nil
 	}
+	if len(rec) > 0 && rec[0] == recXDedupKey {
+		exchange, key, seen, err := decodeXKeyRecord(rec)
+		if err != nil {
+			return err
+		}
+		if q.xkeys != nil {
+			q.xkeys.RestoredKey(exchange, key, seen, q, offset)
+		} else {
+			q.RetireRecords(offset)
+		}
+		return nil
+	}
 	m, expires, err := DecodeLogRecord(rec)
 	if err != nil {
 		return err
 	}
 	q.Restore(m, offset, delivered, expires)
+	if q.xkeys != nil && m.Exchange != "" {
+		q.xkeys.RestoredMessage(m)
+	}
 	return nil
 }

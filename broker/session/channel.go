@@ -532,7 +532,11 @@ func (ch *Channel) publishAssembled() error {
 	ch.count(StatPublish, 1)
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
-		if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
+		ch.router.NoDedup = true
+		err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg)
+		ch.router.NoDedup = false
+		clear(ch.router.Queues)
+		if err != nil {
 			return err
 		}
 		ch.txPublish = append(ch.txPublish, txPublish{msg: msg, mandatory: p.mandatory})
@@ -559,6 +563,9 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	msg, err := ch.routeMsg(msg)
 	if err != nil {
 		return err
+	}
+	if ch.router.Duplicate {
+		return nil // the exchange let this key through before: dropped, and confirmed
 	}
 	qs := ch.router.Queues
 	var w *pubWait
@@ -679,6 +686,9 @@ func (ch *Channel) commit() error {
 			return err
 		}
 		p.msg = msg
+		if ch.router.Duplicate {
+			continue
+		}
 		qs := append([]*queue.Queue(nil), ch.router.Queues...)
 		routed := false
 		for _, q := range qs {

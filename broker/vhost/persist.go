@@ -37,6 +37,7 @@ type Storage interface {
 func (v *VHost) setupQueue(q *queue.Queue) {
 	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
 	q.OnDeadLetter = v.deadLetter
+	q.SetExchangeKeys(xkeys{v})
 	if v.store != nil {
 		vh, name := v.Name, q.Name
 		q.SetSpill(func() (queue.Spill, error) { return v.store.OpenSpill(vh, name) })
@@ -196,6 +197,9 @@ func (v *VHost) Restore(rec amqp.Table, offset uint64, restoreMsg func(q *queue.
 		}
 		v.exchanges[x.Name] = x
 		v.defOffsets[x] = offset
+		if w, err := dedupArgs(args, x.Name, v.Name); err == nil && w != nil {
+			v.setExchangeDedup(x.Name, w)
+		}
 	case recQueue:
 		q := queue.New(str("n"), queue.Options{Durable: true, AutoDelete: flag("ad"), Args: args, VHost: v.Name})
 		v.setupQueue(q)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
@@ -40,6 +41,9 @@ type VHost struct {
 	defOffsets    map[exchange.Destination]uint64 // definition record of each durable queue/exchange
 	bindOffsets   map[bindKey]uint64              // definition record of each durable binding
 	maxQueues     int                             // RabbitMQ's vhost limit max-queues; negative: no limit
+
+	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
+	xdOn atomic.Bool // some exchange deduplicates
 }
 
 // SetMaxQueues sets the vhost's max-queues limit (negative: none). Existing queues stay; new
@@ -125,11 +129,16 @@ func (v *VHost) declareExchange(d ExchangeDecl, wait *func() error) (*exchange.E
 			return nil, amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
 		}
 	}
-	x, err := exchange.New(d.Name, d.Type, exchange.Options{Durable: d.Durable, AutoDelete: d.AutoDelete, Internal: d.Internal, Args: d.Args})
+	w, err := dedupArgs(d.Args, d.Name, v.Name)
+	if err != nil {
+		return nil, err
+	}
+	x, err = exchange.New(d.Name, d.Type, exchange.Options{Durable: d.Durable, AutoDelete: d.AutoDelete, Internal: d.Internal, Args: d.Args})
 	if err != nil {
 		return nil, err
 	}
 	v.exchanges[d.Name] = x
+	v.setExchangeDedup(d.Name, w)
 	*wait = v.persistExchangeLocked(x)
 	return x, nil
 }
@@ -150,6 +159,20 @@ func (v *VHost) equivalentExchange(x *exchange.Exchange, d ExchangeDecl) error {
 	}
 	if a, b := x.Args["alternate-exchange"], d.Args["alternate-exchange"]; a != b {
 		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
+	}
+	// Deduplication (Warren's extension) cannot change on redeclare either.
+	for _, k := range []string{"x-message-deduplication", "x-cache-size", "x-cache-ttl", "x-deduplication-header"} {
+		a, aok := x.Args[k]
+		b, bok := d.Args[k]
+		if ai, ok := amqp.IntValue(a); ok {
+			a = ai
+		}
+		if bi, ok := amqp.IntValue(b); ok {
+			b = bi
+		}
+		if aok != bok || a != b {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for exchange '%s' in vhost '%s'", k, d.Name, v.Name)
+		}
 	}
 	return nil
 }
@@ -178,6 +201,7 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 
 func (v *VHost) deleteExchangeLocked(x *exchange.Exchange) {
 	delete(v.exchanges, x.Name)
+	v.setExchangeDedup(x.Name, nil)
 	v.forgetEntityLocked(x)
 	for _, other := range v.exchanges {
 		if other.UnbindDest(x) > 0 {
@@ -561,6 +585,12 @@ type Router struct {
 	visited []*exchange.Exchange
 	Queues  []*queue.Queue
 	BCC     bool // the message has a BCC header (strip it before delivery)
+	// Duplicate: the exchange deduplicates and let this message's key through before; the
+	// message is dropped (and confirmed), Queues is empty.
+	Duplicate bool
+	// NoDedup: route without consulting (or entering) the exchange's deduplication window
+	// (a transaction's early check: the window is consulted at commit).
+	NoDedup bool
 }
 
 // Route finds the queues a message published to exchangeName with key goes to (following
@@ -571,7 +601,7 @@ type Router struct {
 // strings) are routed too; r.BCC reports a BCC header, which the publisher strips.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
 	r.Queues = r.Queues[:0]
-	r.BCC = false
+	r.BCC, r.Duplicate = false, false
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	var x *exchange.Exchange
@@ -582,6 +612,10 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		}
 		if x.Internal {
 			return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
+		}
+		if !r.NoDedup && v.duplicate(exchangeName, m) {
+			r.Duplicate = true
+			return nil
 		}
 	}
 	v.routeKeyLocked(r, x, key, m)
