@@ -828,6 +828,11 @@ func (l *Log) finish() {
 	l.wp = nil
 	if err == nil {
 		l.reclaim()
+		if l.cycled {
+			// tidwall/wal caches the segment it just closed (up to SegmentSize bytes per
+			// log): nothing here reads it back soon (replay is over; a reader reloads it).
+			_ = l.tw.ClearCache()
+		}
 	}
 	// Sync returns after reclamation, so that a caller that synced sees the files settled.
 	for _, ch := range p.waiters {
