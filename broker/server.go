@@ -422,7 +422,7 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 			tc.SetNoDelay(true)
 		}
 		if tlsCfg != nil {
-			nc = tls.Server(nc, tlsCfg)
+			nc = tls.Server(session.PacedConn(nc), tlsCfg)
 		}
 		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
 		s.wg.Add(1)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -61,10 +62,40 @@ type readPacer struct {
 
 	// Counters for tests and the profile notes.
 	engaged, paused int
+
+	inner *readPacer // a TLS connection's: the pacer of the TCP connection below it
 }
+
+// PacedConn wraps a TCP connection that will carry TLS, so that the raw socket I/O and the
+// read pacing apply below the TLS layer too (other connections are returned as they are).
+// The tls.Conn reads and writes through it; Serve finds it again through tls.Conn.NetConn.
+func PacedConn(nc net.Conn) net.Conn {
+	p := newReadPacer(nc)
+	if p.raw == nil {
+		return nc
+	}
+	return &pacedConn{Conn: nc, p: p}
+}
+
+// pacedConn is a TCP connection read through its pacer and written with raw writes.
+type pacedConn struct {
+	net.Conn
+	p *readPacer
+}
+
+func (c *pacedConn) Read(b []byte) (int, error)  { return c.p.read(b) }
+func (c *pacedConn) Write(b []byte) (int, error) { return c.p.sysWrite(b) }
 
 func newReadPacer(nc net.Conn) *readPacer {
 	p := &readPacer{nc: nc, mark: 1, cool: paceCoolMin}
+	if tc, ok := nc.(*tls.Conn); ok {
+		// TLS reads go through the tls.Conn; the pacing happens below it (PacedConn), and
+		// this pacer only passes stop() on.
+		if pc, ok := tc.NetConn().(*pacedConn); ok {
+			p.inner = pc.p
+		}
+		return p
+	}
 	if tc, ok := nc.(*net.TCPConn); ok && paceSupported {
 		if rc, err := tc.SyscallConn(); err == nil {
 			p.raw = rc
@@ -168,6 +199,9 @@ func (p *readPacer) pause(now time.Time) {
 
 // stop ends pacing for good (the connection is closing and sets its own deadlines).
 func (p *readPacer) stop() {
+	if p.inner != nil {
+		p.inner.stop()
+	}
 	if p.raw != nil && !p.off {
 		p.stopMark()
 	}

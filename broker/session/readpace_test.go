@@ -1,7 +1,14 @@
 package session
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"syscall"
 	"testing"
@@ -207,5 +214,68 @@ func TestSysWrite_LargeBufferSlowReader(t *testing.T) {
 	// Writing to a closed socket reports an error.
 	if _, err := p.sysWrite([]byte("x")); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+// Under TLS the pacing and the raw I/O sit below the tls.Conn: bytes round-trip both ways,
+// the connection's pacer finds the TCP connection's, and stop() reaches it.
+func TestPacedConn_UnderTLS(t *testing.T) {
+	if !paceSupported {
+		t.Skip("read pacing is Linux-only")
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := tcpPair(t)
+	pc := PacedConn(server)
+	inner, ok := pc.(*pacedConn)
+	if !ok {
+		t.Fatalf("PacedConn of a TCP connection is %T", pc)
+	}
+	srv := tls.Server(pc, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	cli := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+	p := newReadPacer(srv)
+	if p.inner != inner.p || p.raw != nil {
+		t.Fatal("the TLS connection's pacer does not lead to the TCP connection's")
+	}
+	go func() {
+		for i := 0; i < 200; i++ {
+			cli.Write([]byte("0123456789abcdef"))
+		}
+	}()
+	buf := make([]byte, 4096)
+	got := 0
+	for got < 200*16 {
+		n, err := p.read(buf)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", got, err)
+		}
+		got += n
+	}
+	reply := make([]byte, 300<<10) // bigger than one raw write chunk
+	go srv.Write(reply)
+	back := 0
+	for back < len(reply) {
+		n, err := cli.Read(buf)
+		if err != nil {
+			t.Fatalf("client read after %d bytes: %v", back, err)
+		}
+		back += n
+	}
+	inner.p.setMark(2048)
+	p.stop()
+	if inner.p.mark > 1 || !inner.p.off {
+		t.Fatalf("stop did not reach the TCP connection's pacer (mark %d)", inner.p.mark)
+	}
+	// Not a TCP connection: returned as is.
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if PacedConn(a) != a {
+		t.Fatal("a pipe was wrapped")
 	}
 }
