@@ -457,6 +457,9 @@ func TestQueueDelete_ReturnsCountAndIfEmpty(t *testing.T) {
 	}
 	_, err := openChannel(t, c).QueueDelete(q, false, true, false)
 	amqpErr(t, err, 406)
+	if e, _ := err.(*amqp.Error); e == nil || e.Reason != fmt.Sprintf("PRECONDITION_FAILED - queue '%s' in vhost '/' not empty", q) {
+		t.Fatalf("reply text %v, want RabbitMQ's", err)
+	}
 	if got := queueExists(t, c, q); got.Messages != 2 {
 		t.Fatalf("after the refused delete: %d messages, want 2", got.Messages)
 	}

@@ -680,7 +680,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	}
 	if ifEmpty && q.ready.Len()+q.spill.count > 0 {
 		q.mu.Unlock()
-		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is not empty", q.Name, q.VHost)
+		return 0, amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' not empty", q.Name, q.VHost)
 	}
 	if q.deleted {
 		q.mu.Unlock()
