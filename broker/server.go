@@ -20,8 +20,17 @@ import (
 	"github.com/warrenmq/warren/broker/vhost"
 )
 
-// Version is Warren's version, sent in connection.start.
+// Version is Warren's version (connection.start's platform and information, management's
+// product_version).
 const Version = "0.1.0"
+
+// CompatVersion is the RabbitMQ version whose behaviour Warren mirrors. connection.start says
+// product "RabbitMQ" with this version, and the management API reports it as rabbitmq_version:
+// clients and tools choose protocol semantics from these (kombu, and so Celery, reads the
+// basic.qos global flag RabbitMQ's way only from a product "RabbitMQ" of version 3.3 or later;
+// Warren implements RabbitMQ's reading). Warren's own name and version are in the platform and
+// information properties.
+const CompatVersion = "3.10.8"
 
 // Config configures a Server. The zero value plus defaults is a working single node.
 type Config struct {
@@ -191,8 +200,9 @@ func New(cfg Config) (*Server, error) {
 		Authenticate:     s.users.Authenticate,
 		Registered:       s.register,
 		Unregistered:     s.unregister,
-		Product:          "Warren",
-		Version:          Version,
+		Product:          "RabbitMQ",
+		Version:          CompatVersion,
+		Platform:         "Warren " + Version + " (Go)",
 		FrameMax:         cfg.FrameMax,
 		ChannelMax:       cfg.ChannelMax,
 		Heartbeat:        cfg.Heartbeat,

@@ -7,6 +7,7 @@ package conformance
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -60,6 +61,21 @@ func TestConnection_StartAdvertisesServerProperties(t *testing.T) {
 		if s, ok := c.Properties[k].(string); !ok || s == "" {
 			t.Errorf("server property %q = %#v, want a non-empty longstr", k, c.Properties[k])
 		}
+	}
+	// Clients pick semantics from product and version: kombu (Celery) reads basic.qos's global
+	// flag RabbitMQ's way only from product "RabbitMQ" at 3.3 or later. Warren answers as
+	// RabbitMQ does and names itself in platform.
+	if p := c.Properties["product"]; p != "RabbitMQ" {
+		t.Errorf("product %#v, want \"RabbitMQ\"", p)
+	}
+	var major, minor int
+	if v, _ := c.Properties["version"].(string); v == "" {
+		t.Errorf("version %#v", c.Properties["version"])
+	} else if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil || major < 3 || major == 3 && minor < 3 {
+		t.Errorf("version %q, want 3.3 or later", v)
+	}
+	if p, _ := c.Properties["platform"].(string); !againstRabbit && !strings.HasPrefix(p, "Warren ") {
+		t.Errorf("platform %q, want Warren's name and version", p)
 	}
 	caps, ok := c.Properties["capabilities"].(amqp.Table)
 	if !ok {

@@ -31,7 +31,7 @@ import (
 
 // CompatVersion is the RabbitMQ version whose management API Warren mirrors; it is reported
 // as rabbitmq_version and management_version, which some tools use to pick API features.
-const CompatVersion = "3.10.8"
+const CompatVersion = broker.CompatVersion
 
 // Config configures the management server.
 type Config struct {

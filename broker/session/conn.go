@@ -176,8 +176,8 @@ func (c *Conn) handshake() error {
 	start := &amqp.ConnectionStart{
 		VersionMajor: 0, VersionMinor: 9,
 		ServerProperties: amqp.Table{
-			"product": c.env.Product, "version": c.env.Version, "platform": "Go",
-			"copyright": "Warren authors", "information": "Warren, an AMQP 0-9-1 broker",
+			"product": c.env.Product, "version": c.env.Version, "platform": c.env.Platform,
+			"copyright": "Warren authors", "information": c.env.Platform + ", an AMQP 0-9-1 broker that answers as RabbitMQ " + c.env.Version + " does",
 			"capabilities": caps, "cluster_name": "warren",
 		},
 		Mechanisms: "PLAIN AMQPLAIN", Locales: "en_US",

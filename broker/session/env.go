@@ -58,8 +58,11 @@ type Env struct {
 	// Stats are the node-wide message counters every channel adds to (nil: none kept).
 	Stats *Stats
 
-	Product string
-	Version string
+	// connection.start's server properties: product and version as clients compare them
+	// (see broker.CompatVersion), platform naming the broker that actually answers.
+	Product  string
+	Version  string
+	Platform string
 
 	FrameMax         uint32        // offered in connection.tune (default 131072)
 	ChannelMax       uint16        // offered (default 2047)
@@ -123,6 +126,9 @@ func (e *Env) setDefaults() {
 	}
 	if e.OutBufferLimit == 0 {
 		e.OutBufferLimit = 1 << 20
+	}
+	if e.Platform == "" {
+		e.Platform = "Warren (Go)"
 	}
 	if e.Product == "" {
 		e.Product = "Warren"
