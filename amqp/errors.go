@@ -51,3 +51,12 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // frameErr builds the error the decoders return: RabbitMQ answers malformed frames, arguments,
 // tables and properties alike with 501 FRAME_ERROR.
 func frameErr(format string, args ...any) error { return ConnErr(FrameError, format, args...) }
+
+// ReplyText returns s as a close method's reply-text: a short string, so at most 255 bytes.
+// A longer text is cut to 252 bytes followed by "...", as RabbitMQ does.
+func ReplyText(s string) string {
+	if len(s) <= 255 {
+		return s
+	}
+	return s[:252] + "..."
+}

@@ -116,7 +116,7 @@ func (ch *Channel) closeWithError(ae *amqp.Error) {
 	ch.flushConfirms()
 	ch.release()
 	ch.closing = true
-	ch.c.send(ch.id, &amqp.ChannelClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
+	ch.c.send(ch.id, &amqp.ChannelClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
 }
 
 func (ch *Channel) handleMethod(payload []byte) error {

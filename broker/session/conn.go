@@ -299,7 +299,7 @@ func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
 func (c *Conn) handshakeFail(err error) error {
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
-		cl := &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID}
+		cl := &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID}
 		c.nc.Write(amqp.AppendMethodFrame(nil, 0, cl))
 		c.pacer.stop()
 		// Give the client a moment to answer close-ok before we hang up.
@@ -396,7 +396,7 @@ func (c *Conn) closeWithError(err error) {
 	}
 	c.log.Debug().Uint16("code", uint16(ae.Code)).Str("text", ae.Text).Msg("closing connection with error")
 	c.closing = true
-	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: ae.Text, CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
+	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
 }
 
 // Shutdown asks the connection to close with 320 CONNECTION_FORCED (broker shutdown or an

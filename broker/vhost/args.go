@@ -51,10 +51,7 @@ func ValidateQueueArgs(args amqp.Table) error {
 		case "nonneg", "positive", "priority":
 			n, ok := intArg(v)
 			if !ok {
-				if kind == "priority" {
-					return bad(fmt.Sprintf("\"expected integer, got %s\"", amqp.TypeName(v)))
-				}
-				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
+				return bad(fmt.Sprintf("\"expected integer, got %s\"", amqp.TypeName(v)))
 			}
 			if n < 0 || (kind == "positive" && n == 0) {
 				if kind == "positive" && n == 0 {
@@ -63,43 +60,44 @@ func ValidateQueueArgs(args amqp.Table) error {
 				return bad(fmt.Sprintf("{value_negative,%d}", n))
 			}
 			if kind == "priority" && n > 255 {
-				return bad(fmt.Sprintf("{value_too_big,%d}", n))
+				return bad(fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
 			if (k == "x-message-ttl" || k == "x-expires") && n > maxTTL {
-				return bad(fmt.Sprintf("{value_too_large,%d,%d}", n, maxTTL))
+				return bad(fmt.Sprintf("{value_too_large,%d}", n))
 			}
 		case "string":
 			if _, ok := v.(string); !ok {
+				if k == "x-dead-letter-exchange" { // RabbitMQ words this one differently
+					return amqp.ChannelErr(amqp.PreconditionFailed, "invalid type '%s' for arg '%s' in queue:", amqp.TypeName(v), k)
+				}
 				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
 		case "bool":
 			if _, ok := v.(bool); !ok {
 				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
-		case "overflow":
-			s, _ := v.(string)
-			if s != "drop-head" && s != "reject-publish" && s != "reject-publish-dlx" {
-				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
+		case "overflow", "mode", "type":
+			s, ok := v.(string)
+			if !ok {
+				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
-		case "mode":
-			s, _ := v.(string)
-			if s != "default" && s != "lazy" {
-				return bad(fmt.Sprintf("{unacceptable_value,%v}", v))
-			}
-		case "type":
-			// Quorum queues are accepted as durable classic queues with quorum semantics for
-			// x-delivery-limit (Warren has no Raft yet; replication is the cluster's job).
-			s, _ := v.(string)
-			if s != "classic" && s != "quorum" && s != "stream" {
-				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-queue-type' for queue: \"unsupported queue type '%v'\"", v)
+			switch {
+			case kind == "overflow" && s != "drop-head" && s != "reject-publish" && s != "reject-publish-dlx":
+				return bad("invalid_overflow")
+			case kind == "mode" && s != "default" && s != "lazy":
+				return bad(fmt.Sprintf("\"unsupported queue mode '%s'\"", s))
+			case kind == "type" && s != "classic" && s != "quorum" && s != "stream":
+				// Quorum queues are accepted as durable classic queues with quorum semantics
+				// for x-delivery-limit (no Raft yet; replication is the cluster's job).
+				return bad(fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 			}
 		}
 	}
 	return nil
 }
 
-// maxTTL is RabbitMQ's largest TTL/expiry, in milliseconds (2^32-1, as Erlang timers).
-const maxTTL = 1<<32 - 1
+// maxTTL is RabbitMQ's largest x-message-ttl / x-expires: ten years, in milliseconds.
+const maxTTL = 315_360_000_000
 
 // argDefaults are values equivalent to an absent argument on redeclare.
 var argDefaults = map[string]any{"x-queue-type": "classic", "x-queue-mode": "default"}

@@ -158,7 +158,17 @@ func (v *VHost) equivalentExchange(x *exchange.Exchange, d ExchangeDecl) error {
 		return mismatch("internal", d.Internal, x.Internal)
 	}
 	if a, b := x.Args["alternate-exchange"], d.Args["alternate-exchange"]; a != b {
-		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
+		describe := func(v any) string { // RabbitMQ's wording when one side is absent
+			if v == nil {
+				return "none"
+			}
+			return fmt.Sprintf("the value '%v' of type '%s'", v, amqp.TypeName(v))
+		}
+		got, cur := describe(b), describe(a)
+		if a != nil && b != nil {
+			got, cur = fmt.Sprintf("'%v'", b), fmt.Sprintf("'%v'", a)
+		}
+		return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg 'alternate-exchange' for exchange '%s' in vhost '%s': received %s but current is %s", d.Name, v.Name, got, cur)
 	}
 	// Deduplication (Warren's extension) cannot change on redeclare either.
 	for _, k := range []string{"x-message-deduplication", "x-cache-size", "x-cache-ttl", "x-deduplication-header"} {
@@ -251,12 +261,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
 	} else if strings.HasPrefix(d.Name, "amq.") && !d.Passive && !d.ServerNamed {
-		v.mu.RLock()
-		exists := v.queues[d.Name] != nil
-		v.mu.RUnlock()
-		if !exists {
-			return nil, false, amqp.ChannelErr(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", d.Name)
-		}
+		// Checked before the name is looked up, as RabbitMQ does: redeclaring an existing
+		// amq.gen-... queue by name is refused too (passive declares are fine).
+		return nil, false, amqp.ChannelErr(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", d.Name)
 	}
 	if !d.Passive {
 		if err := queue.CheckTypeDeclare(d.Name, v.Name, serverNamed, d.Durable, d.Exclusive, d.AutoDelete, d.Args); err != nil {
@@ -264,7 +271,11 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		}
 		if err := ValidateQueueArgs(d.Args); err != nil {
 			if ae, ok := err.(*amqp.Error); ok {
-				ae.Text = strings.Replace(ae.Text, "for queue:", fmt.Sprintf("for queue '%s' in vhost '%s':", d.Name, v.Name), 1)
+				where := fmt.Sprintf("queue '%s' in vhost '%s'", d.Name, v.Name)
+				ae.Text = strings.Replace(ae.Text, "for queue:", "for "+where+":", 1)
+				if t, ok := strings.CutSuffix(ae.Text, "in queue:"); ok {
+					ae.Text = t + "in " + where
+				}
 			}
 			return nil, false, err
 		}
@@ -479,19 +490,20 @@ func (v *VHost) removeQueue(q *queue.Queue) {
 func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	q := v.queues[queueName]
-	if q == nil {
-		return v.notFoundQueue(queueName)
-	}
-	if err := v.checkExclusiveLocked(q, owner); err != nil {
-		return err
-	}
+	// RabbitMQ's order: the default exchange, the exchange, the queue, then exclusivity.
 	if exchangeName == "" {
 		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
 	x := v.exchanges[exchangeName]
 	if x == nil {
 		return v.notFoundExchange(exchangeName)
+	}
+	q := v.queues[queueName]
+	if q == nil {
+		return v.notFoundQueue(queueName)
+	}
+	if err := v.checkExclusiveLocked(q, owner); err != nil {
+		return err
 	}
 	return v.bindLocked(x, q, key, args)
 }
@@ -514,7 +526,8 @@ func (v *VHost) bindLocked(x *exchange.Exchange, dest exchange.Destination, key 
 }
 
 // UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ, even
-// when the queue or exchange does not exist.
+// when the queue or exchange does not exist. As in RabbitMQ 3.10, another connection's
+// exclusive queue can be unbound (owner is not checked).
 func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -524,9 +537,6 @@ func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table
 	q := v.queues[queueName]
 	if q == nil {
 		return nil
-	}
-	if err := v.checkExclusiveLocked(q, owner); err != nil {
-		return err
 	}
 	x := v.exchanges[exchangeName]
 	if x == nil {
