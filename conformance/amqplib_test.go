@@ -21,7 +21,7 @@ import (
 func TestAmqplibSuite(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skipf("amqplib suite skipped: node is not installed (%v); install nodejs and npm to run it", err)
+		clientMissing(t, "amqplib suite skipped: node is not installed (%v); install nodejs and npm to run it", err)
 	}
 	dir, err := filepath.Abs("amqplib")
 	if err != nil {

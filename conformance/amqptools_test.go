@@ -33,7 +33,7 @@ func needAmqpTools(t *testing.T) string {
 	t.Helper()
 	for _, b := range amqpTools {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("amqp-tools test skipped: %s not found (%v); install Debian's amqp-tools", b, err)
+			clientMissing(t, "amqp-tools test skipped: %s not found (%v); install Debian's amqp-tools", b, err)
 		}
 	}
 	u, err := pikaURL(brokerURL)

@@ -26,7 +26,7 @@ func TestCelerySuite(t *testing.T) {
 	probe, cancelProbe := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelProbe()
 	if out, err := exec.CommandContext(probe, celeryPython, "-c", "import celery, kombu").CombinedOutput(); err != nil {
-		t.Skipf("celery suite skipped: %s -c \"import celery, kombu\" failed (%v): %s "+
+		clientMissing(t, "celery suite skipped: %s -c \"import celery, kombu\" failed (%v): %s "+
 			"(install python3-celery and python3-kombu to run it)",
 			celeryPython, err, strings.TrimSpace(string(out)))
 	}

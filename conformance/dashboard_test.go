@@ -43,7 +43,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("dashboard: chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+	clientMissing(t, "dashboard: chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
 	return ""
 }
 

@@ -304,3 +304,14 @@ func onlyWarren(t testing.TB) {
 		t.Skip("Warren-only behaviour (RabbitMQ lacks it)")
 	}
 }
+
+// clientMissing skips a test whose client or tool is not installed, or fails it when
+// CONFORMANCE_REQUIRE_CLIENTS is set (CI installs every client: a skip there would hide a
+// suite that did not run).
+func clientMissing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CONFORMANCE_REQUIRE_CLIENTS") != "" {
+		t.Fatalf("CONFORMANCE_REQUIRE_CLIENTS is set, but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}

@@ -21,7 +21,7 @@ import (
 func TestPHPSuite(t *testing.T) {
 	php, err := exec.LookPath("php")
 	if err != nil {
-		t.Skipf("php suite skipped: php is not installed (%v); install php-cli, php-amqplib and php-amqp to run it", err)
+		clientMissing(t, "php suite skipped: php is not installed (%v); install php-cli, php-amqplib and php-amqp to run it", err)
 	}
 	dir, err := filepath.Abs("php")
 	if err != nil {
@@ -44,7 +44,7 @@ func TestPHPSuite(t *testing.T) {
 			probe, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if out, err := exec.CommandContext(probe, php, "-r", h.probe).CombinedOutput(); err != nil {
-				t.Skipf("php %s suite skipped: php -r '%s' failed (%v): %s (install %s to run it)",
+				clientMissing(t, "php %s suite skipped: php -r '%s' failed (%v): %s (install %s to run it)",
 					h.suite, h.probe, err, strings.TrimSpace(string(out)), h.pkg)
 			}
 			phpRun(t, "php "+h.suite+" suite", h.timeout, dir, []string{"WARREN_URL=" + u},

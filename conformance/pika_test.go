@@ -24,7 +24,7 @@ func TestPikaSuite(t *testing.T) {
 	probe, cancelProbe := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelProbe()
 	if out, err := exec.CommandContext(probe, pikaPython, "-c", "import pika").CombinedOutput(); err != nil {
-		t.Skipf("pika suite skipped: %s -c \"import pika\" failed (%v): %s "+
+		clientMissing(t, "pika suite skipped: %s -c \"import pika\" failed (%v): %s "+
 			"(install python3-pika to run it)", pikaPython, err, strings.TrimSpace(string(out)))
 	}
 

@@ -24,7 +24,7 @@ func rabbitmqadmin(t *testing.T) func(args ...string) string {
 	}
 	python, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("rabbitmqadmin: python3 not installed")
+		clientMissing(t, "rabbitmqadmin: python3 not installed")
 	}
 	src := os.Getenv("RABBITMQADMIN_URL")
 	if src == "" {
@@ -33,12 +33,12 @@ func rabbitmqadmin(t *testing.T) func(args ...string) string {
 	hc := http.Client{Timeout: 5 * time.Second}
 	resp, err := hc.Get(src)
 	if err != nil {
-		t.Skipf("rabbitmqadmin: cannot fetch %s from a running RabbitMQ: %v", src, err)
+		clientMissing(t, "rabbitmqadmin: cannot fetch %s from a running RabbitMQ: %v", src, err)
 	}
 	script, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(string(script), "#!") {
-		t.Skipf("rabbitmqadmin: %s answered %d", src, resp.StatusCode)
+		clientMissing(t, "rabbitmqadmin: %s answered %d", src, resp.StatusCode)
 	}
 	path := filepath.Join(t.TempDir(), "rabbitmqadmin")
 	if err := os.WriteFile(path, script, 0o600); err != nil {

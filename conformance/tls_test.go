@@ -270,7 +270,7 @@ func TestTLS_Pika(t *testing.T) {
 	probe, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(probe, pikaPython, "-c", "import pika").CombinedOutput(); err != nil {
-		t.Skipf("pika not installed: %v %s", err, out)
+		clientMissing(t, "pika not installed: %v %s", err, out)
 	}
 	p := newTestPKI(t)
 	addr, _ := tlsBroker(t, p)
