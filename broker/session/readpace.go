@@ -16,10 +16,13 @@ import (
 // client a cross-CPU wakeup inside its own write: together that is most of the CPU a small
 // publish costs. When a connection streams like that, the pacer raises the socket's receive
 // low-water mark (SO_RCVLOWAT), so the kernel signals the socket readable only once a batch
-// of bytes is queued, and sets a short read deadline so that a batch left below the mark
-// (the stream paused) is read anyway. A deadline that fires means the stream paused: the mark
-// goes back to one byte and pacing waits for a cool-down that doubles each time, so a
-// request/response client (a confirm window, an RPC) loses at most a few short pauses.
+// of bytes is queued, and sets a short read deadline so that bytes left below the mark are
+// read anyway. A deadline that finds bytes below the mark means the mark is above what the
+// sender has in flight (its congestion window waits for our acknowledgements, which the
+// kernel holds back until we read): the mark drops to just under what arrived, and grows
+// again slowly while reads reach it. Deadlines that find nothing mean the stream paused:
+// pacing stops, and waits for a cool-down that doubles each time, so a request/response
+// client (a small confirm window, an RPC) loses at most a few short pauses.
 //
 // Only the connection's reader goroutine uses the pacer.
 
