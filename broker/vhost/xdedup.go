@@ -262,7 +262,7 @@ func (v *VHost) FinishRestore() {
 	d.mu.Lock()
 	for _, p := range d.pendingKeys {
 		w := d.windows[p.exchange]
-		if w == nil || p.exchange == "" {
+		if w == nil {
 			drop = append(drop, p.ref)
 			continue
 		}
