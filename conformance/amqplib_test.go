@@ -1,15 +1,10 @@
 package conformance
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -39,10 +34,10 @@ func TestAmqplibSuite(t *testing.T) {
 				"to run `npm ci` (%v); install npm", dir, want, have, err)
 		}
 		t.Logf("installing amqplib %s with npm ci (found %q)", want, have)
-		amqplibRun(t, "npm ci", 180*time.Second, dir, nil, npm, "ci", "--no-audit", "--no-fund")
+		runClient(t, "npm ci", 180*time.Second, dir, []string{"NPM_CONFIG_UPDATE_NOTIFIER=false"}, npm, "ci", "--no-audit", "--no-fund")
 	}
 
-	amqplibRun(t, "amqplib suite", 120*time.Second, dir, []string{"WARREN_URL=" + u},
+	runClient(t, "amqplib suite", 120*time.Second, dir, []string{"WARREN_URL=" + u, "NO_COLOR=1"},
 		node, "--test", "--test-reporter=spec")
 }
 
@@ -64,50 +59,4 @@ func amqplibVersions(dir string) (want, have string) {
 		have = pkg.Version
 	}
 	return want, have
-}
-
-// amqplibRun runs argv in dir with env added, streams its combined output line by line into
-// t.Log, and fails the test (naming the step what) when it fails or outlives timeout.
-func amqplibRun(t *testing.T, what string, timeout time.Duration, dir string, env []string, argv ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1", "NPM_CONFIG_UPDATE_NOTIFIER=false")
-	cmd.Env = append(cmd.Env, env...)
-	cmd.WaitDelay = 5 * time.Second
-
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			t.Log(sc.Text())
-		}
-		io.Copy(io.Discard, pr) // drain after an over-long line so the writer never blocks
-	}()
-
-	t.Logf("running %v in %s", argv, dir)
-	start := time.Now()
-	runErr := cmd.Run()
-	pw.Close()
-	wg.Wait()
-
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("%s did not finish within %s (killed): %v", what, timeout, runErr)
-	case runErr != nil:
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			t.Fatalf("%s failed (exit code %d) after %s; see the log above",
-				what, ee.ExitCode(), time.Since(start).Round(time.Millisecond))
-		}
-		t.Fatalf("%s could not run: %v", what, runErr)
-	}
-	t.Logf("%s passed in %s", what, time.Since(start).Round(time.Millisecond))
 }

@@ -1,15 +1,10 @@
 package conformance
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -47,53 +42,8 @@ func TestPHPSuite(t *testing.T) {
 				clientMissing(t, "php %s suite skipped: php -r '%s' failed (%v): %s (install %s to run it)",
 					h.suite, h.probe, err, strings.TrimSpace(string(out)), h.pkg)
 			}
-			phpRun(t, "php "+h.suite+" suite", h.timeout, dir, []string{"WARREN_URL=" + u},
+			runClient(t, "php "+h.suite+" suite", h.timeout, dir, []string{"WARREN_URL=" + u},
 				php, "run.php", h.suite)
 		})
 	}
-}
-
-// phpRun runs argv in dir with env added, streams its combined output line by line into t.Log,
-// and fails the test (naming the step what) when it fails or outlives timeout.
-func phpRun(t *testing.T, what string, timeout time.Duration, dir string, env []string, argv ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			t.Log(sc.Text())
-		}
-		io.Copy(io.Discard, pr) // drain after an over-long line so the writer never blocks
-	}()
-
-	t.Logf("running %v in %s with %v", argv, dir, env)
-	start := time.Now()
-	runErr := cmd.Run()
-	pw.Close()
-	wg.Wait()
-
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("%s did not finish within %s (killed): %v", what, timeout, runErr)
-	case runErr != nil:
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			t.Fatalf("%s failed (exit code %d) after %s; see the log above",
-				what, ee.ExitCode(), time.Since(start).Round(time.Millisecond))
-		}
-		t.Fatalf("%s could not run: %v", what, runErr)
-	}
-	t.Logf("%s passed in %s", what, time.Since(start).Round(time.Millisecond))
 }

@@ -1,16 +1,11 @@
 package conformance
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"io"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -37,45 +32,9 @@ func TestPikaSuite(t *testing.T) {
 		t.Fatalf("broker URL %q: %v", brokerURL, err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, pikaPython, "-B", "-m", "unittest", "discover", "-s", dir, "-v")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "WARREN_URL="+u, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
-	cmd.WaitDelay = 5 * time.Second
-
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			t.Log(sc.Text())
-		}
-		io.Copy(io.Discard, pr) // drain after an over-long line so the writer never blocks
-	}()
-
-	t.Logf("running %s -m unittest discover -s %s with WARREN_URL=%s", pikaPython, dir, u)
-	start := time.Now()
-	runErr := cmd.Run()
-	pw.Close()
-	wg.Wait()
-
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("pika suite did not finish within 120s (killed): %v", runErr)
-	case runErr != nil:
-		var ee *exec.ExitError
-		if errors.As(runErr, &ee) {
-			t.Fatalf("pika suite failed (exit code %d) after %s; see the log above",
-				ee.ExitCode(), time.Since(start).Round(time.Millisecond))
-		}
-		t.Fatalf("pika suite could not run: %v", runErr)
-	}
-	t.Logf("pika suite passed in %s", time.Since(start).Round(time.Millisecond))
+	runClient(t, "pika suite", 120*time.Second, dir,
+		[]string{"WARREN_URL=" + u, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"},
+		pikaPython, "-B", "-m", "unittest", "discover", "-s", dir, "-v")
 }
 
 // pikaURL makes the default vhost explicit: pika reads the first path segment as the vhost,
