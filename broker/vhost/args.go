@@ -129,16 +129,16 @@ func equivalentArgs(queueName, vhost string, cur, got amqp.Table) error {
 			}
 		}
 		if !same {
-			curText := "none"
-			if hasC {
-				curText = fmt.Sprintf("the value '%v' of type '%s'", c, amqp.TypeName(c))
-			}
-			gotText := "none"
-			if hasG {
-				gotText = fmt.Sprintf("the value '%v' of type '%s'", g, amqp.TypeName(g))
-			}
-			return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s", k, queueName, vhost, gotText, curText)
+			return amqp.ChannelErr(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s", k, queueName, vhost, argText(g, hasG), argText(c, hasC))
 		}
 	}
 	return nil
+}
+
+// argText describes an argument's value in an inequivalent-arg error, as RabbitMQ does.
+func argText(v any, present bool) string {
+	if !present {
+		return "none"
+	}
+	return fmt.Sprintf("the value '%v' of type '%s'", v, amqp.TypeName(v))
 }

@@ -158,13 +158,7 @@ func (v *VHost) equivalentExchange(x *exchange.Exchange, d ExchangeDecl) error {
 		return mismatch("internal", d.Internal, x.Internal)
 	}
 	if a, b := x.Args["alternate-exchange"], d.Args["alternate-exchange"]; a != b {
-		describe := func(v any) string { // RabbitMQ's wording when one side is absent
-			if v == nil {
-				return "none"
-			}
-			return fmt.Sprintf("the value '%v' of type '%s'", v, amqp.TypeName(v))
-		}
-		got, cur := describe(b), describe(a)
+		got, cur := argText(b, b != nil), argText(a, a != nil) // RabbitMQ's wording with one side absent
 		if a != nil && b != nil {
 			got, cur = fmt.Sprintf("'%v'", b), fmt.Sprintf("'%v'", a)
 		}
