@@ -3,6 +3,9 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 )
 
 // ErrGap is returned by ApplyRaw for records that do not continue the log at LastOffset()+1.
@@ -73,6 +76,70 @@ func (l *Log) ApplyRaw(recs []Record, done func(last uint64, err error)) error {
 	l.mu.Unlock()
 	if q {
 		l.m.enqueue(l)
+	}
+	return nil
+}
+
+// ErrExists is returned by LogAt for a log that already holds records elsewhere than first.
+var ErrExists = errors.New("wal: log already exists")
+
+// LogAt opens the named log like Log, creating it empty with its first offset at first when
+// it does not exist yet: a follower that joins after the leader reclaimed the head of its log
+// starts at the leader's FirstOffset and applies from there. (tidwall/wal numbers a new log
+// from 1; an empty first segment file named for first makes it start there.) An existing log
+// is opened when its next offset is first, or when it already holds records from first on;
+// otherwise ErrExists.
+func (m *Manager) LogAt(name string, first uint64) (*Log, error) {
+	if !validName(name) {
+		return nil, fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	if first == 0 {
+		return nil, fmt.Errorf("wal: log %q: first offset 0", name)
+	}
+	m.openMu.Lock()
+	l, err := m.lookup(name)
+	if l == nil && err == nil && first > 1 {
+		err = m.createAt(name, first)
+	}
+	m.openMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		if l, err = m.Log(name); err != nil {
+			return nil, err
+		}
+	}
+	if l.FirstOffset() > first || l.LastOffset()+1 < first {
+		return nil, fmt.Errorf("%w: %q holds offsets %d to %d, not from %d", ErrExists, name, l.FirstOffset(), l.LastOffset(), first)
+	}
+	return l, nil
+}
+
+// createAt makes the folder of a log that starts at first, unless it already has segments.
+func (m *Manager) createAt(name string, first uint64) error {
+	dir := filepath.Join(m.cfg.Dir, name)
+	segs, _, err := listSegments(dir, false)
+	if err == nil && len(segs) > 0 {
+		return nil // it exists: LogAt checks where it stands
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: create log %q: %w", name, err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("wal: create log %q: %w", name, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(first)), os.O_CREATE|os.O_WRONLY, 0o640)
+	if err == nil {
+		err = f.Close()
+	}
+	if err == nil && !m.cfg.NoSync {
+		if err = syncDir(dir); err == nil {
+			err = syncDir(m.cfg.Dir)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("wal: create log %q: %w", name, err)
 	}
 	return nil
 }

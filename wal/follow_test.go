@@ -140,3 +140,61 @@ func TestApplyRaw_RefusesGapsAndBadRecords(t *testing.T) {
 	catchUp(t, leader, follower)
 	sameEntries(t, "after refusals", replayAll(t, leader), replayAll(t, follower))
 }
+
+// A follower that joins after the leader reclaimed the head of its log starts at the leader's
+// first offset (LogAt), catches up, and keeps its place across a restart.
+func TestLogAt_FollowerJoinsLate(t *testing.T) {
+	base := t.TempDir()
+	lcfg := testConfig(t, filepath.Join(base, "leader"))
+	lcfg.SegmentSize = 1024
+	leader := openLog(t, openManager(t, lcfg), "q")
+	var offs []uint64
+	for i := 0; i < 200; i++ {
+		offs = append(offs, appendWait(t, leader, payloadFor(i)))
+	}
+	leader.Retire(offs[:150]...)
+	for i := 0; i < 20; i++ { // more traffic lets reclamation run
+		leader.Retire(appendWait(t, leader, payloadFor(i)))
+	}
+	syncLog(t, leader)
+	first := leader.FirstOffset()
+	if first <= 1 {
+		t.Fatalf("leader's first offset %d: nothing was reclaimed, the test would prove nothing", first)
+	}
+	if _, err := leader.ReadRaw(1, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadRaw(1) on the reclaimed leader: %v", err)
+	}
+
+	fcfg := testConfig(t, filepath.Join(base, "follower"))
+	fcfg.NoSync = false // the created folder and segment are synced
+	fm := openManager(t, fcfg)
+	follower, err := fm.LogAt("q", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if follower.FirstOffset() != first || follower.LastOffset() != first-1 {
+		t.Fatalf("new follower spans %d..%d, want to start at %d", follower.FirstOffset(), follower.LastOffset(), first)
+	}
+	catchUp(t, leader, follower)
+	want := replayAll(t, leader)
+	if len(want) != 50 {
+		t.Fatalf("leader holds %d live messages, want 50", len(want))
+	}
+	sameEntries(t, "late follower", want, replayAll(t, follower))
+
+	if err := fm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fm = openManager(t, fcfg)
+	follower, err = fm.LogAt("q", first) // where it already is: fine
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEntries(t, "late follower after a restart", want, replayAll(t, follower))
+	if _, err := fm.LogAt("q", follower.LastOffset()+5); !errors.Is(err, ErrExists) {
+		t.Fatalf("LogAt past the follower's end: %v, want ErrExists", err)
+	}
+	if l, err := fm.LogAt("fresh", 1); err != nil || l.LastOffset() != 0 {
+		t.Fatalf("LogAt(fresh, 1): %v", err)
+	}
+}
