@@ -169,7 +169,7 @@ class ExchangeTest(support.BrokerTestCase):
         self.assertChannelClosed(404, self.ch.queue_bind, q, self.name("missing"))
 
     def test_publish_to_missing_exchange_closes_channel_404(self):
-        self.assertChannelClosed(404, self.pub.basic_publish, self.name("missing"), "k", b"x")
+        self.assertChannelClosed(404, self.publish_and_sync, self.pub, self.name("missing"), "k", b"x")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ class PublishTest(support.BrokerTestCase):
     def test_user_id_other_than_connection_user_fails_406(self):
         q = self.declare_queue()
         props = pika.BasicProperties(user_id="somebody-else")
-        self.assertChannelClosed(406, self.pub.basic_publish, "", q, b"x", properties=props)
+        self.assertChannelClosed(406, self.publish_and_sync, self.pub, "", q, b"x", properties=props)
 
     def test_empty_body_round_trips(self):
         q = self.declare_queue()
