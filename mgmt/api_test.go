@@ -284,6 +284,60 @@ func TestAPI_MessageCountsAndRates(t *testing.T) {
 	})
 }
 
+// Exchanges report message_stats publish_in/publish_out (one per queue reached) once messages
+// went through them, as RabbitMQ's management does; an idle exchange has none.
+func TestAPI_ExchangeMessageStats(t *testing.T) {
+	e := start(t)
+	_, ch := e.dial()
+	if err := ch.ExchangeDeclare("fan", "fanout", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"f1", "f2", "f3"} {
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind(q, "", "fan", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch.Confirm(false)
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 100))
+	for range 4 {
+		if err := ch.Publish("fan", "", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // through the default exchange, one to nowhere
+		if err := ch.Publish("", "f1", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Publish("", "no-such-queue", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		<-confirms
+	}
+	x := e.getObj("/api/exchanges/%2F/fan")
+	if num(x, "message_stats.publish_in") != 4 || num(x, "message_stats.publish_out") != 12 {
+		t.Fatalf("fanout exchange message_stats: %v", x["message_stats"])
+	}
+	d := e.getObj("/api/exchanges/%2F/amq.default")
+	if num(d, "message_stats.publish_in") != 3 || num(d, "message_stats.publish_out") != 2 {
+		t.Fatalf("default exchange message_stats: %v", d["message_stats"])
+	}
+	if _, ok := e.getObj("/api/exchanges/%2F/amq.topic")["message_stats"]; ok {
+		t.Fatal("an exchange nothing went through has message_stats")
+	}
+	eventually(t, func() string { // a rate needs traffic between two samples
+		ch.Publish("fan", "", false, false, amqp.Publishing{Body: []byte("x")})
+		if r := num(e.getObj("/api/exchanges/%2F/fan"), "message_stats.publish_out_details.rate"); r <= 0 {
+			return fmt.Sprintf("publish_out rate %v", r)
+		}
+		return ""
+	})
+}
+
 func TestAPI_ListQueryColumnsSortAndPages(t *testing.T) {
 	e := start(t)
 	for _, n := range []string{"b", "a", "c"} {

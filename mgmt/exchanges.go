@@ -23,7 +23,7 @@ func exchangeName(s string) string {
 	return s
 }
 
-func exchangeJSON(vh *vhost.VHost, x *exchange.Exchange) obj {
+func (s *Server) exchangeJSON(vh *vhost.VHost, x *exchange.Exchange) obj {
 	o := obj{
 		"name": x.Name, "vhost": vh.Name, "type": x.Type, "durable": x.Durable,
 		"auto_delete": x.AutoDelete, "internal": x.Internal, "arguments": tableJSON(x.Args),
@@ -31,6 +31,14 @@ func exchangeJSON(vh *vhost.VHost, x *exchange.Exchange) obj {
 	}
 	if n, ok := vh.ExchangeDuplicates(x.Name); ok {
 		o["duplicates_dropped"] = n // deduplicating exchanges only (Warren's extension)
+	}
+	// As RabbitMQ, message_stats appears once messages went through the exchange.
+	if in, out := x.PublishIn.Load(), x.PublishOut.Load(); in > 0 || out > 0 {
+		rt := s.rates.rates(x, xLen)
+		o["message_stats"] = obj{
+			"publish_in": in, "publish_in_details": details(rt[xPublishIn]),
+			"publish_out": out, "publish_out_details": details(rt[xPublishOut]),
+		}
 	}
 	return o
 }
@@ -43,7 +51,7 @@ func (s *Server) exchanges(w http.ResponseWriter, r *http.Request) {
 	items := []obj{}
 	for _, vh := range vhs {
 		for _, x := range vh.Exchanges() {
-			items = append(items, exchangeJSON(vh, x))
+			items = append(items, s.exchangeJSON(vh, x))
 		}
 	}
 	writeList(w, r, items)
@@ -67,7 +75,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request) {
 	if x == nil {
 		return
 	}
-	o := exchangeJSON(vh, x)
+	o := s.exchangeJSON(vh, x)
 	o["incoming"], o["outgoing"] = []obj{}, []obj{}
 	writeObj(w, r, o)
 }

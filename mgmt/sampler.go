@@ -50,6 +50,12 @@ const (
 )
 
 const (
+	xPublishIn = iota
+	xPublishOut
+	xLen
+)
+
+const (
 	connRecv = iota
 	connSend
 	connLen
@@ -69,6 +75,9 @@ func (sm *sampler) sample(b *broker.Server, now time.Time) {
 		node[i] = float64(v)
 	}
 	for _, vh := range b.VHosts() {
+		for _, x := range vh.Exchanges() {
+			all = append(all, obs{x, []float64{float64(x.PublishIn.Load()), float64(x.PublishOut.Load())}})
+		}
 		for _, q := range vh.Queues() {
 			v := queueVector(q)
 			node[nodeMessages] += v[qMessages]

@@ -8,6 +8,7 @@ package exchange
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
 )
@@ -58,6 +59,10 @@ type Exchange struct {
 	mu       sync.RWMutex
 	r        router
 	bindings []Binding // all bindings, in order of creation, for listing and unused checks
+
+	// Messages published into the exchange, and deliveries out of it into queues (one per
+	// queue reached), as management's message_stats publish_in / publish_out.
+	PublishIn, PublishOut atomic.Uint64
 }
 
 // ValidType reports whether t is a supported exchange type.

@@ -617,10 +617,17 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		if x.Internal {
 			return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
 		}
-		if !r.NoDedup && v.duplicate(exchangeName, m) {
-			r.Duplicate = true
-			return nil
+	}
+	var counted *exchange.Exchange // message_stats; none for a transaction's early check
+	if !r.NoDedup {
+		if counted = x; counted == nil {
+			counted = v.exchanges[""]
 		}
+		counted.PublishIn.Add(1)
+	}
+	if x != nil && !r.NoDedup && v.duplicate(exchangeName, m) {
+		r.Duplicate = true
+		return nil
 	}
 	v.routeKeyLocked(r, x, key, m)
 	if m.Props.Headers != nil && (amqp.TableHasKey(m.Props.Headers, "CC") || amqp.TableHasKey(m.Props.Headers, "BCC")) {
@@ -642,6 +649,9 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 				}
 			}
 		}
+	}
+	if counted != nil && len(r.Queues) > 0 {
+		counted.PublishOut.Add(uint64(len(r.Queues)))
 	}
 	return nil
 }
