@@ -4,18 +4,25 @@ package queue
 
 // Info is a point-in-time view of a queue's state.
 type Info struct {
-	Ready      int   // messages ready for delivery
-	Unacked    int   // delivered, awaiting ack
-	Consumers  int   // attached consumers
-	ReadyBytes int64 // body bytes of ready messages
-	Deleted    bool
+	Ready         int   // messages ready for delivery, in memory and paged out
+	Unacked       int   // delivered, awaiting ack
+	Consumers     int   // attached consumers
+	ReadyBytes    int64 // body bytes of ready messages, in memory and paged out
+	PagedOut      int   // ready messages waiting in the spill on disk (counted in Ready)
+	PagedOutBytes int64 // their body bytes (counted in ReadyBytes)
+	Memory        int64 // estimated bytes of the ready messages held in memory
+	Deleted       bool
 }
 
 // Info returns the queue's counts under one lock.
 func (q *Queue) Info() Info {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return Info{Ready: q.ready.Len(), Unacked: q.unacked, Consumers: len(q.consumers), ReadyBytes: q.readyBytes, Deleted: q.deleted}
+	return Info{
+		Ready: q.ready.Len() + q.spill.count, Unacked: q.unacked, Consumers: len(q.consumers),
+		ReadyBytes: q.readyBytes + q.spill.bytes, PagedOut: q.spill.count, PagedOutBytes: q.spill.bytes,
+		Memory: q.memBytes, Deleted: q.deleted,
+	}
 }
 
 // ConsumerRef is an attached consumer and whether it asked for exclusive use.

@@ -278,6 +278,11 @@ func TestQueue_SpillsBeyondBudgetAndReadsBackInOrder(t *testing.T) {
 	if ready, _, _ := q.Counts(); ready != n {
 		t.Fatalf("ready %d, want %d", ready, n)
 	}
+	// What management and metrics read counts the spilled messages too.
+	if in := q.Info(); in.Ready != n || in.PagedOut == 0 || in.PagedOut >= n || in.PagedOutBytes == 0 ||
+		in.ReadyBytes <= in.PagedOutBytes || in.Memory <= 0 || in.Memory > 64<<10+1024 {
+		t.Fatalf("Info with a spilled backlog: %+v", in)
+	}
 	// A requeued message goes back before everything spilled.
 	e0, rem, _ := q.Get()
 	if rem != n-1 || string(e0.Msg.Body) != "m00000" {
