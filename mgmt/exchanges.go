@@ -451,11 +451,7 @@ func (s *Server) deleteBinding(kind string) http.HandlerFunc {
 		if kind == "e" {
 			err = vh.UnbindExchange(b.Destination, b.Source, b.Key, b.Args)
 		} else {
-			owner := any(nil)
-			if q := vh.Queue(b.Destination); q != nil {
-				owner = q.Owner
-			}
-			err = vh.UnbindQueue(b.Destination, b.Source, b.Key, b.Args, owner)
+			err = vh.UnbindQueue(b.Destination, b.Source, b.Key, b.Args)
 		}
 		if err != nil {
 			writeBrokerError(w, err)

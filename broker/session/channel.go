@@ -294,7 +294,7 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if err := ch.authorize(PermRead, KindExchange, m.Exchange, m.RoutingKey); err != nil {
 			return err
 		}
-		if err := vh.UnbindQueue(ch.queueName(m.Queue), m.Exchange, m.RoutingKey, m.Arguments, c); err != nil {
+		if err := vh.UnbindQueue(ch.queueName(m.Queue), m.Exchange, m.RoutingKey, m.Arguments); err != nil {
 			return err
 		}
 		c.send(ch.id, &amqp.QueueUnbindOk{})

@@ -521,8 +521,8 @@ func (v *VHost) bindLocked(x *exchange.Exchange, dest exchange.Destination, key 
 
 // UnbindQueue removes a binding; unbinding what is not bound succeeds, as in RabbitMQ, even
 // when the queue or exchange does not exist. As in RabbitMQ 3.10, another connection's
-// exclusive queue can be unbound (owner is not checked).
-func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
+// exclusive queue can be unbound.
+func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if exchangeName == "" {
