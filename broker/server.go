@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -13,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
 
 	"github.com/warrenmq/warren/broker/session"
@@ -58,10 +59,15 @@ type Config struct {
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
 	// memory. cmd/warren passes an adapter over wal.Manager.
 	Storage Storage
+	// MetaStore, when set, returns the metadata store the node proposes every metadata
+	// change to, applying to app (a replicated store, say). Nil: a meta.LogStore over
+	// Storage.MetaLog(), or a meta.MemoryStore without Storage.
+	MetaStore func(app meta.Applier) meta.Store
 
-	// DefaultUser / DefaultPass create the initial user (default guest/guest), which may
-	// connect only from loopback unless LoopbackUsers is set to an empty list. It gets full
-	// permissions on vhost "/".
+	// DefaultUser / DefaultPass create the initial user (default guest/guest) when the node
+	// starts with no metadata (a new data folder), with vhost "/" and full permissions there,
+	// as RabbitMQ's default_user. It may connect only from loopback unless LoopbackUsers is
+	// set to an empty list.
 	DefaultUser string
 	DefaultPass string
 	// LoopbackUsers may connect only from a loopback address (nil: ["guest"], as RabbitMQ).
@@ -127,8 +133,9 @@ func (c *Config) SetDefaults() {
 // Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
 type Storage interface {
 	vhost.Storage
-	// ReplayDefs calls fn with each live definition record, in order.
-	ReplayDefs(fn func(offset uint64, payload []byte) error) error
+	// MetaLog is the log of the metadata store (users, vhosts, permissions, limits,
+	// policies, exchanges, queues, bindings): one live record per entity.
+	MetaLog() meta.Log
 	// SweepQueueLogs removes every queue log that was not opened (or tried) since the storage
 	// was created: after recovery, those are logs of deleted queues that a crash left behind.
 	SweepQueueLogs() error
@@ -143,7 +150,7 @@ type Server struct {
 	env   *session.Env
 	users *Users
 	acl   *acl          // permissions and topic permissions (auth.go)
-	save  saveState     // persisting users and permissions (definitions.go)
+	meta  meta.Store    // every metadata change goes through it (apply.go)
 	slots chan struct{} // one token per open socket when MaxConnections > 0
 	quit  chan struct{} // closed by Close
 
@@ -177,7 +184,6 @@ func New(cfg Config) (*Server, error) {
 		sec:    newSecurity(),
 		budget: &queue.Budget{Limit: cfg.MemoryBudget, MaxQueueBytes: cfg.MaxQueueMemory},
 	}
-	s.vhosts["/"] = s.newVHost("/")
 	// The memory budget is also the Go runtime's soft limit (plus room for connections, buffers
 	// and the logs' tail segments), so garbage from a fast publisher does not grow the process
 	// far past it. GOMEMLIMIT in the environment wins.
@@ -188,11 +194,13 @@ func New(cfg Config) (*Server, error) {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
 	s.users.SetLoopbackUsers(cfg.LoopbackUsers)
-	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, false)
-	s.acl.set(&grant{p: Permission{User: cfg.DefaultUser, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"},
-		configure: matcher{all: true}, write: matcher{all: true}, read: matcher{all: true}})
-	if err := s.loadSecurity(); err != nil {
-		return nil, err
+	switch {
+	case cfg.MetaStore != nil:
+		s.meta = cfg.MetaStore(s)
+	case cfg.Storage != nil:
+		s.meta = meta.NewLogStore(cfg.Storage.MetaLog(), s, s.log)
+	default:
+		s.meta = meta.NewMemoryStore(s)
 	}
 	s.env = &session.Env{
 		Log:              cfg.Log.With().Str("component", "session").Logger(),
@@ -225,10 +233,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.alarmStop = make(chan struct{})
 	s.env.Defaults()
-	if cfg.Storage != nil {
-		if err := s.recover(); err != nil {
-			return nil, err
-		}
+	if err := s.recover(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -240,6 +246,7 @@ const memoryLimitSlack = 48 << 20
 func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
+	v.Meta = s.meta
 	return v
 }
 
@@ -252,56 +259,104 @@ func vstore(s Storage) vhost.Storage {
 	return s
 }
 
-// recover recreates durable definitions and the messages of durable queues from storage. A
-// queue whose log is damaged stays out of service (logged), every other queue recovers.
+// recover replays the metadata store (which recreates durable definitions and, with them,
+// the messages of durable queues: a queue whose log is damaged stays out of service, logged,
+// and every other queue recovers), first seeding a new node or importing an older version's
+// security file.
 func (s *Server) recover() error {
-	st := s.cfg.Storage
-	restoreMsg := func(q *queue.Queue, off uint64, payload []byte, delivered bool) error {
-		if err := q.RestoreRecord(off, payload, delivered); err != nil {
-			return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
-		}
-		return nil
-	}
-	var defs, msgs int
-	err := st.ReplayDefs(func(off uint64, payload []byte) error {
-		rec, _, err := amqp.ReadTable(payload)
-		if err != nil {
-			return fmt.Errorf("broker: definitions record %d: %w", off, err)
-		}
-		name, _ := rec["v"].(string)
-		s.mu.Lock()
-		v := s.vhosts[name]
-		if v == nil {
-			v = s.newVHost(name)
-			s.vhosts[name] = v
-		}
-		s.mu.Unlock()
-		if err := v.Restore(rec, off, restoreMsg); err != nil {
-			s.log.Error().Err(err).Str("vhost", name).Msg("definition not restored")
-			return nil
-		}
-		defs++
-		if rec["k"] == "queue" {
-			qn, _ := rec["n"].(string)
-			if q := v.Queue(qn); q != nil {
-				r, _, _ := q.Counts()
-				msgs += r
+	var imp *Definitions
+	seed := func(held []meta.Record) ([]meta.Record, error) {
+		out := legacyVHosts(held)
+		for _, r := range held {
+			if r.Kind == meta.KindInit {
+				return out, nil
 			}
 		}
-		return nil
-	})
-	if err != nil {
+		if s.cfg.Storage != nil {
+			d, empty, err := s.readSecurityFile()
+			if err != nil {
+				return nil, err
+			}
+			if empty {
+				s.log.Warn().Str("file", securityFile).Msg("users and permissions file of an older version is empty (a write cut short): starting with the default user")
+			}
+			if d != nil {
+				imp = d // imported once every definition is back, through the usual checks
+				return out, nil
+			}
+		}
+		return append(out, s.defaultRecords()...), nil
+	}
+	if err := s.meta.Recover(seed); err != nil {
 		return err
 	}
+	if imp != nil {
+		// Policies are left out: the definitions log has always been their home, and a
+		// security file could hold a deleted one (issue 11, item 2).
+		imp.Policies, imp.Queues, imp.Exchanges, imp.Bindings = nil, nil, nil, nil
+		if err := s.LoadDefinitions(imp); err != nil {
+			return fmt.Errorf("broker: importing %s: %w", securityFile, err)
+		}
+		if _, err := s.propose(meta.Record{Kind: meta.KindInit}); err != nil {
+			return err
+		}
+		s.log.Info().Str("file", securityFile).Int("users", len(imp.Users)).Int("vhosts", len(imp.VHosts)).
+			Msg("users, vhosts and permissions imported into the metadata log")
+	}
+	if s.cfg.Storage != nil { // imported now or before (a crash kept the name), or empty
+		if _, err := os.Stat(filepath.Join(s.cfg.DataDir, securityFile)); err == nil {
+			if err := s.retireSecurityFile(); err != nil {
+				s.log.Warn().Err(err).Str("file", securityFile).Msg("renaming the imported file failed")
+			}
+		}
+	}
+	var msgs int
 	for _, v := range s.VHosts() {
 		v.ApplyPolicies()
 		v.FinishRestore() // exchanges' deduplication windows, from the queues' logs
+		for _, q := range v.Queues() {
+			r, _, _ := q.Counts()
+			msgs += r
+		}
 	}
-	if err := st.SweepQueueLogs(); err != nil {
-		s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
+	if st := s.cfg.Storage; st != nil {
+		if err := st.SweepQueueLogs(); err != nil {
+			s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
+		}
+		s.log.Info().Int("vhosts", len(s.VHosts())).Int("messages", msgs).Msg("recovered")
 	}
-	s.log.Info().Int("definitions", defs).Int("messages", msgs).Msg("recovered")
 	return nil
+}
+
+// defaultRecords are a new node's metadata: vhost "/", the default user (administrator) and
+// its full permissions there, and the mark that the node has been seeded.
+func (s *Server) defaultRecords() []meta.Record {
+	u := User{Name: s.cfg.DefaultUser, PasswordHash: HashPassword(s.cfg.DefaultPass), HashingAlgorithm: HashSHA256, Tags: []string{"administrator"}}
+	return []meta.Record{
+		{Kind: meta.KindVHost, Name: "/"},
+		userRecord(u),
+		permissionRecord(Permission{User: u.Name, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}),
+		{Kind: meta.KindInit},
+	}
+}
+
+// legacyVHosts returns records creating the vhosts that held records refer to but no record
+// creates: a definitions log written before vhosts were records of their own.
+func legacyVHosts(held []meta.Record) []meta.Record {
+	have := map[string]bool{}
+	for _, r := range held {
+		if r.Kind == meta.KindVHost && !r.Delete {
+			have[r.Name] = true
+		}
+	}
+	var out []meta.Record
+	for _, r := range held {
+		if r.VHost != "" && !have[r.VHost] {
+			have[r.VHost] = true
+			out = append(out, meta.Record{Kind: meta.KindVHost, Name: r.VHost})
+		}
+	}
+	return out
 }
 
 // VHost returns the named virtual host or nil.

@@ -47,6 +47,7 @@ type Options struct {
 type router interface {
 	add(b Binding) bool    // false if the same binding exists
 	remove(b Binding) bool // false if absent
+	has(b Binding) bool
 	route(key string, headers func() amqp.Table, out []Destination) []Destination
 }
 
@@ -109,39 +110,47 @@ func (x *Exchange) Bind(b Binding) bool {
 	return true
 }
 
-// Unbind removes a binding; false if it did not exist.
-func (x *Exchange) Unbind(b Binding) bool {
+// HasBinding reports whether a binding equal to b exists.
+func (x *Exchange) HasBinding(b Binding) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.r.has(b)
+}
+
+// Unbind removes a binding and returns it as it was stored (its arguments may differ from
+// b's in integer widths); false if it did not exist.
+func (x *Exchange) Unbind(b Binding) (Binding, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.r.remove(b) {
-		return false
+		return Binding{}, false
 	}
 	for i, e := range x.bindings {
 		if sameBinding(e, b) {
 			x.bindings = append(x.bindings[:i], x.bindings[i+1:]...)
-			break
+			return e, true
 		}
 	}
-	return true
+	return b, true
 }
 
-// UnbindDest removes every binding to dest and returns how many there were.
-func (x *Exchange) UnbindDest(dest Destination) int {
+// UnbindDest removes every binding to dest and returns them.
+func (x *Exchange) UnbindDest(dest Destination) []Binding {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	n := 0
+	var removed []Binding
 	kept := x.bindings[:0]
 	for _, b := range x.bindings {
 		if b.Dest == dest {
 			x.r.remove(b)
-			n++
+			removed = append(removed, b)
 			continue
 		}
 		kept = append(kept, b)
 	}
 	clear(x.bindings[len(kept):])
 	x.bindings = kept
-	return n
+	return removed
 }
 
 // Bindings returns a copy of the exchange's bindings.
@@ -166,6 +175,15 @@ func (x *Exchange) Route(key string, headers func() amqp.Table, out []Destinatio
 	out = x.r.route(key, headers, out)
 	x.mu.RUnlock()
 	return out
+}
+
+func hasBinding(list []Binding, b Binding) bool {
+	for _, e := range list {
+		if sameBinding(e, b) {
+			return true
+		}
+	}
+	return false
 }
 
 func sameBinding(a, b Binding) bool {

@@ -70,16 +70,16 @@ func TestTopic_DedupeCacheAndUnbind(t *testing.T) {
 	if got := names(x.Route("a.b", nil, nil)); fmt.Sprint(got) != "[q1 q2]" {
 		t.Fatalf("cached got %v", got)
 	}
-	if !x.Unbind(Binding{Dest: q2, Key: "a.b"}) {
+	if _, ok := x.Unbind(Binding{Dest: q2, Key: "a.b"}); !ok {
 		t.Fatal("unbind failed")
 	}
-	if x.Unbind(Binding{Dest: q2, Key: "a.b"}) {
+	if _, ok := x.Unbind(Binding{Dest: q2, Key: "a.b"}); ok {
 		t.Fatal("second unbind succeeded")
 	}
 	if got := names(x.Route("a.b", nil, nil)); fmt.Sprint(got) != "[q1]" {
 		t.Fatalf("after unbind got %v", got)
 	}
-	if n := x.UnbindDest(q1); n != 2 {
+	if n := len(x.UnbindDest(q1)); n != 2 {
 		t.Fatalf("UnbindDest removed %d", n)
 	}
 	if got := x.Route("a.b", nil, nil); len(got) != 0 {

@@ -62,6 +62,16 @@ func (t *topic) add(b Binding) bool {
 	return true
 }
 
+func (t *topic) has(b Binding) bool {
+	n := t.root
+	for _, w := range splitKey(b.Key) {
+		if n = n.children[w]; n == nil {
+			return false
+		}
+	}
+	return hasBinding(n.bindings, b)
+}
+
 func (t *topic) remove(b Binding) bool {
 	words := splitKey(b.Key)
 	path := make([]*topicNode, 0, len(words)+1)

@@ -56,7 +56,7 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 		t.Fatalf("orders.c holds %d, want 2", got)
 	}
 	// Deleting the policy lifts the limit (the lower one applies now).
-	if !v.DeletePolicy("high") {
+	if ok, err := v.DeletePolicy("high"); !ok || err != nil {
 		t.Fatal("delete failed")
 	}
 	publishN(t, v, "orders.c", 10)
