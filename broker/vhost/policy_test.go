@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/warrenmq/warren/amqp"
@@ -121,5 +122,36 @@ func TestPolicy_AlternateExchange(t *testing.T) {
 	}
 	if len(r.Queues) != 1 || r.Queues[0] != q {
 		t.Fatalf("routed to %d queues, want the alternate exchange's queue", len(r.Queues))
+	}
+}
+
+// RabbitMQ's policies often exclude the amq.* names with a look-ahead, which Go's RE2
+// refuses; such patterns fall back to a backtracking engine and match as in RabbitMQ.
+// RabbitMQ 3.x's classic mirroring keys (ha-*) are accepted, kept and ignored.
+func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
+	v := New("/", nil)
+	p := Policy{Name: "all-but-amq", Pattern: `^(?!amq\.).*`, ApplyTo: "queues",
+		Definition: amqp.Table{"ha-mode": "all", "ha-sync-mode": "automatic", "max-length": int64(1)}}
+	if err := v.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		want string
+	}{{"orders", "all-but-amq"}, {"amq.gen-x", ""}, {"xamq.y", "all-but-amq"}} {
+		q, _, err := v.DeclareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.QueuePolicy(q); got != c.want {
+			t.Errorf("queue %s: policy %q, want %q", c.name, got, c.want)
+		}
+	}
+	got := v.Policies()[0].Definition
+	if got["ha-mode"] != "all" || got["ha-sync-mode"] != "automatic" {
+		t.Errorf("mirroring keys not kept: %v", got)
+	}
+	if err := v.SetPolicy(Policy{Name: "x", Pattern: "(?<", Definition: amqp.Table{"max-length": int64(1)}}); err == nil {
+		t.Error("a pattern neither engine takes was accepted")
 	}
 }
