@@ -40,7 +40,7 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.BoolVar(&f.failNoCert, "tls-fail-if-no-peer-cert", false, "with --tls-verify-peer, refuse clients without a certificate")
 	fs.BoolVar(&f.httpTLS, "http-tls", false, "serve the management HTTP endpoint over TLS with --tls-cert/--tls-key")
 	fs.StringVar(&f.certLoginFrom, "ssl-cert-login-from", "distinguished_name", "user name of SASL EXTERNAL logins: distinguished_name or common_name")
-	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits)")
+	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits, policies, queues, exchanges, bindings)")
 	fs.IntVar(&f.maxConns, "max-connections", 0, "most client sockets on this node; at the limit new clients wait to be accepted (0: no limit)")
 	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "time a client has from TCP connect to connection.open-ok (TLS handshake included)")
 	return f
