@@ -187,19 +187,27 @@ func exportOf(t *testing.T, addr string) map[string]string {
 }
 
 // TestDefinitions_RestartsDoNotGrowTheLog: restarting a node whose metadata does not change
-// writes nothing to the metadata log.
+// writes nothing to the metadata log, also when it imports the same definitions file at every
+// start (--definitions) with everything in it already so.
 func TestDefinitions_RestartsDoNotGrowTheLog(t *testing.T) {
 	onlyWarren(t)
 	t.Parallel()
 	dir := durDataDir(t)
-	b := durBroker(t, dir)
-	mustAPI(t, b.HTTPAddr, "POST", "/api/definitions", restartDefs("grow-vhost", "grow-user"))
+	file := filepath.Join(filepath.Dir(dir), "definitions.json")
+	if err := os.WriteFile(file, []byte(restartDefs("file-vhost", "file-user")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := durBroker(t, dir, "--definitions", file)
+	mustAPI(t, b.HTTPAddr, "PUT", "/api/policies/%2F/grow", `{"pattern":"^g","definition":{"max-length":3}}`)
+	mustAPI(t, b.HTTPAddr, "PUT", "/api/users/grow-plain", `{"password":"pw","tags":"management"}`)
 	b.Stop()
 	size := defsSize(t, dir)
 	for i := range 4 {
-		b = durBroker(t, dir)
-		if code, _ := api(t, b.HTTPAddr, "GET", "/api/policies/grow-vhost/kept", ""); code != 200 {
-			t.Fatalf("restart %d: policy gone", i+1)
+		b = durBroker(t, dir, "--definitions", file)
+		for _, p := range []string{"/api/policies/%2F/grow", "/api/policies/file-vhost/kept", "/api/users/grow-plain"} {
+			if code, _ := api(t, b.HTTPAddr, "GET", p, ""); code != 200 {
+				t.Fatalf("restart %d: GET %s: %d", i+1, p, code)
+			}
 		}
 		b.Stop()
 		if got := defsSize(t, dir); got != size {
