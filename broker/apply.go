@@ -86,6 +86,9 @@ func (s *Server) applyVHost(rec meta.Record, fx meta.Effects) bool {
 		return false
 	}
 	v := s.newVHost(rec.Name)
+	if fx.Replaying() {
+		v.BeginRestore() // until recover's FinishRestore
+	}
 	if lim, ok := s.sec.vhostLimits[rec.Name]; ok {
 		v.SetMaxQueues(lim.MaxQueues)
 	}

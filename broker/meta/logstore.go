@@ -42,9 +42,10 @@ type LogStore struct {
 	app Applier
 	lg  zerolog.Logger
 
-	mu      sync.Mutex
-	turn    *sync.Cond
-	next    uint64            // ticket of the next durable record
+	mu         sync.Mutex
+	turn       *sync.Cond
+	recovering bool              // Recover has not finished: Propose waits
+	next       uint64            // ticket of the next durable record
 	applied uint64            // tickets below this one are applied
 	live    map[string]uint64 // offset of each entity's live record
 	dirty   uint64            // retirements that must be durable before the next answer
@@ -53,7 +54,7 @@ type LogStore struct {
 
 // NewLogStore returns a store over l applying to app. Call Recover before Propose.
 func NewLogStore(l Log, app Applier, lg zerolog.Logger) *LogStore {
-	s := &LogStore{log: l, app: app, lg: lg, live: make(map[string]uint64)}
+	s := &LogStore{log: l, app: app, lg: lg, live: make(map[string]uint64), recovering: true}
 	s.turn = sync.NewCond(&s.mu)
 	return s
 }
@@ -114,8 +115,14 @@ func (e *effects) finish(failed bool) {
 	}
 }
 
-// Propose persists rec, applies it, and returns Apply's result (see LogStore).
+// Propose persists rec, applies it, and returns Apply's result (see LogStore). It waits for
+// Recover to finish (a queue's timer may delete it while the node starts).
 func (s *LogStore) Propose(rec Record) (any, error) {
+	s.mu.Lock()
+	for s.recovering {
+		s.turn.Wait()
+	}
+	s.mu.Unlock()
 	if rec.Transient {
 		fx := &effects{s: s}
 		res, err := s.app.Apply(rec, fx)
@@ -199,6 +206,12 @@ type heldRecord struct {
 
 // Recover reads the live records, appends what seed adds, and applies them all (see Store).
 func (s *LogStore) Recover(seed func(held []Record) ([]Record, error)) error {
+	defer func() {
+		s.mu.Lock()
+		s.recovering = false
+		s.turn.Broadcast()
+		s.mu.Unlock()
+	}()
 	var held []heldRecord
 	err := s.log.Replay(func(off uint64, payload []byte) error {
 		rec, err := Decode(payload)

@@ -470,3 +470,27 @@ func TestRecord_EncodeDecode(t *testing.T) {
 }
 
 func (r Record) encodeForTest() []byte { return r.Encode() }
+
+// A proposal made while the store recovers (a restored queue's timer) waits for the replay.
+func TestLogStore_ProposeWaitsForRecover(t *testing.T) {
+	l := newMemLog()
+	k := newKV()
+	s := NewLogStore(l, k, zerolog.New(zerolog.NewTestWriter(t)))
+	done := make(chan error, 1)
+	go func() { _, err := s.Propose(put(KindQueue, "/", "early", "")); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("proposal applied before Recover: %v", err)
+	default:
+	}
+	if err := s.Recover(func([]Record) ([]Record, error) { return []Record{put(KindVHost, "", "/", "")}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k.get(QueueKey("/", "early")); !ok {
+		t.Fatal("the early proposal was not applied")
+	}
+}

@@ -49,6 +49,10 @@ type VHost struct {
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
+
+	restoring atomic.Bool // BeginRestore..FinishRestore: dead letters wait (deadletter.go)
+	parkMu    sync.Mutex
+	parked    []parkedDead
 }
 
 // SetMaxQueues sets the vhost's max-queues limit (negative: none). Existing queues stay; new
