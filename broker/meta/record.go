@@ -163,20 +163,36 @@ func key(parts ...string) string {
 	return b.String()
 }
 
-// Keys of each kind of entity.
-func VHostKey(vh string) string            { return key(string(KindVHost), vh) }
-func UserKey(user string) string           { return key(string(KindUser), user) }
-func UserLimitsKey(user string) string     { return key(string(KindUserLimits), user) }
+// VHostKey is the key of a vhost.
+func VHostKey(vh string) string { return key(string(KindVHost), vh) }
+
+// UserKey is the key of a user.
+func UserKey(user string) string { return key(string(KindUser), user) }
+
+// UserLimitsKey is the key of a user's limits.
+func UserLimitsKey(user string) string { return key(string(KindUserLimits), user) }
+
+// PermissionKey is the key of a user's permissions in a vhost.
 func PermissionKey(vh, user string) string { return key(string(KindPermission), vh, user) }
-func PolicyKey(vh, name string) string     { return key(string(KindPolicy), vh, name) }
-func ExchangeKey(vh, name string) string   { return key(string(KindExchange), vh, name) }
-func QueueKey(vh, name string) string      { return key(string(KindQueue), vh, name) }
+
+// TopicPermissionKey is the key of a user's topic permission on an exchange of a vhost.
 func TopicPermissionKey(vh, user, x string) string {
 	return key(string(KindTopicPermission), vh, user, x)
 }
+
+// ParameterKey is the key of a runtime parameter.
 func ParameterKey(vh, component, name string) string {
 	return key(string(KindParameter), vh, component, name)
 }
+
+// PolicyKey is the key of a policy.
+func PolicyKey(vh, name string) string { return key(string(KindPolicy), vh, name) }
+
+// ExchangeKey is the key of an exchange.
+func ExchangeKey(vh, name string) string { return key(string(KindExchange), vh, name) }
+
+// QueueKey is the key of a queue.
+func QueueKey(vh, name string) string { return key(string(KindQueue), vh, name) }
 
 // BindingKey is the key of a binding: its source, destination, routing key and arguments.
 func BindingKey(vh, src, dest string, destIsExchange bool, rk string, args amqp.Table) string {
