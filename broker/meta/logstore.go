@@ -46,10 +46,10 @@ type LogStore struct {
 	turn       *sync.Cond
 	recovering bool              // Recover has not finished: Propose waits
 	next       uint64            // ticket of the next durable record
-	applied uint64            // tickets below this one are applied
-	live    map[string]uint64 // offset of each entity's live record
-	dirty   uint64            // retirements that must be durable before the next answer
-	clean   uint64            // dirty value known durable
+	applied    uint64            // tickets below this one are applied
+	live       map[string]uint64 // offset of each entity's live record
+	dirty      uint64            // retirements that must be durable before the next answer
+	clean      uint64            // dirty value known durable
 }
 
 // NewLogStore returns a store over l applying to app. Call Recover before Propose.
