@@ -97,10 +97,11 @@ func (e *effects) Drop(key string) {
 
 func (e *effects) Replaying() bool { return e.replay }
 
-// finish retires what Apply left behind; call it before the next record is applied, so that
-// retirements reach the log in the order of the changes.
+// finish retires what Apply left behind (the record itself when it did not Keep it); call it
+// before the next record is applied, so that retirements reach the log in the order of the
+// changes.
 func (e *effects) finish(failed bool) {
-	if e.off != 0 && !e.kept && !(failed && e.replay) {
+	if e.off != 0 && !e.kept {
 		e.retire = append(e.retire, e.off)
 		e.drops = e.drops || failed // a failed record must not come back and succeed
 	}
