@@ -175,6 +175,8 @@ func TestCompileTopic(t *testing.T) {
 		{"^{username}\\.", "alice.x", true},
 		{"^{username}\\.", "bob.x", false},
 		{"^{vhost}$", "/t", true},
+		{"^(?!{username}\\.)", "bob.x", true}, // look-ahead, as RabbitMQ accepts
+		{"^(?!{username}\\.)", "alice.x", false},
 	} {
 		m, err := compileTopic(c.expr, "alice", "/t")
 		if err != nil {
