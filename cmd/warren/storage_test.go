@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,4 +135,25 @@ func dirSize(t *testing.T, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// An older version's users file left empty by a power loss during its write (it was written
+// without fsync) used to stop the node from starting: now the node starts with the default
+// user, says so, and sets the file aside.
+func TestStorage_EmptyOlderUsersFile(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "security.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startNode(t, data)
+	defer srv.Close()
+	if _, ok := srv.CheckUser("guest", "guest", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); !ok {
+		t.Fatal("no default user")
+	}
+	if _, err := os.Stat(filepath.Join(data, "security.json")); !os.IsNotExist(err) {
+		t.Fatalf("the empty file is still in place (%v)", err)
+	}
 }
