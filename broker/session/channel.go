@@ -546,8 +546,17 @@ func (ch *Channel) publishAssembled() error {
 	if ch.confirm {
 		seq = ch.cf.next()
 		ch.markDirty()
+		if testHookSeq != nil {
+			testHookSeq(seq)
+		}
 	}
-	return ch.route(msg, p.mandatory, seq)
+	if err := ch.route(msg, p.mandatory, seq); err != nil {
+		return err // never confirmed: the channel closes
+	}
+	if seq != 0 {
+		ch.cf.routed.Store(seq) // answered from now on, unless route registered it waiting or nacked
+	}
+	return nil
 }
 
 // route delivers msg to the queues it routes to, or returns it (mandatory) when none. In
@@ -601,8 +610,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	}
 	if rejected && seq != 0 {
 		if w == nil {
-			ch.cf.wait(seq)
-			ch.confirmDurable(seq, false)
+			ch.cf.nack(seq)
 		} else {
 			w.err.Store(true)
 		}
