@@ -142,3 +142,34 @@ func TestChannel_TxCommitOkAfterDurable(t *testing.T) {
 		t.Fatalf("sent %#v, want tx.commit-ok", fs[0].m)
 	}
 }
+
+// Closes that cross: the client's channel.close arrives after we closed the channel for an
+// error. It gets close-ok, and the channel number stays taken until the client's close-ok
+// for our close; that close-ok is not a frame on an unopened channel.
+func TestChannel_CrossingCloseWaitsForCloseOk(t *testing.T) {
+	c, _ := confirmConn(t)
+	feed(t, c, append(publishFrames(1, "missing", "k", amqp.Properties{}, []byte("x")), method(1, &amqp.ChannelClose{ReplyCode: 200})...))
+	fs := sent(t, c)
+	if len(fs) != 2 {
+		t.Fatalf("sent %d frames, want channel.close and close-ok", len(fs))
+	}
+	if cl, ok := fs[0].m.(*amqp.ChannelClose); !ok || cl.ReplyCode != 404 || cl.CauseClassID != 60 || cl.CauseMethodID != 40 {
+		t.Fatalf("first frame %#v, want channel.close 404 naming basic.publish", fs[0].m)
+	}
+	if _, ok := fs[1].m.(*amqp.ChannelCloseOk); !ok {
+		t.Fatalf("second frame %#v, want channel.close-ok", fs[1].m)
+	}
+	if c.channels[1] == nil {
+		t.Fatal("channel freed before the client's close-ok")
+	}
+	feed(t, c, method(1, &amqp.ChannelCloseOk{}))
+	if c.channels[1] != nil {
+		t.Fatal("channel still taken after the client's close-ok")
+	}
+	feed(t, c, method(1, &amqp.ChannelOpen{}))
+	if fs := sent(t, c); len(fs) != 1 {
+		t.Fatalf("sent %d frames, want channel.open-ok", len(fs))
+	} else if _, ok := fs[0].m.(*amqp.ChannelOpenOk); !ok {
+		t.Fatalf("sent %#v, want channel.open-ok", fs[0].m)
+	}
+}
