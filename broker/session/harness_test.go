@@ -128,15 +128,12 @@ func confirmsSent(fs []sentFrame) []string {
 }
 
 // fakeLog is an in-memory queue.Log whose appends become durable only when the test says so
-// (complete), on another goroutine as the WAL's commit goroutine does. syncGate, when not nil,
-// makes Sync block until it is closed.
+// (complete), on another goroutine as the WAL's commit goroutine does.
 type fakeLog struct {
-	mu       sync.Mutex
-	next     uint64
-	dones    []func(uint64, error)
-	offs     []uint64
-	syncGate chan struct{}
-	syncing  chan struct{} // closed when a Sync starts waiting (with syncGate)
+	mu    sync.Mutex
+	next  uint64
+	dones []func(uint64, error)
+	offs  []uint64
 }
 
 func (l *fakeLog) Append(payload []byte, done func(uint64, error)) uint64 {
@@ -150,14 +147,6 @@ func (l *fakeLog) Append(payload []byte, done func(uint64, error)) uint64 {
 
 func (l *fakeLog) Retire(...uint64)        {}
 func (l *fakeLog) MarkDelivered(...uint64) {}
-
-func (l *fakeLog) Sync() error {
-	if l.syncGate != nil {
-		close(l.syncing)
-		<-l.syncGate
-	}
-	return nil
-}
 
 // pending returns how many appends have not been completed.
 func (l *fakeLog) pending() int {
