@@ -2,6 +2,7 @@ package queue
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,5 +77,74 @@ func TestQueue_LogWaitOutsideLock(t *testing.T) {
 	case <-published:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the publisher still waits after the log caught up")
+	}
+}
+
+// slowReadLog is a memLog whose first Read blocks until gate is closed, as a read of a wal.Log
+// waits while the log's fsync holds its segment lock.
+type slowReadLog struct {
+	*memLog
+	once    sync.Once
+	reading chan struct{} // closed when the first Read starts
+	gate    chan struct{}
+}
+
+func (l *slowReadLog) Read(off uint64) ([]byte, error) {
+	l.once.Do(func() {
+		close(l.reading)
+		<-l.gate
+	})
+	return l.memLog.Read(off)
+}
+
+// A stream consumer that reaches messages evicted from memory reads them back from the log
+// without holding the queue's lock: publishers (and everyone else) go on meanwhile.
+func TestStream_LogReadOutsideLock(t *testing.T) {
+	l := &slowReadLog{memLog: newMemLog(), reading: make(chan struct{}), gate: make(chan struct{})}
+	defer func() {
+		select {
+		case <-l.gate:
+		default:
+			close(l.gate)
+		}
+	}()
+	q := New("s", Options{Durable: true, Args: streamArgs()})
+	q.SetLog(l)
+	q.SetBudget(&Budget{MaxQueueBytes: 4000}) // about 10 messages in memory
+	publishN(t, q, 100)
+	c := &fakeConsumer{tag: "c", credit: -1}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		q.AddStreamConsumer(c, consumeArgs("first"), nil)
+	}()
+	select {
+	case <-l.reading:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never read the log")
+	}
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		q.Publish(msg(t, "100", false), nil)
+		q.StreamBounds()
+	}()
+	select {
+	case <-published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a publish to the stream blocked while a consumer read the log")
+	}
+	close(l.gate)
+	select {
+	case <-consumed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never finished")
+	}
+	q.Kick()
+	q.mu.Lock()
+	got := offsets(t, c.got)
+	q.mu.Unlock()
+	if !sameOffsets(got, span(0, 101)) {
+		t.Fatalf("consumer got %v, want 0..100", got)
 	}
 }

@@ -394,8 +394,24 @@ func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, ex
 }
 
 // unlock writes the retirements and delivery marks gathered under the lock, then unlocks.
-// The log calls only queue records for the next commit, so they are cheap.
+// The log calls only queue records for the next commit, so they are cheap. A stream's
+// consumers that stopped at messages evicted from memory get them read back from the log
+// here, after unlocking (fetchStream), and dispatched.
 func (q *Queue) unlock() {
+	for {
+		var fetch []streamFetch
+		if q.stream != nil && len(q.stream.misses) > 0 && !q.deleted {
+			fetch = q.streamFetchesLocked()
+		}
+		q.unlockOnce()
+		if len(fetch) == 0 {
+			return
+		}
+		q.fetchStream(fetch) // returns with q.mu held
+	}
+}
+
+func (q *Queue) unlockOnce() {
 	if q.log != nil {
 		if len(q.retired) > 0 {
 			q.log.Retire(q.retired...)
