@@ -23,7 +23,7 @@ import (
 // recStream, persistent or not, as RabbitMQ streams store everything; publisher confirms wait
 // for it. Recovery replays the live records. Messages stay in memory up to the queue's memory
 // bound (Budget.MaxQueueBytes); older ones are read back from the log when a consumer reaches
-// them (the log must then have Read, as *wal.Log has).
+// them (the log must then have Read, as *wal.Log has), a batch at a time and without q.mu.
 //
 // Retention works by segment, as RabbitMQ's: records are grouped into segments of
 // x-stream-max-segment-size-bytes, and on each append the oldest segments are dropped (their
