@@ -32,7 +32,8 @@ const Version = "0.1.0"
 // information properties.
 const CompatVersion = "3.10.8"
 
-// Config configures a Server. The zero value plus defaults is a working single node.
+// Config configures a Server. The zero value is a working single node: zero fields take their
+// values from DefaultConfig (config.go), where the defaults below are set.
 type Config struct {
 	AMQPListen string // default 127.0.0.1:5672
 	DataDir    string // default ./data
@@ -81,49 +82,6 @@ type Config struct {
 	MaxConnections int
 }
 
-// SetDefaults fills zero fields.
-func (c *Config) SetDefaults() {
-	if c.MemoryBudget == 0 {
-		c.MemoryBudget = physicalMemory() / 4
-	}
-	if c.MemoryHighWatermark == 0 {
-		c.MemoryHighWatermark = 0.4
-	}
-	if c.DiskFreeLimit == 0 {
-		c.DiskFreeLimit = 50_000_000
-	}
-	if c.AMQPListen == "" {
-		c.AMQPListen = "127.0.0.1:5672"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "data"
-	}
-	if c.FrameMax == 0 {
-		c.FrameMax = 131072
-	}
-	if c.ChannelMax == 0 {
-		c.ChannelMax = 2047
-	}
-	if c.Heartbeat == 0 && !c.NoHeartbeat {
-		c.Heartbeat = 60
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 128 << 20
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 10 * time.Second
-	}
-	if c.DefaultUser == "" {
-		c.DefaultUser, c.DefaultPass = "guest", "guest"
-	}
-	if c.LoopbackUsers == nil {
-		c.LoopbackUsers = []string{"guest"}
-	}
-	if c.TLS != nil && c.AMQPSListen == "" {
-		c.AMQPSListen = "127.0.0.1:5671"
-	}
-}
-
 // Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
 type Storage interface {
 	vhost.Storage
@@ -166,6 +124,9 @@ type Server struct {
 // New creates a server; Start begins listening.
 func New(cfg Config) (*Server, error) {
 	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Log.With().Str("component", "broker").Logger(),
