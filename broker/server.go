@@ -118,6 +118,8 @@ type Server struct {
 	chans      userChannels
 	alarmStop  chan struct{}
 	nextConnID atomic.Uint64
+	churn      Churn        // counters.go
+	sockets    atomic.Int64 // client sockets open
 	wg         sync.WaitGroup
 }
 
@@ -201,6 +203,7 @@ const memoryLimitSlack = 48 << 20
 func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
+	v.Counters = &s.churn.Queues
 	return v
 }
 
@@ -295,6 +298,7 @@ func (s *Server) Connections() []*session.Conn {
 }
 
 func (s *Server) register(c *session.Conn) {
+	s.churn.ConnectionsOpened.Add(1)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -302,6 +306,9 @@ func (s *Server) register(c *session.Conn) {
 
 func (s *Server) unregister(c *session.Conn) {
 	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		s.churn.ConnectionsClosed.Add(1)
+	}
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
@@ -397,8 +404,10 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 		}
 		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
 		s.wg.Add(1)
+		s.sockets.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.sockets.Add(-1)
 			c.Serve()
 			if s.slots != nil {
 				<-s.slots
