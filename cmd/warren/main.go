@@ -106,6 +106,11 @@ func run(args []string) error {
 		srv.Close()
 		return err
 	}
+	var mg *mgmt.Server
+	if c.httpListen != "" || c.prometheusListen != "" {
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log})
+		defer mg.Close()
+	}
 	var httpSrv *http.Server
 	httpAddr := ""
 	if c.httpListen != "" {
@@ -116,8 +121,6 @@ func run(args []string) error {
 		}
 		httpAddr = ln.Addr().String()
 		ln = c.sec.wrapHTTP(ln)
-		mg := mgmt.New(mgmt.Config{Broker: srv, Log: log})
-		defer mg.Close()
 		httpSrv = &http.Server{Handler: mg, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -126,8 +129,16 @@ func run(args []string) error {
 		}()
 		log.Info().Str("addr", httpAddr).Msg("http listening")
 	}
+	var promSrv *http.Server
+	promAddr := ""
+	if c.prometheusListen != "" {
+		if promSrv, promAddr, err = servePrometheus(c.prometheusListen, mg.PrometheusHandler(), log); err != nil {
+			srv.Close()
+			return err
+		}
+	}
 	if c.addrFile != "" {
-		data, _ := json.Marshal(map[string]string{"amqp": srv.Addr().String(), "http": httpAddr, "amqps": amqpsAddr(srv)})
+		data, _ := json.Marshal(map[string]string{"amqp": srv.Addr().String(), "http": httpAddr, "amqps": amqpsAddr(srv), "prometheus": promAddr})
 		tmp := c.addrFile + ".tmp"
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			return err
@@ -141,10 +152,12 @@ func run(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("shutting down")
-	if httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		httpSrv.Shutdown(ctx)
-		cancel()
+	for _, hs := range []*http.Server{httpSrv, promSrv} {
+		if hs != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			hs.Shutdown(ctx)
+			cancel()
+		}
 	}
 	return srv.Close()
 }
