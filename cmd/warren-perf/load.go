@@ -349,18 +349,24 @@ func (r *loadRun) publish(ctx context.Context, p *producer) {
 
 // sendLoop calls send until ctx ends or send fails, at rate messages per second (0: as fast as
 // possible), each time with the timestamp (Unix ns) the message is to carry: its intended send
-// time, so that latency counts the waits before the send. With a rate that is the message's
-// slot in the Pacer's schedule; without one it is when the loop became ready to send it,
-// before the wait for the confirm window. inflight, when not nil, is the confirm window: a
-// slot is taken before each send (the confirm listener frees it).
+// time, so that latency counts the waits of the send path (no coordinated omission). With a
+// rate that is the message's slot in the Pacer's schedule, or, when the producer was ahead of
+// the schedule and slept until the slot, the moment it woke: the timer's own lateness (up to
+// about a millisecond, Go's timer resolution on Linux) is the tool's, not the broker's.
+// Without a rate it is when the loop became ready to send, before the wait for the confirm
+// window. inflight, when not nil, is the confirm window: a slot is taken before each send (the
+// confirm listener frees it).
 func sendLoop(ctx context.Context, rate float64, inflight chan struct{}, send func(stampNs int64) error) error {
 	pacer := NewPacer(rate, time.Now())
 	var w Waiter
 	done := ctx.Done()
 	for {
 		intended, wait := pacer.Reserve(time.Now())
-		if !w.Wait(ctx, wait) {
-			return nil
+		if wait > 0 {
+			if !w.Wait(ctx, wait) {
+				return nil
+			}
+			intended = time.Now()
 		}
 		if inflight != nil {
 			select {

@@ -8,9 +8,9 @@ import (
 // Pacer is an open-loop schedule: the k-th message is due at start + k/rate, whatever happened
 // to the messages before it. A caller that falls behind (a timer overslept, the broker applied
 // flow control, the confirm window was full, a GC pause) sends immediately until it has caught
-// up. Each message's due time is its intended send time: latency is measured from it, so a
-// stall shows up in the latency of every message that was due during it, not only in the
-// throughput (measuring from the actual send would hide it: coordinated omission).
+// up. A message's due time is its intended send time: latency is measured from it (see
+// sendLoop), so a stall shows up in the latency of every message that was due during it, not
+// only in the throughput (measuring from the actual send would hide it: coordinated omission).
 //
 // Pacer is not safe for concurrent use; each producer owns one.
 type Pacer struct {
