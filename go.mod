@@ -3,6 +3,7 @@ module github.com/warrenmq/warren
 go 1.26.0
 
 require (
+	github.com/peterbourgon/ff/v3 v3.4.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1

@@ -51,6 +51,7 @@ type Server struct {
 	b       *broker.Server
 	log     zerolog.Logger
 	mux     *http.ServeMux
+	metrics http.Handler // Prometheus exposition (metrics.go)
 	started time.Time
 	rates   *sampler
 
@@ -76,6 +77,7 @@ func New(cfg Config) *Server {
 		rates:   newSampler(),
 		stop:    make(chan struct{}),
 	}
+	s.metrics = s.metricsHandler()
 	s.routes()
 	s.rates.sample(s.b, time.Now())
 	s.wg.Add(1)
@@ -131,7 +133,7 @@ func (s *Server) routes() {
 	admin := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelAdmin, h)) }
 
 	open("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, obj{"status": "ok"}) })
-	open("GET /metrics", s.metricsHandler().ServeHTTP)
+	open("GET /metrics", s.metrics.ServeHTTP)
 	s.dashboardRoutes(m) // the web UI at / and /ui/ (dashboard.go)
 
 	user("GET /api/overview", s.overview)

@@ -545,7 +545,7 @@ func (ch *Channel) publishAssembled() error {
 			return err
 		}
 	}
-	ch.count(StatPublish, 1)
+	ch.countPublish()
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
 		ch.router.NoDedup = true
@@ -635,6 +635,9 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		w.done(nil)
 	}
 	clear(ch.router.Queues)
+	if routed {
+		ch.countRouted()
+	}
 	if !routed && !mandatory {
 		ch.count(StatDropUnroutable, 1)
 	}
@@ -722,6 +725,12 @@ func (ch *Channel) commit() error {
 				wg.Done()
 			}
 			routed = routed || st != queue.PubDropped
+		}
+		if routed {
+			ch.countRouted()
+		}
+		if !routed && !p.mandatory {
+			ch.count(StatDropUnroutable, 1)
 		}
 		if !routed && p.mandatory {
 			ch.sendReturn(p.msg)

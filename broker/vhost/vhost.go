@@ -29,6 +29,8 @@ type VHost struct {
 	store Storage // nil: nothing persisted
 	// Budget is the node's memory budget for queued messages; set right after New.
 	Budget *queue.Budget
+	// Counters, when set (right after New), count queue churn (counters.go).
+	Counters *QueueCounters
 
 	mu            sync.RWMutex
 	exchanges     map[string]*exchange.Exchange
@@ -251,6 +253,9 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+	if !d.Passive && v.Counters != nil {
+		v.Counters.Declared.Add(1)
+	}
 	serverNamed := d.ServerNamed || (d.Name == "" && !d.Passive)
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
@@ -340,6 +345,9 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	v.mu.Unlock()
 	if withPolicy {
 		q.Configure(cfg)
+	}
+	if v.Counters != nil {
+		v.Counters.Created.Add(1)
 	}
 	if err := wait(); err != nil {
 		return nil, false, err
@@ -463,6 +471,9 @@ func (v *VHost) removeQueue(q *queue.Queue) {
 	defer v.mu.Unlock()
 	if v.queues[q.Name] == q {
 		delete(v.queues, q.Name)
+		if v.Counters != nil {
+			v.Counters.Deleted.Add(1)
+		}
 	}
 	_, persisted := v.defOffsets[q]
 	delete(v.queuePolicy, q)
