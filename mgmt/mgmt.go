@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,10 @@ type Config struct {
 	Node string
 	// Collectors are extra Prometheus collectors served at /metrics (e.g. storage metrics).
 	Collectors []prometheus.Collector
+	// CORSOrigins are the web origins ("https://ops.example.com", or "*" for any) allowed to
+	// call the API from another site, as RabbitMQ's management.cors.allow_origins. Empty (the
+	// default): no CORS headers, and state-changing requests from other origins are refused.
+	CORSOrigins []string
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
@@ -85,11 +90,21 @@ func New(cfg Config) *Server {
 
 // ServeHTTP implements http.Handler. The API puts names that may contain "/" into single path
 // segments, escaped ("/" as %2F, the default vhost). ServeMux matches on the decoded path, so
-// the mux sees the escaped path as the literal one and pathValue decodes each segment.
+// the mux sees the escaped path as the literal one and pathValue decodes each segment. As
+// RabbitMQ, every route also answers with one trailing slash (/api/queues/%2F/).
+//
+// Before routing, the cross-site defences of csrf.go run: CORS headers only for configured
+// origins, and a state-changing request from another origin is refused (403).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.corsPreflight(w, r) || s.refuseCrossSite(w, r) {
+		return
+	}
 	r2 := *r
 	u := *r.URL
 	u.Path, u.RawPath = r.URL.EscapedPath(), ""
+	if len(u.Path) > 1 && strings.HasSuffix(u.Path, "/") {
+		u.Path = u.Path[:len(u.Path)-1]
+	}
 	r2.URL = &u
 	s.mux.ServeHTTP(w, &r2)
 }

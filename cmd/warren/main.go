@@ -77,6 +77,7 @@ func run(args []string) error {
 	fs.IntVar(&o.ChannelMax, "channel-max", 2047, "most channels per connection")
 	fs.StringVar(&o.DefaultUser, "default-user", "guest", "initial user (guest may connect only from loopback)")
 	fs.StringVar(&o.DefaultPass, "default-pass", "guest", "initial user's password")
+	corsOrigins := fs.String("http-cors-origins", "", "comma-separated web origins allowed to call the HTTP API from other sites (CORS; \"*\": any; empty: none)")
 	sec := registerSecurityFlags(fs)
 	encf := registerEncryptionFlags(fs)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for performance work)")
@@ -203,7 +204,7 @@ func run(args []string) error {
 		}
 		httpAddr = ln.Addr().String()
 		ln = sec.wrapHTTP(ln)
-		mg := mgmt.New(mgmt.Config{Broker: srv, Log: log})
+		mg := mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(*corsOrigins)})
 		defer mg.Close()
 		httpSrv = &http.Server{Handler: mg, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
@@ -234,4 +235,15 @@ func run(args []string) error {
 		cancel()
 	}
 	return srv.Close()
+}
+
+// splitList splits a comma-separated flag value, dropping blanks ("" gives nil).
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
