@@ -58,6 +58,8 @@ type Server struct {
 	mux     *http.ServeMux
 	started time.Time
 	rates   *sampler
+	// patterns are the authenticated API routes, for tests that must cover every one.
+	patterns []string
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -142,8 +144,14 @@ func (s *Server) sampleLoop() {
 func (s *Server) routes() {
 	m := s.mux
 	open := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, h) }
-	user := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelMonitor, h)) }
-	admin := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelAdmin, h)) }
+	user := func(pattern string, h http.HandlerFunc) {
+		s.patterns = append(s.patterns, pattern)
+		m.Handle(pattern, s.auth(levelMonitor, h))
+	}
+	admin := func(pattern string, h http.HandlerFunc) {
+		s.patterns = append(s.patterns, pattern)
+		m.Handle(pattern, s.auth(levelAdmin, h))
+	}
 
 	open("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, obj{"status": "ok"}) })
 	open("GET /metrics", s.metricsHandler().ServeHTTP)
