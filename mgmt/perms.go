@@ -25,7 +25,8 @@ import (
 // A vhost that does not exist answers 404; a vhost in which a user other than an
 // administrator has no permissions at all, 401 "User not authorised to access virtual host";
 // a refused operation 401 "Access refused.", except publish (400 with the AMQP error text,
-// "403 ACCESS_REFUSED - ...") and get (401 with the AMQP error text), as RabbitMQ 3.10.
+// "403 ACCESS_REFUSED - ...") and get (401 with the AMQP error text) by a user who does have
+// permissions in the vhost, as RabbitMQ 3.10.
 
 // isAdmin reports whether the request's user is tagged administrator.
 func isAdmin(r *http.Request) bool {
@@ -77,6 +78,9 @@ func (s *Server) permit(w http.ResponseWriter, r *http.Request, how refusal, vh 
 	if !errors.As(err, &ae) {
 		writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
 		return false
+	}
+	if !s.hasVHostAccess(userOf(r).name, vh.Name) {
+		how = refuseAccess // an administrator without permissions: refused at connection.open
 	}
 	switch how {
 	case refusePublish:
