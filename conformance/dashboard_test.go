@@ -1,22 +1,18 @@
 package conformance
 
 // The web dashboard served by the management endpoint at / (Warren only: RabbitMQ's UI is a
-// different page). A headless Chromium loads it against a broker of the test's own, with known
-// figures, and the test reads the rendered DOM and saves screenshots.
+// different page). A headless Chromium, driven over the DevTools protocol (cdp_test.go),
+// loads it against a broker of the test's own, with known figures, signs in through the
+// page's own form as a person would, and the test reads the rendered DOM and saves
+// screenshots.
 //
 // Signing in: the dashboard's HTML is public and its data comes from the authenticated /api/,
-// as in RabbitMQ. Chromium uses credentials written in a URL only to answer a 401 challenge,
-// so http://guest:guest@host/ alone would load the public page and leave its API calls
-// unauthenticated. The test opens http://guest:guest@host/ui/login instead: that page
-// challenges, Chromium answers with the URL's credentials and caches them for the API's realm,
-// and the redirect to / (keeping the #tab fragment) loads the dashboard, whose fetch() calls
-// then get the cached credentials, as after a browser's own password prompt. (Opened without
-// credentials, headless Chromium waits for ever on the API's challenge, where a desktop browser
-// would show its password prompt; hence the 60 s bound on every run.)
+// as in RabbitMQ. The page keeps the credentials typed into its form in sessionStorage and
+// sends them on each call; the browser itself never holds credentials for the origin
+// (TestDashboard_CrossSiteFormChangesNothing checks what that, and the API's defences, buy).
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,45 +40,6 @@ func chromiumPath(t *testing.T) string {
 	}
 	clientMissing(t, "dashboard: chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
 	return ""
-}
-
-// headless runs Chromium in headless mode on url with the given action flags (--dump-dom or
-// --screenshot=...) and returns its standard output. The page gets virtualBudget of virtual
-// time (timers run without waiting; network requests still take real time). Every run is
-// bounded by 60 s and kills Chromium's whole process group when it ends or times out.
-func headless(t *testing.T, chromium, url string, virtualBudget time.Duration, action ...string) []byte {
-	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	args := []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--window-size=1280,900", "--hide-scrollbars",
-		fmt.Sprintf("--virtual-time-budget=%d", virtualBudget.Milliseconds()),
-	}
-	cmd := exec.CommandContext(c, chromium, append(append(args, action...), url)...)
-	cmd.Dir = t.TempDir() // --screenshot without a path writes here
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind by the browser
-	}
-	if err != nil {
-		hint := ""
-		if c.Err() != nil {
-			// Headless Chromium has no password prompt: a fetch() answered 401 with a Basic
-			// challenge stays pending, virtual time stops, and the run never ends.
-			hint = " (timed out: usually an API call met a basic-auth challenge that the /ui/login sign-in should have answered)"
-		}
-		t.Fatalf("chromium %s %s: %v after %v%s\nstderr:\n%s", strings.Join(action, " "), url, err, time.Since(start).Round(time.Millisecond), hint, stderr.Bytes())
-	}
-	t.Logf("chromium %s: %v", strings.Join(action, " "), time.Since(start).Round(time.Millisecond))
-	return stdout.Bytes()
 }
 
 // dashLoad keeps messages flowing through queue dash-load (publish, deliver, ack) until the
@@ -242,10 +198,17 @@ func TestDashboard_ShowsLiveBrokerFigures(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
-	login := "http://guest:guest@" + b.HTTPAddr + "/ui/login"
-	dom := string(headless(t, chromium, login, 8*time.Second, "--dump-dom"))
+	br := startBrowser(t, chromium)
+	page := br.newTab()
+	page.navigate("http://" + b.HTTPAddr + "/")
+	page.signIn("guest", "guest")
+	// The overview, the node panel and every table fill in once the sampler has a rate.
+	page.waitFor(`document.getElementById("t-queues").textContent === "2" &&
+		document.querySelector('#queues tr[data-name="dash-q"]') &&
+		!/–|^0\.0\/s$/.test(document.querySelector('[data-series="publish"]').textContent)`, 30*time.Second)
+	dom := page.dom()
 
-	if strings.Contains(dom, "Sign in to see the broker") || strings.Contains(dom, "Access refused") {
+	if strings.Contains(dom, "Access refused") {
 		t.Fatalf("dashboard did not sign in:\n%s", dom)
 	}
 	if got := domText(t, dom, "user"); got != "guest" {
@@ -286,15 +249,15 @@ func TestDashboard_ShowsLiveBrokerFigures(t *testing.T) {
 	}
 
 	// Screenshots of the overview and the queues tab, for people to look at.
-	dir := t.TempDir()
-	for _, shot := range []struct{ name, fragment string }{{"dashboard-overview.png", ""}, {"dashboard-queues.png", "#queues"}} {
-		path := filepath.Join(dir, shot.name)
-		headless(t, chromium, login+shot.fragment, 12*time.Second, "--screenshot="+path)
-		png, err := os.ReadFile(path)
-		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-			t.Fatalf("screenshot %s: %v (%d bytes)", path, err, len(png))
+	for _, shot := range []struct{ name, fragment string }{{"dashboard-overview.png", "overview"}, {"dashboard-queues.png", "queues"}} {
+		page.eval(`location.hash = "#`+shot.fragment+`"`, nil)
+		page.waitFor(`!document.getElementById("tab-`+shot.fragment+`").hidden`, 10*time.Second)
+		time.Sleep(300 * time.Millisecond) // let the charts draw
+		png := page.screenshot()
+		if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("screenshot %s: not a PNG (%d bytes)", shot.name, len(png))
 		}
-		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		t.Logf("screenshot %s: %d bytes", shot.name, len(png))
 		if out := os.Getenv("WARREN_SCREENSHOT_DIR"); out != "" {
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				t.Fatal(err)
@@ -325,7 +288,11 @@ func TestDashboard_ShowsResourceAlarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Stop)
-	dom := string(headless(t, chromium, "http://guest:guest@"+b.HTTPAddr+"/ui/login", 4*time.Second, "--dump-dom"))
+	page := startBrowser(t, chromium).newTab()
+	page.navigate("http://" + b.HTTPAddr + "/")
+	page.signIn("guest", "guest")
+	page.waitFor(`document.querySelector(".banner.alarm") && document.querySelector("#n-alarms .badge.bad")`, 20*time.Second)
+	dom := page.dom()
 	banner := regexp.MustCompile(`class="banner alarm"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
 	if banner == nil || !strings.Contains(banner[1], "disk") {
 		t.Errorf("no disk alarm banner: %q", banner)
