@@ -15,8 +15,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -303,4 +305,154 @@ func TestDashboard_ShowsResourceAlarm(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// attackPage is a hostile page: on load it submits cross-site text/plain forms to the API
+// (a definitions import creating the administrator mallory, a publish, a binding) into hidden
+// frames, and sends no-cors fetches (a Blob body, which has no Content-Type; an empty POST),
+// then sets its title to "done".
+func attackPage(api string) string {
+	mallory := `{"users":[{"name":"mallory","password_hash":"` + rabbitHash("mallory") +
+		`","hashing_algorithm":"rabbit_password_hashing_sha256","tags":"administrator"}],` +
+		`"permissions":[{"user":"mallory","vhost":"/","configure":".*","write":".*","read":".*"}],"x":"`
+	forms := []struct{ path, name string }{
+		{"/api/definitions", mallory},
+		{"/api/exchanges/%2F/amq.default/publish", `{"routing_key":"victim","payload":"pwned","payload_encoding":"string","properties":{},"x":"`},
+		{"/api/bindings/%2F/e/amq.direct/q/victim", `{"routing_key":"pwned","x":"`},
+	}
+	var b strings.Builder
+	b.WriteString("<!doctype html><html><head><meta charset=utf-8><title>win a prize</title></head><body>\n")
+	for i, f := range forms {
+		// text/plain encodes one field as name=value: the name opens the JSON, the value "}
+		// closes it, so the body is {"...","x":"="}.
+		fmt.Fprintf(&b, "<iframe name=\"f%d\"></iframe>\n<form target=\"f%d\" method=\"POST\" enctype=\"text/plain\" action=\"%s\">"+
+			"<input type=\"hidden\" name=\"%s\" value=\"%s\"></form>\n", i, i, html.EscapeString(api+f.path), html.EscapeString(f.name), html.EscapeString(`"}`))
+	}
+	fmt.Fprintf(&b, `<script>
+const api = %q, defs = %q;
+let loads = 0;
+for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => { loads++; });
+for (const f of document.forms) f.submit();
+Promise.allSettled([
+  fetch(api + "/api/definitions", { method: "POST", mode: "no-cors", credentials: "include", body: new Blob([defs + '="}']) }),
+  fetch(api + "/api/bindings/%%2F/e/amq.direct/q/victim", { method: "POST", mode: "no-cors", credentials: "include" }),
+]).then(() => {
+  const t0 = Date.now();
+  const wait = () => (loads >= %d || Date.now() - t0 > 10000) ? (document.title = "done " + loads) : setTimeout(wait, 50);
+  wait();
+});
+</script></body></html>
+`, api, mallory, len(forms))
+	return b.String()
+}
+
+// TestDashboard_CrossSiteFormChangesNothing (issue 17): an operator is signed in to the
+// dashboard, and the browser even holds Basic credentials for the API (as after answering its
+// password prompt on an /api/ URL). A page from another site then auto-submits text/plain
+// forms and no-cors fetches to the API: a definitions import creating an administrator, a
+// publish, a binding. Nothing changes: no mallory, no message, no binding; the broker logs
+// each refused cross-origin request. The dashboard stays signed in, and Sign out forgets the
+// credentials.
+func TestDashboard_CrossSiteFormChangesNothing(t *testing.T) {
+	onlyWarren(t)
+	chromium := chromiumPath(t)
+	var logs lockedBuffer
+	b, err := startBrokerTo(&logs, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	_, ch := dashChannel(t, b.URL)
+	if _, err := ch.QueueDeclare("victim", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	api := "http://" + b.HTTPAddr
+
+	// The hostile site: another host name (localhost is another site than 127.0.0.1).
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, attackPage(api))
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	br := startBrowser(t, chromium)
+	dash := br.newTab()
+	// The browser answers the API's challenge with the URL's credentials and caches them for
+	// the origin: from now on it attaches them to requests to /api/ by itself.
+	dash.navigate("http://guest:guest@" + b.HTTPAddr + "/api/whoami")
+	dash.navigate(api + "/api/whoami")
+	var who string
+	dash.eval("document.body.innerText", &who)
+	if !strings.Contains(who, `"guest"`) {
+		t.Fatalf("the browser holds no Basic credentials for the API (GET /api/whoami without them shows %q): the attack below would prove nothing", who)
+	}
+	// Signed in to the dashboard through its form.
+	dash.navigate(api + "/")
+	dash.signIn("guest", "guest")
+
+	attack := br.newTab()
+	attack.navigate(evilURL + "/")
+	attack.waitFor(`document.title.startsWith("done")`, 30*time.Second)
+	var title string
+	attack.eval("document.title", &title)
+	t.Logf("attack page: %s", title)
+
+	// Nothing changed.
+	req, _ := http.NewRequest("GET", api+"/api/users/mallory", nil)
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("GET /api/users/mallory: %d, want 404: the cross-site import created her", resp.StatusCode)
+	}
+	q, err := ch.QueueDeclarePassive("victim", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("victim holds %d messages: the cross-site publish went through", q.Messages)
+	}
+	var bindings []map[string]any
+	mgmtGet(t, b.HTTPAddr, "/api/queues/%2F/victim/bindings", &bindings)
+	if len(bindings) != 1 {
+		t.Errorf("victim has bindings %v: the cross-site binding went through", bindings)
+	}
+	// ...because the API refused them. (Chromium 156 does not attach cached Basic credentials
+	// to these cross-site requests by itself, so they would get 401 anyway: the log shows
+	// that the API refused them for their origin first, as it does for clients that do attach
+	// credentials, which TestCSRF_* in mgmt checks at the HTTP level.)
+	evilOrigin := strings.TrimSuffix(evilURL, "/")
+	if n := strings.Count(logs.String(), "cross-origin request refused"); n < 3 || !strings.Contains(logs.String(), evilOrigin) {
+		t.Errorf("broker log: %d cross-origin refusals (want the forms' 3 at least, from %s):\n%s", n, evilOrigin, logs.String())
+	}
+
+	// The dashboard is still signed in; Sign out forgets the credentials, also across a reload.
+	dash.waitFor(`document.getElementById("user").textContent === "guest"`, 10*time.Second)
+	dash.eval(`document.getElementById("signout").click()`, nil)
+	dash.waitFor(`!document.getElementById("login").hidden && document.getElementById("user").textContent === "–" && sessionStorage.length === 0`, 10*time.Second)
+	dash.eval("location.reload()", nil)
+	time.Sleep(500 * time.Millisecond)
+	dash.waitFor(`document.readyState === "complete" && !document.getElementById("login").hidden && document.getElementById("tab-overview").hidden`, 10*time.Second)
 }
