@@ -716,3 +716,37 @@ func TestHTTP_PublishStripsBCC(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP_TextPlainDefinitionsImportIsRefused (issue 17): POST /api/definitions with
+// Content-Type text/plain (what a cross-site HTML form sends), naming an administrator with a
+// password the sender chose, is answered 415 and creates nobody; RabbitMQ answers the same.
+func TestHTTP_TextPlainDefinitionsImportIsRefused(t *testing.T) {
+	if httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	name := "mallory"
+	if againstRabbit {
+		name = secName(t, "mallory") // RabbitMQ is shared: never a fixed name there
+		t.Cleanup(func() { rabbitAPI(t, "DELETE", "/api/users/"+url.PathEscape(name), nil) })
+	}
+	body := `{"users":[{"name":"` + name + `","password_hash":"` + rabbitHash("mallory") + `",` +
+		`"hashing_algorithm":"rabbit_password_hashing_sha256","tags":"administrator"}],` +
+		`"permissions":[{"user":"` + name + `","vhost":"/","configure":".*","write":".*","read":".*"}]}`
+	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/api/definitions", strings.NewReader(body))
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain definitions import: %d, want 415", resp.StatusCode)
+	}
+	if code, _ := httpAs(t, httpAddr, "guest", "guest", "GET", "/api/users/"+url.PathEscape(name), ""); code != 404 {
+		t.Errorf("GET /api/users/%s: %d, want 404", name, code)
+	}
+	if code, _ := httpAs(t, httpAddr, name, "mallory", "GET", "/api/users", ""); code != 401 {
+		t.Errorf("%s signs in: %d, want 401", name, code)
+	}
+}
