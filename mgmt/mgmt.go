@@ -9,7 +9,10 @@
 // Every /api/ endpoint needs HTTP basic auth with a broker user tagged management, monitoring,
 // policymaker or administrator (401 without or with bad credentials, 403 without a tag, as
 // RabbitMQ); users, permissions, definitions and vhost changes need administrator. /metrics and
-// /api/health are open, like RabbitMQ's Prometheus endpoint.
+// /api/health are open, like RabbitMQ's Prometheus endpoint. Writes on a vhost's exchanges,
+// queues and bindings apply the user's configure/write/read and topic permissions (perms.go).
+// Writes must carry application/json bodies and are refused when they come from another web
+// origin; CORS headers are sent only for Config.CORSOrigins (csrf.go).
 //
 // Message rates (the *_details.rate fields) come from one sampler goroutine that reads the
 // broker's counters every SampleInterval (5 s, as RabbitMQ's default) and keeps the per-second
