@@ -28,6 +28,7 @@ type config struct {
 	configFile       string
 	httpListen       string
 	prometheusListen string
+	corsOrigins      string
 	logLevel         string
 	logJSON          bool
 	addrFile         string
@@ -57,6 +58,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.configFile, "config", c.configFile, "config file (JSON; keys as the flag names)")
 	fs.StringVar(&b.AMQPListen, "amqp-listen", b.AMQPListen, "AMQP listen address")
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "HTTP management listen address (empty: off)")
+	fs.StringVar(&c.corsOrigins, "http-cors-origins", "", "comma-separated web origins allowed to call the HTTP API from other sites (CORS; \"*\": any; empty: none)")
 	fs.StringVar(&c.prometheusListen, "prometheus-listen", c.prometheusListen, "Prometheus metrics listen address, /metrics as RabbitMQ's port 15692 serves it (empty: off)")
 	fs.StringVar(&b.DataDir, "data-dir", b.DataDir, "data folder")
 	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log level: trace, debug, info, warn, error")

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -108,7 +109,7 @@ func run(args []string) error {
 	}
 	var mg *mgmt.Server
 	if c.httpListen != "" || c.prometheusListen != "" {
-		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log})
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins)})
 		defer mg.Close()
 	}
 	var httpSrv *http.Server
@@ -160,4 +161,15 @@ func run(args []string) error {
 		}
 	}
 	return srv.Close()
+}
+
+// splitList splits a comma-separated flag value, dropping blanks ("" gives nil).
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
