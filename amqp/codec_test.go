@@ -217,11 +217,72 @@ func TestTable_BadInputIsFrameError(t *testing.T) {
 	}
 	// Deep nesting is refused, not a stack overflow.
 	deep := Table{}
-	for range 200 {
+	for range 5000 {
 		deep = Table{"n": deep}
 	}
 	if _, _, err := ReadTable(AppendTable(nil, deep)); err == nil {
 		t.Fatal("deeply nested table accepted")
+	}
+}
+
+// nested returns a table holding n containers nested one in the other: tables, arrays, or
+// both in turn.
+func nested(n int, shape string) Table {
+	var v any = "leaf"
+	for i := range n {
+		if shape == "tables" || (shape == "mixed" && i%2 == 0) {
+			v = Table{"n": v}
+		} else {
+			v = []any{int32(1), v}
+		}
+	}
+	return Table{"top": v}
+}
+
+// RabbitMQ accepts field tables nested as deep as fit in a frame (10,000 levels in a 128 KiB
+// frame); Warren accepts 1,000 levels of tables and arrays inside a table and refuses more
+// with 501 FRAME_ERROR (maxTableDepth: decoding is recursive). Both decoders agree, in
+// method arguments and in content headers.
+func TestTable_NestingUpToTheLimit(t *testing.T) {
+	const limit = 1000 // documented in table.go and docs/design.md
+	for _, shape := range []string{"tables", "arrays", "mixed"} {
+		ok := AppendTable(nil, nested(limit, shape))
+		if _, rest, err := ReadTable(ok); err != nil || len(rest) != 0 {
+			t.Fatalf("%s nested %d deep: ReadTable %v", shape, limit, err)
+		}
+		if _, err := skipTable(ok, 0); err != nil {
+			t.Fatalf("%s nested %d deep: skipTable %v", shape, limit, err)
+		}
+		raw := (&Properties{Headers: nested(limit, shape)}).AppendTo(nil)
+		if _, err := ScanProperties(raw); err != nil {
+			t.Fatalf("%s headers nested %d deep: ScanProperties %v", shape, limit, err)
+		}
+		if _, err := DecodeProperties(raw); err != nil {
+			t.Fatalf("%s headers nested %d deep: DecodeProperties %v", shape, limit, err)
+		}
+		deep := AppendTable(nil, nested(limit+1, shape))
+		var e *Error
+		if _, _, err := ReadTable(deep); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s nested %d deep: ReadTable %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+		if _, err := skipTable(deep, 0); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s nested %d deep: skipTable %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+		raw = (&Properties{Headers: nested(limit+1, shape)}).AppendTo(nil)
+		if _, err := ScanProperties(raw); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s headers nested %d deep: ScanProperties %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+	}
+	// An empty array one level too deep is refused by both decoders alike.
+	var v any = []any{}
+	for range limit {
+		v = Table{"n": v}
+	}
+	b := AppendTable(nil, Table{"top": v})
+	_, _, err := ReadTable(b)
+	_, serr := skipTable(b, 0)
+	if err == nil || serr == nil {
+		t.Fatalf("empty array %d deep: ReadTable %v, skipTable %v", limit+1, err, serr)
 	}
 }
 

@@ -345,3 +345,42 @@ func TestPolicy_TTLAndExpiresAboveTenYearsAreAccepted(t *testing.T) {
 		t.Fatalf("under a policy of message-ttl and expires 2^63-1 after 0.5 s: %d messages, %v", info.Messages, err)
 	}
 }
+
+// nestedTable holds n tables and arrays nested one in the other (AMQP 0-9-1 §4.2.5.5: field
+// tables and arrays may hold each other).
+func nestedTable(n int) amqp.Table {
+	var v any = "leaf"
+	for i := range n {
+		if i%2 == 0 {
+			v = amqp.Table{"n": v}
+		} else {
+			v = []any{int32(i), v}
+		}
+	}
+	return amqp.Table{"top": v}
+}
+
+// RabbitMQ accepts field tables nested as deep as fit in a frame; Warren accepts 1,000
+// levels (its documented limit; the previous one, 64, closed the connection with 501) in
+// message headers and method arguments. (amqp091-go itself reads only 32 levels, so the
+// message is counted, not fetched.)
+func TestFieldTable_NestedThousandDeepAccepted(t *testing.T) {
+	t.Parallel()
+	c, ch := dialChannel(t)
+	closed := c.NotifyClose(make(chan *amqp.Error, 1))
+	deep := nestedTable(1000)
+	q, err := ch.QueueDeclare("", false, true, true, false, deep)
+	if err != nil {
+		t.Fatalf("queue.declare with arguments nested 1000 deep: %v", err)
+	}
+	publishSync(t, ch, "", q.Name, false, amqp.Publishing{Headers: deep, Body: []byte("deep")})
+	info, err := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil)
+	if err != nil || info.Messages != 1 {
+		t.Fatalf("after publishing headers nested 1000 deep: %d messages, %v", info.Messages, err)
+	}
+	select {
+	case e := <-closed:
+		t.Fatalf("connection closed: %v", e)
+	default:
+	}
+}
