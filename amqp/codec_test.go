@@ -385,3 +385,62 @@ func TestTableHasKey(t *testing.T) {
 		t.Fatalf("allocates %.0f", a)
 	}
 }
+
+// RabbitMQ 3.10 refuses malformed UTF-8 in the short strings of the methods a client sends
+// (names, routing keys of bindings, consumer tags, exchange types, reply texts, the vhost)
+// with 501 "Malformed UTF-8 in shortstr", except in basic.publish, whose exchange and routing
+// key are not checked. Its check is structural: overlong forms and bytes that cannot start or
+// continue a sequence are malformed, while surrogates and 4-byte forms up to F7 BF BF BF are
+// accepted (sequences probed against RabbitMQ 3.10.8).
+func TestDecode_MalformedUTF8InShortstr(t *testing.T) {
+	cases := []struct {
+		s     string
+		valid bool
+	}{
+		{"plain", true}, {"", true}, {"a\x00b", true}, {"é", true}, {"\xe2\x82\xac", true},
+		{"\xf0\x9f\x98\x80", true}, {"a\xed\xa0\x80b", true}, {"a\xed\xbf\xbfb", true}, {"a\xef\xbf\xbeb", true},
+		{"a\xf4\x90\x80\x80b", true}, {"a\xf5\x80\x80\x80b", true}, {"a\xf7\xbf\xbf\xbfb", true},
+		{"a\xc2\x80b", true}, {"a\xe0\xa0\x80b", true}, {"a\xf0\x90\x80\x80b", true},
+		{"probe-\xff\xfe", false}, {"a\xc0\xafb", false}, {"a\xc1\xbfb", false}, {"a\xe0\x80\xafb", false},
+		{"a\xe0\x9f\xbfb", false}, {"a\xf0\x80\x80\xafb", false}, {"a\xf0\x8f\xbf\xbfb", false},
+		{"a\xf8\x88\x80\x80\x80b", false}, {"a\x80b", false}, {"a\xc2", false}, {"a\xc2b", false},
+		{"a\xe0\xa0", false}, {"a\xe0\xa0b", false}, {"a\xfeb", false}, {"a\xffb", false},
+	}
+	for _, c := range cases {
+		for _, m := range []Method{
+			&QueueDeclare{Queue: c.s},
+			&ExchangeDeclare{Exchange: "x", Type: c.s},
+			&QueueBind{Queue: "q", Exchange: "x", RoutingKey: c.s},
+			&BasicConsume{Queue: "q", ConsumerTag: c.s},
+			&ChannelClose{ReplyText: c.s},
+			&ConnectionOpen{VirtualHost: c.s},
+		} {
+			var d Decoder
+			_, err := d.Decode(m.AppendTo(nil))
+			if c.valid {
+				if err != nil {
+					t.Errorf("%s with %q: %v", m.Name(), c.s, err)
+				}
+				continue
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != FrameError || e.Text != "FRAME_ERROR - Malformed UTF-8 in shortstr" || e.Scope != ScopeConnection || !errors.Is(err, ErrMalformedUTF8) {
+				t.Errorf("%s with %q: %v, want 501 Malformed UTF-8 in shortstr", m.Name(), c.s, err)
+				continue
+			}
+			// As RabbitMQ: the close names the method for connection.open, none for the others.
+			wantClass, wantMethod := uint16(0), uint16(0)
+			if m.ClassID() == ClassConnection {
+				wantClass, wantMethod = m.ClassID(), m.MethodID()
+			}
+			if e.ClassID != wantClass || e.MethodID != wantMethod {
+				t.Errorf("%s with %q: close names %d.%d, want %d.%d", m.Name(), c.s, e.ClassID, e.MethodID, wantClass, wantMethod)
+			}
+		}
+		// basic.publish is not checked.
+		var d Decoder
+		if _, err := d.Decode((&BasicPublish{Exchange: c.s, RoutingKey: c.s}).AppendTo(nil)); err != nil {
+			t.Errorf("basic.publish with %q: %v", c.s, err)
+		}
+	}
+}

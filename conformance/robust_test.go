@@ -384,3 +384,72 @@ func TestFieldTable_NestedThousandDeepAccepted(t *testing.T) {
 	default:
 	}
 }
+
+// RabbitMQ 3.10 checks the short strings of the methods a client sends for malformed UTF-8 and
+// closes the connection with 501 FRAME_ERROR "Malformed UTF-8 in shortstr" (naming no method,
+// except connection.open), but not basic.publish's exchange and routing key. Its check is
+// structural: overlong forms are malformed, surrogates and 4-byte forms past U+10FFFF are not.
+func TestShortstr_MalformedUTF8IsFrameError(t *testing.T) {
+	t.Parallel()
+	const bad = "probe-\xff\xfe"
+	refused := []struct {
+		name          string
+		class, method uint16
+		args          rawArgs
+	}{
+		{"queue.declare", 50, 10, rawArgs(nil).short(0).shortstr(bad).octet(8).table()},
+		{"queue.declare-overlong", 50, 10, rawArgs(nil).short(0).shortstr("a\xc0\xafb").octet(8).table()},
+		{"exchange.declare-type", 40, 10, rawArgs(nil).short(0).shortstr("x").shortstr(bad).octet(0).table()},
+		{"queue.bind-routing-key", 50, 20, rawArgs(nil).short(0).shortstr("q").shortstr("amq.direct").shortstr(bad).octet(0).table()},
+		{"exchange.unbind-routing-key", 40, 40, rawArgs(nil).short(0).shortstr("amq.fanout").shortstr("amq.direct").shortstr(bad).octet(0).table()},
+		{"basic.consume-tag", 60, 20, rawArgs(nil).short(0).shortstr("q").shortstr(bad).octet(0).table()},
+		{"basic.get", 60, 70, rawArgs(nil).short(0).shortstr(bad).octet(0)},
+		{"channel.close-reply-text", 20, 40, rawArgs(nil).short(200).shortstr(bad).short(0).short(0)},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rc, _ := rawHandshake(t, nil)
+			rc.openChannel(1)
+			rc.sendMethod(1, tc.class, tc.method, tc.args)
+			cl := rc.expectConnectionCloseCode(501)
+			if cl.text != "FRAME_ERROR - Malformed UTF-8 in shortstr" || cl.classID != 0 || cl.methodID != 0 {
+				t.Fatalf("connection.close %q naming %d.%d", cl.text, cl.classID, cl.methodID)
+			}
+		})
+	}
+	t.Run("connection.open-vhost", func(t *testing.T) {
+		t.Parallel()
+		rc := rawConnect(t)
+		rc.startHandshake()
+		rc.sendStartOk(nil, "PLAIN", rawPlainGuest)
+		tn := rc.readTune()
+		tn.heartbeat = 0
+		rc.sendTuneOk(tn)
+		rc.sendOpen(bad)
+		cl := rc.expectConnectionCloseCode(501)
+		if cl.text != "FRAME_ERROR - Malformed UTF-8 in shortstr" || cl.classID != 10 || cl.methodID != 40 {
+			t.Fatalf("connection.close %q naming %d.%d", cl.text, cl.classID, cl.methodID)
+		}
+	})
+	t.Run("accepted", func(t *testing.T) {
+		t.Parallel()
+		rc, _ := rawHandshake(t, nil)
+		rc.openChannel(1)
+		// surrogate, past U+10FFFF: accepted as queue names (exclusive, auto-delete)
+		for _, name := range []string{"probe-\xed\xa0\x80", "probe-\xf4\x90\x80\x80", "probe-\xf0\x9f\x90\x87"} {
+			rc.sendMethod(1, 50, 10, rawArgs(nil).short(0).shortstr(name).octet(4|8).table())
+			rc.expectMethod(1, 50, 11)
+		}
+		// basic.publish: neither the routing key nor the exchange is checked (the unknown
+		// exchange is 404, a channel error).
+		rc.sendMethod(1, 60, 40, rawPublishArgs(bad))
+		rc.send(rawFrameHeader, 1, rawContentHeader(0))
+		rc.sendMethod(1, 60, 40, rawArgs(nil).short(0).shortstr(bad).shortstr("k").octet(0))
+		rc.send(rawFrameHeader, 1, rawContentHeader(0))
+		cl := rawDecodeClose(t, rc.expectMethod(1, 20, 40))
+		if cl.code != 404 || cl.text != "NOT_FOUND - no exchange '"+bad+"' in vhost '/'" {
+			t.Fatalf("publish to an exchange named with malformed UTF-8: %d %q", cl.code, cl.text)
+		}
+	})
+}

@@ -291,7 +291,11 @@ func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
 		if f.Type != amqp.FrameMethod || f.Channel != 0 {
 			return nil, c.handshakeFail(amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame on channel 0 during handshake"))
 		}
-		return amqp.DecodeMethod(f.Payload)
+		m, err := amqp.DecodeMethod(f.Payload)
+		if errors.Is(err, amqp.ErrMalformedUTF8) && c.frameMax != 0 {
+			return nil, c.handshakeFail(err) // connection.open: RabbitMQ sends connection.close
+		}
+		return m, err
 	}
 }
 
