@@ -453,3 +453,29 @@ func TestShortstr_MalformedUTF8IsFrameError(t *testing.T) {
 		}
 	})
 }
+
+// RabbitMQ accepts the AMQP 0-9 protocol header (AMQP 1 1 0 9: class 1, instance 1, version
+// 0-9) and speaks 0-9-1 on it, as it is close enough (rabbit_reader); connection.start says
+// 0-9 as for the 0-9-1 header. (The 0-8 headers, AMQP 1 1 8 0 and AMQP 1 1 9 1, get RabbitMQ's
+// 0-8 framing, which Warren does not speak: it answers them with the 0-9-1 header.)
+func TestConnection_AMQP09HeaderSpeaks091(t *testing.T) {
+	t.Parallel()
+	rc := rawConnect(t)
+	rc.write([]byte("AMQP\x01\x01\x00\x09"))
+	start := rawDecodeStart(t, rc.expectMethod(0, 10, 10))
+	if start.major != 0 || start.minor != 9 {
+		t.Fatalf("connection.start version %d-%d, want 0-9", start.major, start.minor)
+	}
+	rc.sendStartOk(nil, "PLAIN", rawPlainGuest)
+	tn := rc.readTune()
+	tn.heartbeat = 0
+	rc.sendTuneOk(tn)
+	rc.sendOpen("/")
+	rc.expectMethod(0, 10, 41)
+	rc.openChannel(1)
+	if q := rc.declareTempQueue(1); q == "" {
+		t.Fatal("no queue name")
+	}
+	rc.sendMethod(0, 10, 50, rawArgs(nil).short(200).shortstr("bye").short(0).short(0))
+	rc.expectMethod(0, 10, 51)
+}

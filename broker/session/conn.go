@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -164,7 +163,7 @@ func (c *Conn) handshake() error {
 	if err := c.fr.ReadProtocolHeader(&h); err != nil {
 		return err
 	}
-	if !bytes.Equal(h[:], amqp.ProtocolHeader) {
+	if !amqp.SpeaksProtocol(h[:]) {
 		c.nc.Write(amqp.ProtocolHeader)
 		return errors.New("session: bad protocol header")
 	}
