@@ -152,3 +152,58 @@ func TestTopic_MatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestTopic_ConcurrentBindsDuringLongRoutes binds and unbinds while long routes yield
+// part-way (run with -race): nothing breaks, and once the binds stop, routes (and the cache)
+// agree with the reference again.
+func TestTopic_ConcurrentBindsDuringLongRoutes(t *testing.T) {
+	x, _ := New("t", Topic, Options{})
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 300 { // enough nodes that routes yield
+		x.Bind(Binding{Dest: dest("bulk"), Key: randomWords(rng, []string{"#", "*", "a"}, 40)})
+	}
+	key := strings.TrimSuffix(strings.Repeat("a.", 60), ".")
+	done := make(chan struct{})
+	routed := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				routed <- n
+				return
+			default:
+			}
+			x.Route(key, nil, nil)
+			x.Route(fmt.Sprint("a.", n), nil, nil)
+			n++
+		}
+	}()
+	brng := rand.New(rand.NewPCG(8, 8))
+	for i := range 2000 {
+		b := Binding{Dest: dest(fmt.Sprint("q", i%20)), Key: randomWords(brng, []string{"#", "*", "a", "b"}, 6)}
+		x.Bind(b)
+		if i%3 == 0 {
+			x.Unbind(b)
+		}
+	}
+	close(done)
+	if n := <-routed; n == 0 {
+		t.Fatal("no route ran during the binds")
+	}
+	all := x.Bindings()
+	for _, k := range []string{key, "a", "a.b", "b.a.a", "", "a.a.a.a.a.a"} {
+		var want []string
+		for _, b := range all {
+			if refMatch(splitKey(b.Key), splitKey(k)) && !slices.Contains(want, b.Dest.DestName()) {
+				want = append(want, b.Dest.DestName())
+			}
+		}
+		slices.Sort(want)
+		for range 2 { // computed, then cached
+			if got := names(x.Route(k, nil, nil)); !slices.Equal(got, want) {
+				t.Fatalf("key %q: got %v want %v", k, got, want)
+			}
+		}
+	}
+}
