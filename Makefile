@@ -6,7 +6,8 @@ FUZZTIME  ?= 30s
 FUZZSHORT ?= 30000x
 BENCHTIME ?= 1s
 RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
-PKGS      := ./amqp/... ./broker/... ./wal/... ./mgmt/... ./cmd/...
+# PKGS is every package but conformance (`make conformance`); `make unit` checks that it stays so.
+PKGS      := ./amqp/... ./broker/... ./crypt/... ./wal/... ./mgmt/... ./cmd/...
 
 .PHONY: help run build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports
 
@@ -34,7 +35,8 @@ imports: ## check the dependency direction between our packages
 
 test: unit conformance fuzz-short ## everything CI runs against Warren: unit tests (-race), conformance, short fuzz
 
-unit: ## unit tests with the race detector
+unit: ## unit tests with the race detector (of every package with tests but conformance)
+	@scripts/check-unit-pkgs.sh $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 
 conformance: ## conformance suite (Go + pika) against a freshly started warren, or RABBITMQ_URL=... against that broker

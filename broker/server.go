@@ -33,7 +33,8 @@ const Version = "0.1.0"
 // information properties.
 const CompatVersion = "3.10.8"
 
-// Config configures a Server. The zero value plus defaults is a working single node.
+// Config configures a Server. The zero value is a working single node: zero fields take their
+// values from DefaultConfig (config.go), where the defaults below are set.
 type Config struct {
 	AMQPListen string // default 127.0.0.1:5672
 	DataDir    string // default ./data
@@ -87,49 +88,6 @@ type Config struct {
 	MaxConnections int
 }
 
-// SetDefaults fills zero fields.
-func (c *Config) SetDefaults() {
-	if c.MemoryBudget == 0 {
-		c.MemoryBudget = physicalMemory() / 4
-	}
-	if c.MemoryHighWatermark == 0 {
-		c.MemoryHighWatermark = 0.4
-	}
-	if c.DiskFreeLimit == 0 {
-		c.DiskFreeLimit = 50_000_000
-	}
-	if c.AMQPListen == "" {
-		c.AMQPListen = "127.0.0.1:5672"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "data"
-	}
-	if c.FrameMax == 0 {
-		c.FrameMax = 131072
-	}
-	if c.ChannelMax == 0 {
-		c.ChannelMax = 2047
-	}
-	if c.Heartbeat == 0 && !c.NoHeartbeat {
-		c.Heartbeat = 60
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 128 << 20
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 10 * time.Second
-	}
-	if c.DefaultUser == "" {
-		c.DefaultUser, c.DefaultPass = "guest", "guest"
-	}
-	if c.LoopbackUsers == nil {
-		c.LoopbackUsers = []string{"guest"}
-	}
-	if c.TLS != nil && c.AMQPSListen == "" {
-		c.AMQPSListen = "127.0.0.1:5671"
-	}
-}
-
 // Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
 type Storage interface {
 	vhost.Storage
@@ -167,12 +125,17 @@ type Server struct {
 	chans      userChannels
 	alarmStop  chan struct{}
 	nextConnID atomic.Uint64
+	churn      Churn        // counters.go
+	sockets    atomic.Int64 // client sockets open
 	wg         sync.WaitGroup
 }
 
 // New creates a server; Start begins listening.
 func New(cfg Config) (*Server, error) {
 	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Log.With().Str("component", "broker").Logger(),
@@ -247,6 +210,7 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
 	v.Meta = s.meta
+	v.Counters = &s.churn.Queues
 	return v
 }
 
@@ -389,6 +353,7 @@ func (s *Server) Connections() []*session.Conn {
 }
 
 func (s *Server) register(c *session.Conn) {
+	s.churn.ConnectionsOpened.Add(1)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -396,6 +361,9 @@ func (s *Server) register(c *session.Conn) {
 
 func (s *Server) unregister(c *session.Conn) {
 	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		s.churn.ConnectionsClosed.Add(1)
+	}
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
@@ -491,8 +459,10 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 		}
 		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
 		s.wg.Add(1)
+		s.sockets.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.sockets.Add(-1)
 			c.Serve()
 			if s.slots != nil {
 				<-s.slots

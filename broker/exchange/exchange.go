@@ -52,11 +52,14 @@ type router interface {
 }
 
 // Exchange is a named exchange. Its bindings are guarded by mu; routing takes the read lock.
+// A long topic match lets binding changes in part-way (yieldRead), so that neither they nor
+// the routes queued behind them (RWMutex blocks new readers while a writer waits) wait for it.
 type Exchange struct {
 	Name string
 	Type string
 	Options
 
+	writers  atomic.Int32 // goroutines waiting for or holding mu's write lock
 	mu       sync.RWMutex
 	r        router
 	bindings []Binding // all bindings, in order of creation, for listing and unused checks
@@ -84,13 +87,31 @@ func New(name, typ string, o Options) (*Exchange, error) {
 	case Fanout:
 		x.r = &fanout{}
 	case Topic:
-		x.r = newTopic()
+		t := newTopic()
+		t.yield = x.yieldRead
+		x.r = t
 	case Headers:
 		x.r = &headersRouter{}
 	default:
 		return nil, amqp.ConnErr(amqp.CommandInvalid, "unknown exchange type '%s'", typ)
 	}
 	return x, nil
+}
+
+// lock takes the write lock, announcing it to routes that yield.
+func (x *Exchange) lock() {
+	x.writers.Add(1)
+	x.mu.Lock()
+	x.writers.Add(-1)
+}
+
+// yieldRead is called with the read lock held, part-way through a long route: when a writer
+// waits, it releases the read lock and takes it again after the writer.
+func (x *Exchange) yieldRead() {
+	if x.writers.Load() > 0 {
+		x.mu.RUnlock()
+		x.mu.RLock()
+	}
 }
 
 // DestName returns the exchange name.
@@ -101,7 +122,7 @@ func (x *Exchange) IsExchange() bool { return true }
 
 // Bind adds a binding; it returns false if an identical one exists (binding is idempotent).
 func (x *Exchange) Bind(b Binding) bool {
-	x.mu.Lock()
+	x.lock()
 	defer x.mu.Unlock()
 	if !x.r.add(b) {
 		return false
@@ -120,7 +141,7 @@ func (x *Exchange) HasBinding(b Binding) bool {
 // Unbind removes a binding and returns it as it was stored (its arguments may differ from
 // b's in integer widths); false if it did not exist.
 func (x *Exchange) Unbind(b Binding) (Binding, bool) {
-	x.mu.Lock()
+	x.lock()
 	defer x.mu.Unlock()
 	if !x.r.remove(b) {
 		return Binding{}, false
@@ -136,7 +157,7 @@ func (x *Exchange) Unbind(b Binding) (Binding, bool) {
 
 // UnbindDest removes every binding to dest and returns them.
 func (x *Exchange) UnbindDest(dest Destination) []Binding {
-	x.mu.Lock()
+	x.lock()
 	defer x.mu.Unlock()
 	var removed []Binding
 	kept := x.bindings[:0]

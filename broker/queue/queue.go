@@ -203,6 +203,7 @@ func (q *Queue) Persists(m *message.Message) bool {
 // Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
 // When the message is written to the queue's log, pending is true and onDurable is called
 // (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
+// A publish without onDurable may wait for the log (see persistLocked), never under q.mu.
 func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus {
 	if q.stream != nil {
 		return q.publishStream(m, onDurable)
@@ -212,9 +213,19 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		q.mu.Unlock()
 		return PubDropped
 	}
+	status, wait := q.publishLocked(m, onDurable)
+	q.unlock()
+	if wait {
+		q.waitLog()
+	}
+	return status
+}
+
+// publishLocked is Publish under q.mu; wait asks the caller to wait for the log after
+// unlocking.
+func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (status PubStatus, wait bool) {
 	if q.cfg.Dedup && q.duplicateLocked(m) {
-		q.unlock()
-		return PubQueued // dropped, and confirmed: the first copy is in the queue or was consumed
+		return PubQueued, false // dropped, and confirmed: the first copy is in the queue or was consumed
 	}
 	e := Entry{Msg: m}
 	var now int64
@@ -226,36 +237,33 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		if q.cfg.Overflow == RejectPublishDLX {
 			q.dropLocked(e, "maxlen")
 		}
-		q.unlock()
-		return PubRejected
+		return PubRejected, false
 	}
 	e.Offset = q.nextOffset
 	q.nextOffset++
 	q.stats.Published.Add(1)
-	status := PubQueued
+	status = PubQueued
+	var pending bool
 	// A message that is already expired (TTL 0) is delivered only if a consumer takes it now.
 	if (q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0) || (e.Expires != 0 && e.Expires <= now) {
-		if q.persistLocked(&e, onDurable) {
+		if pending, wait = q.persistLocked(&e, onDurable); pending {
 			status = PubPending
 		}
 		if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
-			q.unlock()
-			return status
+			return status, wait
 		}
 		if e.Expires != 0 && e.Expires <= now {
 			q.dropLocked(e, "expired")
-			q.unlock()
-			return status
+			return status, wait
 		}
-	} else if q.persistLocked(&e, onDurable) {
+	} else if pending, wait = q.persistLocked(&e, onDurable); pending {
 		status = PubPending
 	}
 	q.enqueueLocked(e)
 	q.enforceLimitsLocked()
 	q.dispatchLocked()
 	q.scheduleExpiryLocked()
-	q.unlock()
-	return status
+	return status, wait
 }
 
 // DeliveryPropsLocked returns the raw properties to deliver e with: the message's own, or for
@@ -293,11 +301,14 @@ func (q *Queue) retireLocked(e Entry) {
 	q.retired = append(q.retired, e.LogOffset)
 }
 
-// persistLocked writes e's message to the queue's log when it persists there; true when
-// onDurable will be called.
-func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
+// persistLocked writes e's message to the queue's log when it persists there. pending: onDurable
+// will be called. wait: nobody waits for these writes (no publisher confirm), and so much was
+// appended since the last wait that the publisher must now wait for the log (waitLog), after
+// releasing q.mu: the wait may last an fsync, and every consumer and publisher of the queue
+// needs the lock meanwhile.
+func (q *Queue) persistLocked(e *Entry, onDurable func(error)) (pending, wait bool) {
 	if !q.Persists(e.Msg) {
-		return false
+		return false, false
 	}
 	q.encBuf = AppendLogRecord(q.encBuf[:0], e.Msg, e.Expires)
 	var done func(uint64, error)
@@ -306,20 +317,24 @@ func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
 	}
 	e.LogOffset = q.log.Append(q.encBuf, done)
 	if onDurable == nil {
-		// Nobody waits for this write (no publisher confirm): bound what can pile up in memory
-		// ahead of the disk by waiting for the log now and then.
+		// Bound what can pile up in memory ahead of the disk.
 		q.logUnsync += int64(len(q.encBuf))
 		if q.logUnsync >= logSyncBytes {
 			q.logUnsync = 0
-			if sy, ok := q.log.(syncer); ok {
-				sy.Sync()
-			}
+			wait = true
 		}
 	}
 	if cap(q.encBuf) > 1<<20 {
 		q.encBuf = nil
 	}
-	return onDurable != nil
+	return onDurable != nil, wait
+}
+
+// waitLog waits until the queue's log has written what was appended so far. Without q.mu.
+func (q *Queue) waitLog() {
+	if sy, ok := q.log.(syncer); ok {
+		sy.Sync()
+	}
 }
 
 // rejectsLocked reports whether x-overflow reject-publish(-dlx) refuses a new message.
@@ -379,8 +394,24 @@ func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, ex
 }
 
 // unlock writes the retirements and delivery marks gathered under the lock, then unlocks.
-// The log calls only queue records for the next commit, so they are cheap.
+// The log calls only queue records for the next commit, so they are cheap. A stream's
+// consumers that stopped at messages evicted from memory get them read back from the log
+// here, after unlocking (fetchStream), and dispatched.
 func (q *Queue) unlock() {
+	for {
+		var fetch []streamFetch
+		if q.stream != nil && len(q.stream.misses) > 0 && !q.deleted {
+			fetch = q.streamFetchesLocked()
+		}
+		q.unlockOnce()
+		if len(fetch) == 0 {
+			return
+		}
+		q.fetchStream(fetch) // returns with q.mu held
+	}
+}
+
+func (q *Queue) unlockOnce() {
 	if q.log != nil {
 		if len(q.retired) > 0 {
 			q.log.Retire(q.retired...)

@@ -79,13 +79,7 @@ func (ch *Channel) ID() uint16 { return ch.id }
 
 func (ch *Channel) handleFrame(f amqp.Frame) error {
 	if ch.closing {
-		if f.Type == amqp.FrameMethod && len(f.Payload) >= 4 && f.Payload[1] == 20 && (f.Payload[3] == 40 || f.Payload[3] == 41) {
-			if f.Payload[3] == 40 {
-				ch.c.send(ch.id, &amqp.ChannelCloseOk{})
-			}
-			ch.c.dropChannel(ch.id)
-		}
-		return nil // spec 4.2.2.1: discard frames on a closing channel
+		return ch.handleClosingFrame(f)
 	}
 	var err error
 	switch f.Type {
@@ -107,6 +101,28 @@ func (ch *Channel) handleFrame(f amqp.Frame) error {
 		return err
 	}
 	ch.closeWithError(ae)
+	return nil
+}
+
+// handleClosingFrame handles a frame on a channel we closed (spec 1.5.2.5: after sending
+// channel.close, discard every frame but channel.close and close-ok). The channel ends with
+// the client's close-ok. A channel.close means the client closed the channel at the same
+// time as we did: it gets its close-ok, and the channel still waits for the close-ok to ours
+// (RabbitMQ does the same; freeing the number now would make that close-ok a frame on an
+// unopened channel, a connection error). channel.open is a 504 connection error, as RabbitMQ
+// answers it on a channel still in use.
+func (ch *Channel) handleClosingFrame(f amqp.Frame) error {
+	if f.Type != amqp.FrameMethod || len(f.Payload) < 4 || f.Payload[0] != 0 || f.Payload[1] != 20 || f.Payload[2] != 0 {
+		return nil
+	}
+	switch f.Payload[3] {
+	case 10:
+		return &amqp.Error{Code: amqp.ChannelError, Text: "CHANNEL_ERROR - second 'channel.open' seen", ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
+	case 40:
+		ch.c.send(ch.id, &amqp.ChannelCloseOk{})
+	case 41:
+		ch.c.dropChannel(ch.id)
+	}
 	return nil
 }
 
@@ -473,7 +489,7 @@ func (ch *Channel) handleHeader(payload []byte) error {
 	ch.pub.data = make([]byte, len(h.RawProps), capacity)
 	copy(ch.pub.data, h.RawProps)
 	if h.BodySize == 0 {
-		return ch.publishAssembled()
+		return publishErr(ch.publishAssembled())
 	}
 	return nil
 }
@@ -491,7 +507,7 @@ func (ch *Channel) handleBody(payload []byte) error {
 	}
 	ch.pub.data = append(ch.pub.data, payload...)
 	if have+uint64(len(payload)) == ch.pub.size {
-		return ch.publishAssembled()
+		return publishErr(ch.publishAssembled())
 	}
 	return nil
 }
@@ -529,7 +545,7 @@ func (ch *Channel) publishAssembled() error {
 			return err
 		}
 	}
-	ch.count(StatPublish, 1)
+	ch.countPublish()
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
 		ch.router.NoDedup = true
@@ -546,8 +562,17 @@ func (ch *Channel) publishAssembled() error {
 	if ch.confirm {
 		seq = ch.cf.next()
 		ch.markDirty()
+		if testHookSeq != nil {
+			testHookSeq(seq)
+		}
 	}
-	return ch.route(msg, p.mandatory, seq)
+	if err := ch.route(msg, p.mandatory, seq); err != nil {
+		return err // never confirmed: the channel closes
+	}
+	if seq != 0 {
+		ch.cf.routed.Store(seq) // answered from now on, unless route registered it waiting or nacked
+	}
+	return nil
 }
 
 // route delivers msg to the queues it routes to, or returns it (mandatory) when none. In
@@ -601,8 +626,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	}
 	if rejected && seq != 0 {
 		if w == nil {
-			ch.cf.wait(seq)
-			ch.confirmDurable(seq, false)
+			ch.cf.nack(seq)
 		} else {
 			w.err.Store(true)
 		}
@@ -611,6 +635,9 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		w.done(nil)
 	}
 	clear(ch.router.Queues)
+	if routed {
+		ch.countRouted()
+	}
 	if !routed && !mandatory {
 		ch.count(StatDropUnroutable, 1)
 	}
@@ -698,6 +725,12 @@ func (ch *Channel) commit() error {
 				wg.Done()
 			}
 			routed = routed || st != queue.PubDropped
+		}
+		if routed {
+			ch.countRouted()
+		}
+		if !routed && !p.mandatory {
+			ch.count(StatDropUnroutable, 1)
 		}
 		if !routed && p.mandatory {
 			ch.sendReturn(p.msg)

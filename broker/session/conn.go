@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -164,7 +163,7 @@ func (c *Conn) handshake() error {
 	if err := c.fr.ReadProtocolHeader(&h); err != nil {
 		return err
 	}
-	if !bytes.Equal(h[:], amqp.ProtocolHeader) {
+	if !amqp.SpeaksProtocol(h[:]) {
 		c.nc.Write(amqp.ProtocolHeader)
 		return errors.New("session: bad protocol header")
 	}
@@ -291,7 +290,11 @@ func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
 		if f.Type != amqp.FrameMethod || f.Channel != 0 {
 			return nil, c.handshakeFail(amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame on channel 0 during handshake"))
 		}
-		return amqp.DecodeMethod(f.Payload)
+		m, err := amqp.DecodeMethod(f.Payload)
+		if errors.Is(err, amqp.ErrMalformedUTF8) && c.frameMax != 0 {
+			return nil, c.handshakeFail(err) // connection.open: RabbitMQ sends connection.close
+		}
+		return m, err
 	}
 }
 

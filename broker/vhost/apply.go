@@ -274,6 +274,9 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 	}
 	v.queues[d.Name] = q
 	fx.Keep()
+	if v.Counters != nil && !replay {
+		v.Counters.Created.Add(1)
+	}
 	var cfg queue.Config
 	withPolicy := !replay && len(v.policies) > 0 // at start, policies apply once everything is back
 	if withPolicy {
@@ -319,6 +322,9 @@ func (v *VHost) applyDeleteQueue(rec meta.Record, fx meta.Effects) int {
 func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	if v.queues[q.Name] == q {
 		delete(v.queues, q.Name)
+		if v.Counters != nil {
+			v.Counters.Deleted.Add(1)
+		}
 	}
 	delete(v.queuePolicy, q)
 	durable := isDurable(q)

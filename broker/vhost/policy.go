@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/warrenmq/warren/amqp"
@@ -76,7 +77,7 @@ func ValidatePolicy(p *Policy) error {
 		}
 		args[m.arg] = normalizeNumber(v)
 	}
-	if err := ValidateQueueArgs(args); err != nil {
+	if err := validateQueueArgs(args, true); err != nil {
 		return fmt.Errorf("vhost: policy %q: %v", p.Name, err)
 	}
 	p.re = re
@@ -101,12 +102,19 @@ func (p *Policy) same(o *Policy) bool {
 		string(amqp.AppendTable(nil, p.Definition)) == string(amqp.AppendTable(nil, o.Definition))
 }
 
-// normalizeNumber turns JSON numbers (float64) into integers when they are whole.
+// normalizeNumber turns JSON numbers (float64) into integers when they are whole; a whole
+// number beyond int64 (RabbitMQ takes any integer) becomes the nearest int64.
 func normalizeNumber(v any) any {
-	if f, ok := v.(float64); ok && f == float64(int64(f)) {
-		return int64(f)
+	f, ok := v.(float64)
+	switch {
+	case !ok || f != math.Trunc(f):
+		return v
+	case f >= math.MaxInt64:
+		return int64(math.MaxInt64)
+	case f <= math.MinInt64:
+		return int64(math.MinInt64)
 	}
-	return v
+	return int64(f)
 }
 
 func (p *Policy) applies(kind string, name string) bool {

@@ -155,3 +155,29 @@ func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
 		t.Error("a pattern neither engine takes was accepted")
 	}
 }
+
+// RabbitMQ 3.10 accepts a policy's message-ttl and expires beyond the ten-year limit of the
+// queue arguments (any integer, 1e20 from JSON too); the queue holds them at ten years, so
+// deadlines cannot overflow (issue 18). Queue arguments beyond it are refused.
+func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
+	v := New("/", nil)
+	q, _, _ := v.DeclareQueue(QueueDecl{Name: "big"})
+	for _, val := range []any{int64(9223372036854775807), float64(1e20)} {
+		if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": val, "expires": val}}); err != nil {
+			t.Fatalf("policy with %v refused: %v", val, err)
+		}
+		if c := q.Config(); c.MessageTTL != message.MaxTTL || c.Expires != message.MaxTTL {
+			t.Fatalf("policy %v: message TTL %d, expires %d; want %d", val, c.MessageTTL, c.Expires, message.MaxTTL)
+		}
+	}
+	publishN(t, v, "big", 1)
+	if got := ready(q); got != 1 {
+		t.Fatalf("queue holds %d messages, want 1", got)
+	}
+	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": int64(-1)}}); err == nil {
+		t.Fatal("negative message-ttl accepted")
+	}
+	if _, _, err := v.DeclareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}); err == nil {
+		t.Fatal("x-message-ttl beyond ten years accepted")
+	}
+}

@@ -38,6 +38,8 @@ type VHost struct {
 	// Meta is the node's metadata store; set right after New. Nil applies changes at once
 	// (a vhost used on its own).
 	Meta meta.Store
+	// Counters, when set (right after New), count queue churn (counters.go).
+	Counters *QueueCounters
 
 	mu          sync.RWMutex
 	exchanges   map[string]*exchange.Exchange
@@ -236,6 +238,9 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+	if !d.Passive && v.Counters != nil {
+		v.Counters.Declared.Add(1)
+	}
 	serverNamed := d.ServerNamed || (d.Name == "" && !d.Passive)
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
@@ -547,18 +552,24 @@ type Router struct {
 //
 // Sender-selected distribution (RabbitMQ): routing keys in the CC and BCC headers (arrays of
 // strings) are routed too; r.BCC reports a BCC header, which the publisher strips.
+//
+// VHost.mu is held only for the lookups by name (the exchange, a default-exchange queue, an
+// alternate exchange), never while an exchange matches: a slow topic match delays only its
+// own publisher, not declares, other publishers or management (issue 18). A route that runs
+// beside a delete can still return the deleted queue; queue.Publish refuses it.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
 	r.Queues = r.Queues[:0]
 	r.BCC, r.Duplicate = false, false
-	v.mu.RLock()
-	defer v.mu.RUnlock()
 	var x *exchange.Exchange
+	v.mu.RLock()
 	if exchangeName != "" {
 		x = v.exchanges[exchangeName]
 		if x == nil {
+			v.mu.RUnlock()
 			return v.notFoundExchange(exchangeName)
 		}
 		if x.Internal {
+			v.mu.RUnlock()
 			return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
 		}
 	}
@@ -567,13 +578,16 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		if counted = x; counted == nil {
 			counted = v.exchanges[""]
 		}
+	}
+	v.mu.RUnlock()
+	if counted != nil {
 		counted.PublishIn.Add(1)
 	}
 	if x != nil && !r.NoDedup && v.duplicate(exchangeName, m) {
 		r.Duplicate = true
 		return nil
 	}
-	v.routeKeyLocked(r, x, key, m)
+	v.routeKey(r, x, key, m)
 	if m.Props.Headers != nil && (amqp.TableHasKey(m.Props.Headers, "CC") || amqp.TableHasKey(m.Props.Headers, "BCC")) {
 		h := m.Headers()
 		for _, name := range []string{"CC", "BCC"} {
@@ -587,9 +601,9 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 			for _, k := range keys {
 				switch k := k.(type) {
 				case string:
-					v.routeKeyLocked(r, x, k, m)
+					v.routeKey(r, x, k, m)
 				case []byte:
-					v.routeKeyLocked(r, x, string(k), m)
+					v.routeKey(r, x, string(k), m)
 				}
 			}
 		}
@@ -600,10 +614,13 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 	return nil
 }
 
-// routeKeyLocked adds the queues for one routing key (x nil: the default exchange).
-func (v *VHost) routeKeyLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+// routeKey adds the queues for one routing key (x nil: the default exchange).
+func (v *VHost) routeKey(r *Router, x *exchange.Exchange, key string, m *message.Message) {
 	if x == nil {
-		if q := v.queues[key]; q != nil {
+		v.mu.RLock()
+		q := v.queues[key]
+		v.mu.RUnlock()
+		if q != nil {
 			for _, have := range r.Queues {
 				if have == q {
 					return
@@ -614,11 +631,12 @@ func (v *VHost) routeKeyLocked(r *Router, x *exchange.Exchange, key string, m *m
 		return
 	}
 	r.visited = r.visited[:0]
-	v.routeLocked(r, x, key, m)
+	v.route(r, x, key, m)
 	clear(r.visited)
 }
 
-func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+// route adds the queues x routes key to; called without v.mu.
+func (v *VHost) route(r *Router, x *exchange.Exchange, key string, m *message.Message) {
 	for _, seen := range r.visited {
 		if seen == x {
 			return
@@ -642,16 +660,20 @@ func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *mess
 				r.Queues = append(r.Queues, d)
 			}
 		case *exchange.Exchange:
-			v.routeLocked(r, d, key, m)
+			v.route(r, d, key, m)
 		}
 	}
 	clear(r.dests[start:])
 	r.dests = r.dests[:start]
 	if len(r.Queues) == before {
+		v.mu.RLock()
+		var ax *exchange.Exchange
 		if ae, ok := v.alternateLocked(x); ok {
-			if ax := v.exchanges[ae]; ax != nil {
-				v.routeLocked(r, ax, key, m)
-			}
+			ax = v.exchanges[ae]
+		}
+		v.mu.RUnlock()
+		if ax != nil {
+			v.route(r, ax, key, m)
 		}
 	}
 }
