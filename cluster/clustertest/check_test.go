@@ -53,7 +53,7 @@ func (h *hist) ok(q, p, c string, from, to uint64) *hist {
 func TestCheck_Findings(t *testing.T) {
 	classes := map[string]QueueClass{"q": {Kind: "quorum", MustNotLose: true}, "async": {Kind: "quorum-async"}}
 	type want struct {
-		confirmed, nacked, returned, indeterminate, delivered int
+		confirmed, nacked, returned, indeterminate, delivered                     int
 		lost, unexpected, dups, badDups, order, nackedDelivered, unknownDelivered int
 		lostIDs                                                                   []string
 		ok                                                                        bool
@@ -147,7 +147,7 @@ func TestCheck_UnavailabilityPerFault(t *testing.T) {
 	h.wait(2 * time.Second)
 	h.add(Event{Kind: EvHeal, FaultID: 1})
 	h.confirm("q", "p1", 4).deliver("q", "c1", 2, "p1", 4, false)
-	h.pub("q", "p1", 5).wait(500 * time.Millisecond).confirm("q", "p1", 5).wait(time.Second).deliver("q", "c1", 2, "p1", 5, false)
+	h.pub("q", "p1", 5).wait(500*time.Millisecond).confirm("q", "p1", 5).wait(time.Second).deliver("q", "c1", 2, "p1", 5, false)
 	r := Check(h.ev, CheckConfig{Queues: map[string]QueueClass{"q": {MustNotLose: true}}})
 	if len(r.Faults) != 1 {
 		t.Fatalf("faults: %+v", r.Faults)
