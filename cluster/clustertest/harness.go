@@ -326,17 +326,11 @@ func (c *Cluster) layout() error {
 		if c.Netns {
 			n.NS = c.net.ns(i)
 		}
-		for k, t := range o.Args {
-			tpl, err := template.New(fmt.Sprint("arg", k)).Option("missingkey=error").Parse(t)
-			if err != nil {
-				return fmt.Errorf("clustertest: argument template %q: %w", t, err)
-			}
-			var b bytes.Buffer
-			if err := tpl.Execute(&b, n.Args); err != nil {
-				return fmt.Errorf("clustertest: argument template %q: %w", t, err)
-			}
-			n.argv = append(n.argv, b.String())
+		argv, err := renderArgs(o.Args, n.Args)
+		if err != nil {
+			return err
 		}
+		n.argv = argv
 		if o.TmpfsSize > 0 {
 			if err := n.mountTmpfs(o.TmpfsSize); err != nil {
 				return err
@@ -345,6 +339,23 @@ func (c *Cluster) layout() error {
 		c.Nodes = append(c.Nodes, n)
 	}
 	return nil
+}
+
+// renderArgs expands an argument template for one node.
+func renderArgs(tmpl []string, a NodeArgs) ([]string, error) {
+	var argv []string
+	for k, t := range tmpl {
+		tpl, err := template.New(fmt.Sprint("arg", k)).Option("missingkey=error").Parse(t)
+		if err != nil {
+			return nil, fmt.Errorf("clustertest: argument template %q: %w", t, err)
+		}
+		var b bytes.Buffer
+		if err := tpl.Execute(&b, a); err != nil {
+			return nil, fmt.Errorf("clustertest: argument template %q: %w", t, err)
+		}
+		argv = append(argv, b.String())
+	}
+	return argv, nil
 }
 
 // freePorts finds k consecutive free TCP ports on loopback, not in taken, and marks them taken.
