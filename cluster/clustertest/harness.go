@@ -184,6 +184,9 @@ func Start(o Options) (*Cluster, error) {
 		}
 	}
 	mode := o.Netns
+	if mode == NetnsOff {
+		c.Why = "Options.Netns is NetnsOff"
+	}
 	if mode == NetnsAuto {
 		switch os.Getenv("WARREN_CHAOS_NETNS") {
 		case "off", "0":
