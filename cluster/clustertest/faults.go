@@ -49,8 +49,8 @@ func ParseFaults(s string) ([]FaultKind, error) {
 type Fault struct {
 	ID    int
 	Kind  FaultKind
-	Nodes []int   // targets (kill, pause, isolate, link-down, wipe, disk-full)
-	Sides [2][]int // split, bridge, one-way (packets from Sides[0] to Sides[1])
+	Nodes []int         // targets (kill, pause, isolate, link-down, wipe, disk-full)
+	Sides [2][]int      // split, bridge, one-way (packets from Sides[0] to Sides[1])
 	Start time.Duration // from the start of the schedule
 	Dur   time.Duration // until healed
 	Link  LinkFaults    // slow-net
