@@ -249,7 +249,6 @@ func (in *Injector) Apply(f Fault) (heal func() error, err error) {
 		return nil
 	}
 	in.logf("fault %v", f)
-	record(EvFault)
 	healed := func(fn func() error) func() error {
 		return func() error {
 			err := fn()
@@ -316,5 +315,7 @@ func (in *Injector) Apply(f Fault) (heal func() error, err error) {
 		heal()
 		return nil, err
 	}
+	// Recorded once in effect: whatever is published after this event met the fault.
+	record(EvFault)
 	return heal, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,19 @@ func TestSingleNode_KillMidPublishLosesNoConfirmed(t *testing.T) {
 	}
 	if f := rep.Faults[0]; f.ToConfirm < 0 || f.ToDeliver < 0 {
 		t.Errorf("node 1 did not serve again after its restart: %+v", f)
+	}
+	// The nodes are independent: the queue exists on node 1 only, and the metadata check says
+	// so (with a cluster, every node must list it).
+	views := map[int][]string{}
+	for i := 1; i <= 3; i++ {
+		v, err := c.MetadataView(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		views[i] = v
+	}
+	if ok, diffs := Converged(views); ok || !slices.Contains(diffs, "queue //chaos.classic missing on node 2,3") {
+		t.Errorf("metadata of independent nodes: converged=%v %v", ok, diffs)
 	}
 }
 
