@@ -580,8 +580,38 @@ func (n *Node) Restart() error {
 	return n.Start()
 }
 
-// Pause stops the process (SIGSTOP): it holds its sockets but answers nothing.
-func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP, true) }
+// Pause stops the process (SIGSTOP): it holds its sockets but answers nothing. It returns once
+// every thread of the process is stopped (a signal reaches running threads asynchronously).
+func (n *Node) Pause() error {
+	if err := n.signal(syscall.SIGSTOP, true); err != nil {
+		return err
+	}
+	pid := n.Pid()
+	for i := 0; i < 500 && !allStopped(pid); i++ {
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of pid is in state T (stopped).
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true // gone
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused process (SIGCONT).
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT, false) }

@@ -60,3 +60,44 @@ func (c *Cluster) MetadataView(n int) ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// WaitClustered waits until every running node's /api/nodes lists all the harness's nodes as
+// running (RabbitMQ's shape: [{"name": ..., "running": true}, ...]), or until timeout.
+func (c *Cluster) WaitClustered(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	cl := &http.Client{Timeout: 2 * time.Second}
+	for {
+		var last error
+		ready := 0
+		for _, n := range c.Nodes {
+			req, _ := http.NewRequest("GET", "http://"+n.Args.HTTP+"/api/nodes", nil)
+			req.SetBasicAuth(n.Args.User, n.Args.Pass)
+			resp, err := cl.Do(req)
+			if err != nil {
+				last = err
+				break
+			}
+			var nodes []struct{ Running bool }
+			err = json.NewDecoder(resp.Body).Decode(&nodes)
+			resp.Body.Close()
+			running := 0
+			for _, x := range nodes {
+				if x.Running {
+					running++
+				}
+			}
+			if err != nil || running != len(c.Nodes) {
+				last = fmt.Errorf("node %d sees %d of %d nodes running (%v)", n.Args.Index, running, len(c.Nodes), err)
+				break
+			}
+			ready++
+		}
+		if ready == len(c.Nodes) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("clustertest: not clustered within %v: %w", timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -176,6 +176,13 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 			fmt.Printf("  no network namespaces (%s): nodes on loopback\n", cl.Why)
 		}
 	}
+	if c.cluster {
+		if err := cl.WaitClustered(60 * time.Second); err != nil {
+			res.err = err
+			fmt.Printf("  %v\n", err)
+			return res
+		}
+	}
 	var usable []clustertest.FaultKind
 	for _, k := range kinds {
 		if ok, why := cl.Supported(k); ok {
