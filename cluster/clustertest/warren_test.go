@@ -72,7 +72,7 @@ func startRun(t *testing.T, c *Cluster, queues []QueueSpec) *run {
 		r.cfg.Queues[q.Name] = q.Class
 	}
 	r.w = StartWorkload(WorkloadConfig{
-		Queues: queues, Publishers: 2, Consumers: 2, Window: 32,
+		Queues: queues, Publishers: 2, Consumers: 2, Window: 32, Rate: 1000,
 		URL: func(n int) string { return c.Node(n).URL() }, Rec: r.rec,
 		Logf: t.Logf,
 	})
@@ -187,6 +187,56 @@ func TestSingleNode_KillMidPublishLosesNoConfirmed(t *testing.T) {
 	}
 }
 
+// TestSingleNode_CheckerSeesLostTransientMessages is the control of the test above: transient
+// messages (delivery-mode 1) are confirmed without reaching the disk, so a backlog of them dies
+// with kill -9, and the checker must report exactly those as lost.
+func TestSingleNode_CheckerSeesLostTransientMessages(t *testing.T) {
+	c, err := Start(Options{Binary: warrenBin(t), Nodes: 1, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rec := NewRecorder()
+	q := classicQueue("chaos.transient", 1)
+	w := StartWorkload(WorkloadConfig{
+		Queues: []QueueSpec{q}, Publishers: 1, Consumers: 1, Rate: 500, Transient: true,
+		ConsumerDelay: 3 * time.Second, URL: func(n int) string { return c.Node(n).URL() }, Rec: rec,
+	})
+	defer w.Stop()
+	time.Sleep(time.Second) // a backlog of confirmed transient messages, no consumer yet
+	in := &Injector{C: c, Rec: rec}
+	heal, err := in.Apply(Fault{ID: 1, Kind: FaultKill, Nodes: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	w.StopPublishers()
+	w.Drain(2*time.Second, 20*time.Second)
+	w.Stop()
+	events := rec.Events()
+	rep := Check(events, CheckConfig{Queues: map[string]QueueClass{q.Name: q.Class}})
+	got := rep.Queues[0]
+	// Expected: every confirmed message published before the kill; none published after it.
+	before, confirmedBefore := map[string]bool{}, 0
+	fault := false
+	for _, e := range events {
+		switch {
+		case e.Kind == EvFault:
+			fault = true
+		case e.Kind == EvPublish && !fault:
+			before[e.ID] = true
+		case e.Kind == EvConfirm && before[e.ID]:
+			confirmedBefore++
+		}
+	}
+	if got.Lost != confirmedBefore || confirmedBefore < 100 || rep.OK() {
+		t.Errorf("confirmed before the kill %d; checker: lost %d, ok %v, violations %v", confirmedBefore, got.Lost, rep.OK(), rep.Violations())
+	}
+}
+
 // TestSingleNode_LoopbackPauseAndKill runs the same workload without namespaces (the fallback:
 // processes on loopback ports), with a pause (SIGSTOP/SIGCONT) and a kill -9 + restart.
 func TestSingleNode_LoopbackPauseAndKill(t *testing.T) {
@@ -241,6 +291,9 @@ func TestSingleNode_DiskAlarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.WaitClustered(10 * time.Second); err != nil {
+		t.Errorf("a single node is a cluster of one: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(c.Node(1).DataDir, "wal")); err == nil {
 		t.Error("the node's tmpfs is visible in the host's mount namespace")
 	}

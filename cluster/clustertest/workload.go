@@ -41,6 +41,11 @@ type WorkloadConfig struct {
 	Rate     float64
 	BodySize int // bytes of body beyond the id (default 100)
 	Prefetch int // per consumer (default 32)
+	// ConsumerDelay starts the consumers this long after the publishers (a backlog).
+	ConsumerDelay time.Duration
+	// Transient publishes with delivery-mode 1 (not persistent), which a crash may lose even
+	// when confirmed: for tests that the checker sees losses.
+	Transient bool
 	// Meta runs a worker that declares and deletes exchanges, queues and bindings on MetaNodes
 	// every MetaEvery (default 100 ms), recorded as EvMeta events.
 	Meta      bool
@@ -94,7 +99,8 @@ func StartWorkload(cfg WorkloadConfig) *Workload {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	w := &Workload{cfg: cfg, confirmed: map[string]bool{}, delivered: map[string]bool{}, lastDeliv: time.Now()}
+	// Drain's quiet period counts from the consumers' start at the earliest.
+	w := &Workload{cfg: cfg, confirmed: map[string]bool{}, delivered: map[string]bool{}, lastDeliv: time.Now().Add(cfg.ConsumerDelay)}
 	w.pubCtx, w.pubStop = context.WithCancel(context.Background())
 	w.conCtx, w.conStop = context.WithCancel(context.Background())
 	for _, q := range cfg.Queues {
@@ -280,6 +286,10 @@ func (w *Workload) publishOn(ctx context.Context, conn *amqp.Connection, q Queue
 			w.cfg.Rec.Add(Event{Kind: EvReturn, Queue: q.Name, ID: id, Client: name, Session: session, Node: node, Detail: r.ReplyText})
 		}
 	}()
+	mode := amqp.Persistent
+	if w.cfg.Transient {
+		mode = amqp.Transient
+	}
 	var failure error
 loop:
 	for {
@@ -311,7 +321,7 @@ loop:
 		w.published.Add(1)
 		err := ch.Publish("", q.Name, true, false, amqp.Publishing{
 			Headers:      amqp.Table{HeaderID: id, HeaderPub: name, HeaderSeq: int64(*seq)},
-			DeliveryMode: amqp.Persistent,
+			DeliveryMode: mode,
 			MessageId:    id,
 			Body:         body,
 		})
@@ -360,6 +370,11 @@ func (w *Workload) consume(q QueueSpec, k int) {
 	defer w.conWG.Done()
 	ctx := w.conCtx
 	name := fmt.Sprintf("%s.c%d", q.Name, k)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(w.cfg.ConsumerDelay):
+	}
 	next := k + 1 // consumers start one node after the publisher with the same number
 	session := 0
 	for ctx.Err() == nil {
