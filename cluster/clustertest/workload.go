@@ -72,6 +72,8 @@ type Workload struct {
 	confirmed map[string]bool // id → delivered yet
 	delivered map[string]bool
 	pending   int // confirmed and not delivered
+	// lastOK is, per queue, the publish time of the latest-published message confirmed so far.
+	lastOK    map[string]time.Time
 	lastDeliv time.Time
 	published atomic.Int64
 }
@@ -100,7 +102,7 @@ func StartWorkload(cfg WorkloadConfig) *Workload {
 		cfg.Logf = func(string, ...any) {}
 	}
 	// Drain's quiet period counts from the consumers' start at the earliest.
-	w := &Workload{cfg: cfg, confirmed: map[string]bool{}, delivered: map[string]bool{}, lastDeliv: time.Now().Add(cfg.ConsumerDelay)}
+	w := &Workload{cfg: cfg, confirmed: map[string]bool{}, delivered: map[string]bool{}, lastOK: map[string]time.Time{}, lastDeliv: time.Now().Add(cfg.ConsumerDelay)}
 	w.pubCtx, w.pubStop = context.WithCancel(context.Background())
 	w.conCtx, w.conStop = context.WithCancel(context.Background())
 	for _, q := range cfg.Queues {
@@ -128,6 +130,27 @@ func (w *Workload) Pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.pending
+}
+
+// WaitConfirmedAfter waits until every queue has confirmed a message published after t (the
+// queues work again after the faults healed), or until timeout. It returns the queues that did
+// not: stuck ones.
+func (w *Workload) WaitConfirmedAfter(t time.Time, timeout time.Duration) []string {
+	deadline := time.Now().Add(timeout)
+	for {
+		var stuck []string
+		w.mu.Lock()
+		for _, q := range w.cfg.Queues {
+			if !w.lastOK[q.Name].After(t) {
+				stuck = append(stuck, q.Name)
+			}
+		}
+		w.mu.Unlock()
+		if len(stuck) == 0 || time.Now().After(deadline) {
+			return stuck
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // StopPublishers stops publishing (and the metadata worker); each publisher waits up to 5 s
@@ -251,14 +274,19 @@ func (w *Workload) publishOn(ctx context.Context, conn *amqp.Connection, q Queue
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	sem := make(chan struct{}, window)
 	var pmu sync.Mutex
-	pending := map[uint64]string{} // delivery tag → id
+	type sent struct {
+		id string
+		at time.Time
+	}
+	pending := map[uint64]sent{} // delivery tag → message
 	var tag uint64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for c := range confirms {
 			pmu.Lock()
-			id := pending[c.DeliveryTag]
+			m := pending[c.DeliveryTag]
+			id := m.id
 			delete(pending, c.DeliveryTag)
 			pmu.Unlock()
 			if id == "" {
@@ -267,6 +295,9 @@ func (w *Workload) publishOn(ctx context.Context, conn *amqp.Connection, q Queue
 			if c.Ack {
 				w.cfg.Rec.Add(Event{Kind: EvConfirm, Queue: q.Name, ID: id, Client: name, Session: session, Node: node})
 				w.mu.Lock()
+				if m.at.After(w.lastOK[q.Name]) {
+					w.lastOK[q.Name] = m.at
+				}
 				if _, seen := w.confirmed[id]; !seen {
 					w.confirmed[id] = true
 					if !w.delivered[id] {
@@ -315,7 +346,7 @@ loop:
 		id := name + "-" + strconv.FormatUint(*seq, 10)
 		body := append([]byte(id+" "), pad...)
 		pmu.Lock()
-		pending[tag+1] = id
+		pending[tag+1] = sent{id, time.Now()}
 		pmu.Unlock()
 		w.cfg.Rec.Add(Event{Kind: EvPublish, Queue: q.Name, ID: id, Pub: name, Seq: *seq, Client: name, Session: session, Node: node})
 		w.published.Add(1)

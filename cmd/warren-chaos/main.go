@@ -221,7 +221,8 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 			}
 		}
 	}
-	time.Sleep(time.Second) // publishing after the last heal
+	// Every queue must work again: a message published after the heal gets confirmed.
+	stuck := w.WaitConfirmedAfter(time.Now(), 30*time.Second)
 	w.StopPublishers()
 	left := w.Drain(5*time.Second, 60*time.Second)
 	w.Stop()
@@ -246,6 +247,9 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 			res.err = errors.Join(res.err, fmt.Errorf("metadata diverged on %d objects", len(diffs)))
 		}
 	}
+	if len(stuck) > 0 {
+		res.err = errors.Join(res.err, fmt.Errorf("no confirm within 30 s after healing (stuck): %s", strings.Join(stuck, ", ")))
+	}
 	if left > 0 {
 		notes = append(notes, fmt.Sprintf("%d confirmed messages not delivered after draining", left))
 	}
@@ -257,10 +261,21 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 	if res.ok {
 		fmt.Printf("  round %d: PASS\n", r)
 	} else {
-		fmt.Printf("  round %d: FAIL  (replay: warren-chaos -seed %d -rounds 1 -nodes %d -faults %s%s)\n", r, seed, c.nodes, c.faults, map[bool]string{true: " -cluster", false: ""}[c.cluster])
+		fmt.Printf("  round %d: FAIL  (replay: warren-chaos%s -seed %d -rounds 1)\n", r, replayFlags(), seed)
 	}
 	failed = !res.ok
 	return res
+}
+
+// replayFlags repeats the flags given on the command line, except -seed and -rounds.
+func replayFlags() string {
+	var b strings.Builder
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "seed" && f.Name != "rounds" {
+			fmt.Fprintf(&b, " -%s=%s", f.Name, f.Value)
+		}
+	})
+	return b.String()
 }
 
 func allNodes(n int) []int {
