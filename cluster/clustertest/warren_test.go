@@ -320,3 +320,59 @@ func TestSingleNode_DiskAlarm(t *testing.T) {
 		t.Errorf("%d confirms while the disk was below the alarm limit (publishers should be blocked)", during)
 	}
 }
+
+// TestSingleNode_WipeLosesEverything: the wipe fault really is a disk loss: a durable queue
+// with a confirmed message is gone after the node comes back, while a kill alone keeps it.
+func TestSingleNode_WipeLosesEverything(t *testing.T) {
+	c, err := Start(Options{Binary: warrenBin(t), Nodes: 1, Netns: NetnsOff, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	publish := func() {
+		conn, err := amqp.Dial(c.Node(1).URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, _ := conn.Channel()
+		if _, err := ch.QueueDeclare("kept", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		ch.Confirm(false)
+		dc, err := ch.PublishWithDeferredConfirm("", "kept", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("m")})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	messages := func() int {
+		conn, err := amqp.Dial(c.Node(1).URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, _ := conn.Channel()
+		q, err := ch.QueueDeclarePassive("kept", true, false, false, false, nil)
+		if err != nil {
+			return -1 // 404: no such queue
+		}
+		return q.Messages
+	}
+	in := &Injector{C: c}
+	publish()
+	for _, tc := range []struct {
+		kind FaultKind
+		want int
+	}{{FaultKill, 1}, {FaultWipe, -1}} {
+		heal, err := in.Apply(Fault{Kind: tc.kind, Nodes: []int{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := heal(); err != nil {
+			t.Fatal(err)
+		}
+		if got := messages(); got != tc.want {
+			t.Errorf("after %s: messages %d, want %d (-1: no queue)", tc.kind, got, tc.want)
+		}
+	}
+}
