@@ -117,7 +117,7 @@ func (p *Proxy) Add(to int, ns, listen, target string) error {
 	return nil
 }
 
-// Listener's address for tests that add a proxy on port 0.
+// Addr is the address of the k-th listener (for tests that add one on port 0).
 func (p *Proxy) Addr(k int) net.Addr {
 	p.mu.Lock()
 	defer p.mu.Unlock()
