@@ -46,6 +46,7 @@ const (
 var SingleNodeArgs = []string{
 	"--amqp-listen", "{{.AMQP}}",
 	"--http-listen", "{{.HTTP}}",
+	"--prometheus-listen", "",
 	"--data-dir", "{{.DataDir}}",
 	"--addr-file", "{{.AddrFile}}",
 	"--default-user", "{{.User}}",
