@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/vhost"
 )
 
 // benchConn is a connection past its handshake whose writer drains to a loopback TCP peer
@@ -58,6 +60,36 @@ func BenchmarkConn_Deliver(b *testing.B) {
 			}
 			for ready, _, _ := q.Counts(); ready > 0; ready, _, _ = q.Counts() {
 				time.Sleep(50 * time.Microsecond)
+			}
+		})
+	}
+}
+
+// BenchmarkChannel_Publish feeds basic.publish, content header and body frames of an
+// unroutable message to a channel: content assembly, message parsing and routing.
+func BenchmarkChannel_Publish(b *testing.B) {
+	for _, size := range []int{100, 64 << 10, 4 << 20} {
+		b.Run("size="+itoa(size), func(b *testing.B) {
+			c, ch := benchConn(b)
+			c.vh = vhost.New("/", nil)
+			method := amqp.AppendMethodFrame(nil, 1, &amqp.BasicPublish{RoutingKey: "nowhere"})
+			header := amqp.AppendContentHeader(nil, 1, uint64(size), []byte{0, 0})
+			frames := []amqp.Frame{
+				{Type: amqp.FrameMethod, Channel: 1, Payload: method[7 : len(method)-1]},
+				{Type: amqp.FrameHeader, Channel: 1, Payload: header[7 : len(header)-1]},
+			}
+			body := make([]byte, size)
+			for chunk := int(c.frameMax) - 8; len(body) > 0; body = body[min(chunk, len(body)):] {
+				frames = append(frames, amqp.Frame{Type: amqp.FrameBody, Channel: 1, Payload: body[:min(chunk, len(body))]})
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, f := range frames {
+					if err := ch.handleFrame(f); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
 		})
 	}
