@@ -333,10 +333,16 @@ func (s *Server) Connections() []*session.Conn {
 	return out
 }
 
-func (s *Server) register(c *session.Conn) {
+// register adds a connection that finished its handshake; false once Close has started (Close
+// shuts down only the connections it found, and waits for every one).
+func (s *Server) register(c *session.Conn) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.conns[c] = struct{}{}
-	s.mu.Unlock()
+	return true
 }
 
 func (s *Server) unregister(c *session.Conn) {

@@ -138,8 +138,12 @@ func (c *Conn) Serve() {
 		}
 		return
 	}
-	if c.env.Registered != nil {
-		c.env.Registered(c)
+	if c.env.Registered != nil && !c.env.Registered(c) {
+		c.handshakeFail(ShutdownError())
+		if c.env.Unregistered != nil {
+			c.env.Unregistered(c)
+		}
+		return
 	}
 	c.writerWG.Add(1)
 	go c.writeLoop()
@@ -398,6 +402,14 @@ func (c *Conn) closeWithError(err error) {
 	c.closing = true
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
 }
+
+// ShutdownError is the error that refuses a connection completing its handshake while the
+// broker shuts down (320, as RabbitMQ closes its connections then).
+func ShutdownError() error {
+	return &amqp.Error{Code: amqp.ConnectionForced, Text: "CONNECTION_FORCED - " + shutdownReason, Scope: amqp.ScopeConnection}
+}
+
+const shutdownReason = "broker forced connection closure with reason 'shutdown'"
 
 // Shutdown asks the connection to close with 320 CONNECTION_FORCED (broker shutdown or an
 // operator's request); safe from any goroutine. The reader ends when the client answers or the

@@ -53,7 +53,9 @@ type Env struct {
 	// Replies is the node's direct reply-to registry (created when nil).
 	Replies *ReplyRegistry
 	// Registered / Unregistered track live connections (for shutdown and management).
-	Registered   func(c *Conn)
+	// Registered returns false when the broker is shutting down: the connection is then
+	// closed with 320 CONNECTION_FORCED (and Unregistered is still called).
+	Registered   func(c *Conn) bool
 	Unregistered func(c *Conn)
 	// Stats are the node-wide message counters every channel adds to (nil: none kept).
 	Stats *Stats

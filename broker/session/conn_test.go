@@ -1,0 +1,131 @@
+package session
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// testClient is the client end of a connection served by Serve, driven frame by frame.
+type testClient struct {
+	t  testing.TB
+	nc net.Conn
+	fr *amqp.FrameReader
+}
+
+// serveTest serves one connection over loopback TCP with env (VHost and Authenticate filled
+// in when nil) and returns its client end and a channel closed when Serve returns.
+func serveTest(t testing.TB, env *Env) (*testClient, *Conn, <-chan struct{}) {
+	t.Helper()
+	client, server := tcpPair(t)
+	if env.VHost == nil {
+		vh := vhost.New("/", nil)
+		env.VHost = func(name string) *vhost.VHost {
+			if name == "/" {
+				return vh
+			}
+			return nil
+		}
+	}
+	if env.Authenticate == nil {
+		env.Authenticate = func(user, pass string, remote net.Addr) (bool, string) { return true, "" }
+	}
+	env.Log = zerolog.New(zerolog.NewTestWriter(t))
+	c := NewConn(env, server, 1)
+	served := make(chan struct{})
+	go func() { c.Serve(); close(served) }()
+	t.Cleanup(func() {
+		client.Close()
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after the client closed")
+		}
+	})
+	tc := &testClient{t: t, nc: client, fr: amqp.NewFrameReader(client, 64<<10)}
+	tc.fr.SetMaxFrameSize(0)
+	return tc, c, served
+}
+
+func (tc *testClient) write(b []byte) {
+	tc.t.Helper()
+	tc.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.nc.Write(b); err != nil {
+		tc.t.Fatalf("write: %v", err)
+	}
+}
+
+func (tc *testClient) send(ch uint16, m amqp.Method) {
+	tc.t.Helper()
+	tc.write(amqp.AppendMethodFrame(nil, ch, m))
+}
+
+// next returns the next method (skipping heartbeats and content frames).
+func (tc *testClient) next() (amqp.Method, error) {
+	tc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := tc.fr.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		if f.Type == amqp.FrameMethod {
+			return amqp.DecodeMethod(f.Payload)
+		}
+	}
+}
+
+func (tc *testClient) expect(want amqp.Method) amqp.Method {
+	tc.t.Helper()
+	m, err := tc.next()
+	if err != nil {
+		tc.t.Fatalf("waiting for %s: %v", want.Name(), err)
+	}
+	if m.Name() != want.Name() {
+		tc.t.Fatalf("got %s %+v, want %s", m.Name(), m, want.Name())
+	}
+	return m
+}
+
+// handshake runs the client's side up to connection.open-ok.
+func (tc *testClient) handshake(heartbeat uint16) {
+	tc.t.Helper()
+	tc.write(amqp.ProtocolHeader)
+	tc.expect(&amqp.ConnectionStart{})
+	tc.send(0, &amqp.ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00guest\x00guest", Locale: "en_US"})
+	tune := tc.expect(&amqp.ConnectionTune{}).(*amqp.ConnectionTune)
+	tc.send(0, &amqp.ConnectionTuneOk{ChannelMax: tune.ChannelMax, FrameMax: tune.FrameMax, Heartbeat: heartbeat})
+	tc.send(0, &amqp.ConnectionOpen{VirtualHost: "/"})
+	tc.expect(&amqp.ConnectionOpenOk{})
+}
+
+// A connection the broker refuses to register (it is shutting down) gets connection.close 320
+// and ends; Unregistered is still called.
+func TestConn_RefusedRegistrationCloses(t *testing.T) {
+	unregistered := make(chan struct{}, 1)
+	env := &Env{
+		Registered:   func(*Conn) bool { return false },
+		Unregistered: func(*Conn) { unregistered <- struct{}{} },
+	}
+	tc, _, served := serveTest(t, env)
+	tc.handshake(0)
+	cl := tc.expect(&amqp.ConnectionClose{}).(*amqp.ConnectionClose)
+	if cl.ReplyCode != uint16(amqp.ConnectionForced) {
+		t.Fatalf("reply code %d, want 320", cl.ReplyCode)
+	}
+	tc.send(0, &amqp.ConnectionCloseOk{})
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	select {
+	case <-unregistered:
+	default:
+		t.Fatal("Unregistered not called")
+	}
+}
