@@ -54,6 +54,10 @@ type Config struct {
 	MemoryHighWatermark float64
 	DiskFreeLimit       int64
 	HandshakeTimeout    time.Duration // default 10s
+	// SendTimeout closes a connection whose socket takes no bytes for this long (a client
+	// that stopped reading); its unacked messages go back to their queues. Default 30s, as
+	// RabbitMQ's send timeout; negative: no bound.
+	SendTimeout time.Duration
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
 	// memory. cmd/warren passes an adapter over wal.Manager.
@@ -112,6 +116,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = 30 * time.Second
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
@@ -208,6 +215,7 @@ func New(cfg Config) (*Server, error) {
 		Heartbeat:        cfg.Heartbeat,
 		MaxMessageSize:   cfg.MaxMessageSize,
 		HandshakeTimeout: cfg.HandshakeTimeout,
+		SendTimeout:      cfg.SendTimeout,
 	}
 	s.env.AuthenticateExternal = s.users.AuthenticateExternal
 	s.env.CertLoginFrom = cfg.CertLoginFrom

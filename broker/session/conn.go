@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,7 @@ type Conn struct {
 	shutOnce        sync.Once
 	writerWG        sync.WaitGroup
 	lastSend        atomic.Int64 // unix nanos of the last write (heartbeat decisions)
+	hb              heartbeats
 
 	// Counters for management.
 	RecvBytes atomic.Uint64
@@ -106,16 +108,34 @@ func (c *Conn) Remote() string { return c.remote }
 // ClientProperties returns the client's properties from connection.start-ok.
 func (c *Conn) ClientProperties() amqp.Table { return c.clientProps }
 
-// write writes buf to the socket (with raw syscalls on TCP, see readPacer.sysWrite).
+// write writes buf to the socket (with raw syscalls on TCP, see readPacer.sysWrite). A socket
+// that takes no byte for the pacer's send timeout fails the write (errSendTimeout).
 func (c *Conn) write(buf []byte) (int, error) {
-	if c.pacer != nil && c.pacer.raw != nil {
-		return c.pacer.sysWrite(buf)
+	p := c.pacer
+	switch {
+	case p.raw != nil:
+		return p.sysWrite(buf)
+	case p.inner != nil && p.inner.raw != nil, p.sendTimeout <= 0:
+		return c.nc.Write(buf) // TLS over a paced TCP connection: its writes bound the wait
 	}
-	return c.nc.Write(buf)
+	// Other connections (TLS without a paced connection below, pipes): a deadline per chunk.
+	done := 0
+	for done < len(buf) {
+		c.nc.SetWriteDeadline(time.Now().Add(p.sendTimeout))
+		n, err := c.nc.Write(buf[done:min(len(buf), done+rawWriteChunk)])
+		done += n
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = errSendTimeout
+			}
+			return done, err
+		}
+	}
+	return done, nil
 }
 
-// countingReader counts received bytes; the writer's heartbeat tick watches the count to drop
-// a client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
+// countingReader counts received bytes; the heartbeat timer watches the count to drop a
+// client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
 // Reads go through the connection's read pacer (readpace.go).
 type countingReader struct{ c *Conn }
 
@@ -145,9 +165,12 @@ func (c *Conn) Serve() {
 		}
 		return
 	}
+	c.pacer.setSendTimeout(max(0, c.env.SendTimeout))
+	c.startHeartbeats()
 	c.writerWG.Add(1)
 	go c.writeLoop()
 	err := c.readLoop()
+	c.stopHeartbeats()
 	c.teardown()
 	close(c.done)
 	c.writerWG.Wait()
@@ -417,7 +440,8 @@ const shutdownReason = "broker forced connection closure with reason 'shutdown'"
 func (c *Conn) Shutdown(reason string) {
 	c.shutOnce.Do(func() { close(c.shut) })
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(amqp.ConnectionForced), ReplyText: "CONNECTION_FORCED - " + reason})
-	c.flushNow()
+	// The writer sends it (not flushNow here: a writer stuck on a client that does not read
+	// holds wmu until its send timeout, and Close shuts connections down one after another).
 	go func() {
 		select {
 		case <-c.done:
@@ -621,33 +645,14 @@ func (c *Conn) flushNow() {
 }
 
 // writeLoop drains the outbound buffer: everything appended while the previous write ran goes
-// out in the next single write. It also sends heartbeats when nothing else was sent.
+// out in the next single write. A write that the client does not take for the send timeout
+// closes the connection (the reader then ends it and requeues its unacked messages).
 func (c *Conn) writeLoop() {
 	defer c.writerWG.Done()
-	var tick <-chan time.Time
-	hb := time.Duration(c.heartbeat) * time.Second
-	if c.heartbeat > 0 {
-		t := time.NewTicker(hb / 2)
-		defer t.Stop()
-		tick = t.C
-	}
-	lastRecv, lastRecvAt := c.RecvBytes.Load(), time.Now()
 	for {
 		stop := false
 		select {
 		case <-c.wake:
-		case now := <-tick:
-			if n := c.RecvBytes.Load(); n != lastRecv {
-				lastRecv, lastRecvAt = n, now
-			} else if now.Sub(lastRecvAt) >= 2*hb {
-				c.log.Debug().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats, closing")
-				c.nc.Close() // the reader sees the error and ends the connection
-			}
-			if time.Since(time.Unix(0, c.lastSend.Load())) >= hb/2 {
-				c.outMu.Lock()
-				c.out = amqp.AppendHeartbeat(c.out)
-				c.outMu.Unlock()
-			}
 		case <-c.done:
 			stop = true
 		}
@@ -663,12 +668,15 @@ func (c *Conn) writeLoop() {
 		c.outMu.Unlock()
 		if len(buf) > 0 {
 			if stop {
-				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				c.pacer.setSendTimeout(2 * time.Second) // the last words: do not linger
 			}
 			n, err := c.write(buf)
 			c.SentBytes.Add(uint64(n))
 			c.lastSend.Store(time.Now().UnixNano())
 			if err != nil {
+				if errors.Is(err, errSendTimeout) && !stop {
+					c.log.Warn().Dur("send_timeout", c.env.SendTimeout).Int("unsent", len(buf)-n).Msg("client stopped reading, closing")
+				}
 				c.nc.Close() // the reader sees the error and ends the connection
 				stop = true
 			}
@@ -688,6 +696,65 @@ func (c *Conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// heartbeats is the connection's heartbeat timer (spec 4.2.7). It runs apart from the writer,
+// which may be stuck on a client that does not read: every half interval it queues a heartbeat
+// when nothing else went out, and it closes the socket once the client has sent nothing for
+// two intervals (RabbitMQ: "missed heartbeats from client").
+type heartbeats struct {
+	mu         sync.Mutex
+	t          *time.Timer
+	stopped    bool
+	lastRecv   uint64
+	lastRecvAt time.Time
+}
+
+func (c *Conn) startHeartbeats() {
+	if c.heartbeat == 0 {
+		return
+	}
+	h := &c.hb
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastRecv, h.lastRecvAt = c.RecvBytes.Load(), time.Now()
+	h.t = time.AfterFunc(time.Duration(c.heartbeat)*time.Second/2, c.heartbeatTick)
+}
+
+func (c *Conn) heartbeatTick() {
+	h := &c.hb
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
+	}
+	hb := time.Duration(c.heartbeat) * time.Second
+	now := time.Now()
+	if n := c.RecvBytes.Load(); n != h.lastRecv {
+		h.lastRecv, h.lastRecvAt = n, now
+	} else if now.Sub(h.lastRecvAt) >= 2*hb {
+		c.log.Warn().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats from client, closing")
+		c.nc.Close() // the reader sees the error and ends the connection
+		return
+	}
+	if now.Sub(time.Unix(0, c.lastSend.Load())) >= hb/2 {
+		c.outMu.Lock()
+		c.out = amqp.AppendHeartbeat(c.out)
+		c.outMu.Unlock()
+		c.kick()
+	}
+	h.t.Reset(hb / 2)
+}
+
+// stopHeartbeats stops the timer; no tick runs once it returns.
+func (c *Conn) stopHeartbeats() {
+	h := &c.hb
+	h.mu.Lock()
+	h.stopped = true
+	if h.t != nil {
+		h.t.Stop()
+	}
+	h.mu.Unlock()
 }
 
 // outFullLocked reports whether the outbound buffer is over its limit; with outMu held.

@@ -71,7 +71,11 @@ type Env struct {
 	Heartbeat        uint16        // seconds, offered (default 60)
 	MaxMessageSize   int           // bytes (default 128 MiB)
 	HandshakeTimeout time.Duration // default 10s
-	OutBufferLimit   int           // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
+	// SendTimeout bounds how long the socket may take no bytes while the connection has
+	// some to send: past it the connection is closed, as RabbitMQ's send timeout (default
+	// 30s; negative: no bound).
+	SendTimeout    time.Duration
+	OutBufferLimit int // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
 	// MaxUnconfirmedBytes bounds a connection's publishes waiting for their log writes
 	// (default 64 MiB); past it the connection is not read until the writes complete.
 	MaxUnconfirmedBytes int
@@ -122,6 +126,9 @@ func (e *Env) setDefaults() {
 	}
 	if e.HandshakeTimeout == 0 {
 		e.HandshakeTimeout = 10 * time.Second
+	}
+	if e.SendTimeout == 0 {
+		e.SendTimeout = 30 * time.Second
 	}
 	if e.MaxUnconfirmedBytes == 0 {
 		e.MaxUnconfirmedBytes = 64 << 20

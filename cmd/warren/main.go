@@ -73,6 +73,7 @@ func run(args []string) error {
 	fs.Float64Var(&o.MemWatermark, "vm-memory-high-watermark", 0.4, "memory alarm above this fraction of RAM: publishers are blocked (negative: off)")
 	fs.Int64Var(&o.DiskFreeLimit, "disk-free-limit", 50_000_000, "disk alarm below this many free bytes in --data-dir (negative: off)")
 	fs.IntVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval offered to clients, seconds (0: off)")
+	sendTimeout := fs.Duration("send-timeout", 30*time.Second, "close a connection whose client takes no bytes for this long (it stopped reading); its unacked messages are requeued (negative: never)")
 	fs.IntVar(&o.FrameMax, "frame-max", 131072, "largest frame offered to clients, bytes")
 	fs.IntVar(&o.ChannelMax, "channel-max", 2047, "most channels per connection")
 	fs.StringVar(&o.DefaultUser, "default-user", "guest", "initial user (guest may connect only from loopback)")
@@ -176,7 +177,7 @@ func run(args []string) error {
 		MemoryBudget: o.MemoryBudget, MaxQueueMemory: o.MaxQueueMemory,
 		MemoryHighWatermark: o.MemWatermark, DiskFreeLimit: o.DiskFreeLimit,
 		MaxMessageSize: o.MaxMessageSize, Heartbeat: uint16(o.Heartbeat), NoHeartbeat: o.Heartbeat == 0,
-		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax),
+		FrameMax: uint32(o.FrameMax), ChannelMax: uint16(o.ChannelMax), SendTimeout: *sendTimeout,
 		DefaultUser: o.DefaultUser, DefaultPass: o.DefaultPass,
 	}
 	sec.apply(&bcfg)
