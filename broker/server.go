@@ -248,6 +248,7 @@ const memoryLimitSlack = 48 << 20
 func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
+	v.Log = s.log.With().Str("vhost", name).Logger()
 	return v
 }
 

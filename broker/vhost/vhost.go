@@ -15,8 +15,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rs/zerolog"
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
+
 	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/queue"
 )
@@ -29,6 +31,9 @@ type VHost struct {
 	store Storage // nil: nothing persisted
 	// Budget is the node's memory budget for queued messages; set right after New.
 	Budget *queue.Budget
+	// Log receives what the vhost handles on its own (a queue's failed spill); set right
+	// after New (zero: silent).
+	Log zerolog.Logger
 
 	mu            sync.RWMutex
 	exchanges     map[string]*exchange.Exchange
