@@ -388,6 +388,8 @@ func (c *Conn) readLoop() error {
 			return c.drainUntilCloseOk()
 		}
 		if done {
+			c.nc.SetReadDeadline(time.Now().Add(closeLinger))
+			c.discardUntilEOF()
 			return nil
 		}
 		if c.fr.Buffered() == 0 {
@@ -396,7 +398,8 @@ func (c *Conn) readLoop() error {
 	}
 }
 
-// drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close.
+// drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close,
+// discarding what comes before it, then for the client to close its socket.
 func (c *Conn) drainUntilCloseOk() error {
 	c.pacer.stop()
 	c.flushNow()
@@ -404,13 +407,40 @@ func (c *Conn) drainUntilCloseOk() error {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			var ae *amqp.Error
+			if errors.As(err, &ae) {
+				c.discardUntilEOF() // frames we cannot parse: read on as bytes, still bounded
+			}
 			return nil
 		}
 		if f.Type == amqp.FrameMethod && f.Channel == 0 && len(f.Payload) >= 4 && f.Payload[1] == 10 && (f.Payload[3] == 51 || f.Payload[3] == 50) {
 			if f.Payload[3] == 50 {
 				c.send(0, &amqp.ConnectionCloseOk{})
+				c.flushNow()
 			}
+			c.discardUntilEOF()
 			return nil
+		}
+	}
+}
+
+// closeLinger bounds how long a connection whose close handshake is over keeps reading until
+// its client closes the socket.
+const closeLinger = 5 * time.Second
+
+// discardUntilEOF reads and drops what the client still sends until it closes its socket or
+// the read deadline passes. Closing a socket with unread bytes makes the kernel reset the
+// connection, and a client still writing frames it had buffered (amqplib may send
+// connection.close ahead of them) then fails with EPIPE or ECONNRESET, or loses the close-ok
+// it was about to read. RabbitMQ too waits for the client to close first.
+func (c *Conn) discardUntilEOF() {
+	c.stopHeartbeats() // nothing more goes out after the close handshake
+	c.pacer.stop()
+	buf := make([]byte, 16<<10)
+	r := countingReader{c}
+	for {
+		if _, err := r.Read(buf); err != nil {
+			return
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -127,5 +128,106 @@ func TestConn_RefusedRegistrationCloses(t *testing.T) {
 	case <-unregistered:
 	default:
 		t.Fatal("Unregistered not called")
+	}
+}
+
+// publishBurst returns basic.publish + header + body frames for n small unroutable messages.
+func publishBurst(n int) []byte {
+	var b []byte
+	body := make([]byte, 1000)
+	for range n {
+		b = amqp.AppendMethodFrame(b, 1, &amqp.BasicPublish{RoutingKey: "nowhere"})
+		b = amqp.AppendContent(b, 1, []byte{0, 0}, body, 131072)
+	}
+	return b
+}
+
+// writeAll writes b in pieces from another goroutine (the client keeps writing while the
+// broker closes) and reports the first error.
+func writeAll(nc net.Conn, b []byte) <-chan error {
+	res := make(chan error, 1)
+	go func() {
+		nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		for len(b) > 0 {
+			n, err := nc.Write(b[:min(len(b), 64<<10)])
+			if err != nil {
+				res <- err
+				return
+			}
+			b = b[n:]
+		}
+		res <- nil
+	}()
+	return res
+}
+
+// expectEOF waits for the broker to close its end.
+func (tc *testClient) expectEOF() {
+	tc.t.Helper()
+	tc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [4096]byte
+	for {
+		if _, err := tc.nc.Read(b[:]); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tc.t.Fatal("the broker did not close the socket")
+			}
+			return
+		}
+	}
+}
+
+// A client may send connection.close ahead of frames it still had buffered (amqplib does):
+// the broker answers close-ok and reads on, discarding, until the client closes its socket,
+// so those writes succeed instead of meeting a reset (EPIPE, ECONNRESET), as with RabbitMQ.
+func TestConn_ClientCloseReadsUntilClientCloses(t *testing.T) {
+	tc, _, served := serveTest(t, &Env{})
+	tc.handshake(0)
+	tc.send(1, &amqp.ChannelOpen{})
+	tc.expect(&amqp.ChannelOpenOk{})
+	tc.write(publishBurst(2000))
+	tc.send(0, &amqp.ConnectionClose{ReplyCode: 200, ReplyText: "bye"})
+	wrote := writeAll(tc.nc, publishBurst(4000)) // ~4 MB the client had queued behind the close
+	tc.expect(&amqp.ConnectionCloseOk{})
+	if err := <-wrote; err != nil {
+		t.Fatalf("the client's writes after connection.close failed: %v", err)
+	}
+	select {
+	case <-served:
+		t.Fatal("the connection ended before the client closed its socket")
+	case <-time.After(50 * time.Millisecond):
+	}
+	tc.nc.Close()
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the client closed")
+	}
+}
+
+// After the broker closes the connection for an error (here a frame over frame_max, after
+// which the stream cannot be parsed), it reads on until close-ok or the client's close: the
+// client's writes in flight succeed and it reads the connection.close.
+func TestConn_ServerCloseReadsUntilCloseOk(t *testing.T) {
+	tc, _, served := serveTest(t, &Env{})
+	tc.handshake(0)
+	tc.send(1, &amqp.ChannelOpen{})
+	tc.expect(&amqp.ChannelOpenOk{})
+	oversized := amqp.AppendFrame(nil, amqp.FrameBody, 1, make([]byte, 200000))
+	wrote := writeAll(tc.nc, append(oversized, publishBurst(4000)...))
+	cl := tc.expect(&amqp.ConnectionClose{}).(*amqp.ConnectionClose)
+	if cl.ReplyCode != uint16(amqp.FrameError) {
+		t.Fatalf("closed with %d %s, want 501", cl.ReplyCode, cl.ReplyText)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("the client's writes after the broker's connection.close failed: %v", err)
+	}
+	tc.send(0, &amqp.ConnectionCloseOk{})
+	tc.nc.(*net.TCPConn).CloseWrite()
+	tc.expectEOF()
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
 	}
 }
