@@ -166,6 +166,7 @@ type Server struct {
 	alarm      alarms
 	chans      userChannels
 	alarmStop  chan struct{}
+	lastFreeOS time.Time // the alarm loop's (returnMemory)
 	nextConnID atomic.Uint64
 	wg         sync.WaitGroup
 }
@@ -216,6 +217,7 @@ func New(cfg Config) (*Server, error) {
 		MaxMessageSize:   cfg.MaxMessageSize,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		SendTimeout:      cfg.SendTimeout,
+		Budget:           s.budget,
 	}
 	s.env.AuthenticateExternal = s.users.AuthenticateExternal
 	s.env.CertLoginFrom = cfg.CertLoginFrom

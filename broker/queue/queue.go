@@ -110,6 +110,7 @@ type Queue struct {
 	nextOffset  uint64
 	unacked     int
 	readyBytes  int64 // body bytes of ready messages in memory
+	largeBytes  int64 // of which in large messages (LargeMessage)
 	memBytes    int64 // estimated memory of ready messages (see Budget)
 	budget      *Budget
 	spill       spillState
@@ -459,8 +460,11 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 				if e.LogOffset != 0 && !e.Redelivered {
 					q.delivered = append(q.delivered, e.LogOffset)
 				}
-			} else if e.LogOffset != 0 {
-				q.retireLocked(e)
+			} else {
+				if e.LogOffset != 0 {
+					q.retireLocked(e)
+				}
+				q.freedLocked(e)
 			}
 			q.stats.Delivered.Add(1)
 			if e.Redelivered {
@@ -529,12 +533,12 @@ func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
 	q.unacked -= len(es)
 	q.stats.Acked.Add(uint64(len(es)))
-	if q.log != nil && (!q.deleted || q.outOfService) {
-		for _, e := range es {
-			if e.LogOffset != 0 {
-				q.retireLocked(e)
-			}
+	retire := q.log != nil && (!q.deleted || q.outOfService)
+	for _, e := range es {
+		if retire && e.LogOffset != 0 {
+			q.retireLocked(e)
 		}
+		q.freedLocked(e)
 	}
 	q.dispatchLocked()
 	q.unlock()
@@ -545,6 +549,9 @@ func (q *Queue) Ack(es []Entry) {
 func (q *Queue) Requeue(es []Entry) {
 	q.mu.Lock()
 	if q.deleted {
+		for _, e := range es {
+			q.freedLocked(e)
+		}
 		q.mu.Unlock()
 		return
 	}

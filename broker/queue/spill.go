@@ -18,7 +18,7 @@ import (
 // Sync, when implemented, waits for the records appended so far and reports a failed write.
 type Spill interface {
 	Append(payload []byte, done func(offset uint64, err error)) uint64
-	Read(offset uint64) ([]byte, error)
+	Read(offset uint64) ([]byte, error) // the returned buffer is the caller's
 	Retire(offsets ...uint64)
 }
 
@@ -30,6 +30,12 @@ type Budget struct {
 	MaxQueueBytes int64 // per queue (0: DefaultMaxQueueBytes)
 	MinQueueBytes int64 // a queue may always hold this much (0: DefaultMinQueueBytes)
 	used          atomic.Int64
+	// inflight is the announced size of large message bodies being received: counted against
+	// Limit (and by the broker against its memory alarm) before they reach a queue.
+	inflight atomic.Int64
+	// largeFreed counts bytes of large messages queues let go of (delivered and settled,
+	// dropped, moved to the spill), so the broker can hand memory back to the OS after them.
+	largeFreed atomic.Int64
 }
 
 // Defaults for Budget.
@@ -46,6 +52,29 @@ const (
 
 // Used returns the bytes of ready messages held in memory by all queues.
 func (b *Budget) Used() int64 { return b.used.Load() }
+
+// AddInflight adds n (negative: releases) to the bytes of large bodies being received.
+func (b *Budget) AddInflight(n int64) { b.inflight.Add(n) }
+
+// Inflight returns the bytes of large bodies being received.
+func (b *Budget) Inflight() int64 { return b.inflight.Load() }
+
+// LargeFreed returns the bytes of large messages let go of since the last TakeLargeFreed.
+func (b *Budget) LargeFreed() int64 { return b.largeFreed.Load() }
+
+// TakeLargeFreed returns LargeFreed and starts counting from zero.
+func (b *Budget) TakeLargeFreed() int64 { return b.largeFreed.Swap(0) }
+
+// LargeMessage is the body size from which a message counts as large: the memory of
+// such messages is watched (Budget.LargeFreed) so that it can be returned to the OS.
+const LargeMessage = 1 << 20
+
+// freedLocked notes that the queue let go of e's message.
+func (q *Queue) freedLocked(e Entry) {
+	if n := e.Msg.BodySize(); n >= LargeMessage && q.budget != nil {
+		q.budget.largeFreed.Add(int64(n))
+	}
+}
 
 func memSize(m *message.Message) int64 {
 	return int64(len(m.Body) + len(m.RawProps) + len(m.Exchange) + len(m.RoutingKey) + entryOverhead)
@@ -123,7 +152,7 @@ func (q *Queue) shouldSpillLocked() bool {
 	if min == 0 {
 		min = DefaultMinQueueBytes
 	}
-	return q.budget.Limit > 0 && q.budget.used.Load() >= q.budget.Limit && q.memBytes >= min
+	return q.budget.Limit > 0 && q.budget.used.Load()+q.budget.inflight.Load() >= q.budget.Limit && q.memBytes >= min
 }
 
 // spillLocked writes e to the spill; false if that is not possible (then keep it in memory).
@@ -177,6 +206,7 @@ func (q *Queue) spillLocked(e Entry) bool {
 	}
 	s.count++
 	s.bytes += size
+	q.freedLocked(e) // the message is on disk now
 	return true
 }
 
@@ -267,7 +297,7 @@ func decodeSpill(rec []byte) (Entry, error) {
 		return Entry{}, errBadSpill
 	}
 	red := rec[n] == 1
-	m, err := message.Decode(rec[n+1:])
+	m, err := message.DecodeOwned(rec[n+1:]) // Spill.Read's buffer is ours
 	if err != nil {
 		return Entry{}, err
 	}
@@ -373,6 +403,9 @@ func (q *Queue) dropSpillLocked() int {
 			q.retireLocked(e)
 		}
 	}
+	if q.budget != nil && s.bytes >= LargeMessage {
+		q.budget.largeFreed.Add(s.bytes) // the spill's buffers for them go with it (or soon)
+	}
 	s.ranges, s.tail, s.count, s.bytes = nil, nil, 0, 0
 	return n
 }
@@ -386,7 +419,11 @@ func (q *Queue) pushReadyLocked(e Entry) {
 func (q *Queue) accountLocked(e Entry, sign int64) {
 	sz := memSize(e.Msg)
 	q.memBytes += sign * sz
-	q.readyBytes += sign * int64(e.Msg.BodySize())
+	body := int64(e.Msg.BodySize())
+	q.readyBytes += sign * body
+	if body >= LargeMessage {
+		q.largeBytes += sign * body
+	}
 	if q.budget != nil {
 		q.budget.used.Add(sign * sz)
 	}
@@ -401,7 +438,8 @@ func (q *Queue) popReadyLocked() Entry {
 func (q *Queue) clearReadyLocked() int {
 	if q.budget != nil {
 		q.budget.used.Add(-q.memBytes)
+		q.budget.largeFreed.Add(q.largeBytes)
 	}
-	q.memBytes, q.readyBytes = 0, 0
+	q.memBytes, q.readyBytes, q.largeBytes = 0, 0, 0
 	return q.ready.Clear()
 }

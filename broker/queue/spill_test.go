@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/warrenmq/warren/broker/message"
 )
 
 // badSpill is a spill whose records can be damaged (read as garbage or fail to read) and
@@ -180,5 +182,43 @@ func TestQueue_SpillAppendFailureKeepsOrder(t *testing.T) {
 	}
 	if in := q2.Info(); in.Ready != 0 || in.ReadyBytes != 0 || in.Memory != 0 || b2.Used() != 0 {
 		t.Fatalf("after purge: %+v, budget %d", in, b2.Used())
+	}
+}
+
+// Queues count the large messages they let go of (Budget.LargeFreed), so the broker can
+// return memory after them: settled deliveries, acks, drops and purges; small ones are not
+// counted, and messages still held are not.
+func TestQueue_CountsLargeMessagesLetGo(t *testing.T) {
+	b := &Budget{MaxQueueBytes: 1 << 40}
+	q := New("q", Options{Args: map[string]any{"x-max-length": int64(3)}})
+	q.SetBudget(b)
+	large := func() *message.Message {
+		m, err := message.New("", "q", []byte{0, 0}, make([]byte, LargeMessage))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for range 4 { // the fourth drops the head (x-max-length 3)
+		q.Publish(large(), nil)
+	}
+	q.Publish(msg(t, "small", false), nil) // drops another large one
+	if got := b.TakeLargeFreed(); got != 2*LargeMessage {
+		t.Fatalf("after two drops: %d freed, want %d", got, 2*LargeMessage)
+	}
+	e, _, _ := q.Get() // held until acked
+	if got := b.LargeFreed(); got != 0 {
+		t.Fatalf("a message held unacked counted as freed: %d", got)
+	}
+	q.Ack([]Entry{e})
+	c := &fakeConsumer{tag: "c", credit: 1, noAck: true}
+	q.AddConsumer(c, false, nil) // settles one on delivery
+	if got := b.TakeLargeFreed(); got != 2*LargeMessage {
+		t.Fatalf("after an ack and a settled delivery: %d freed, want %d", got, 2*LargeMessage)
+	}
+	q.Publish(large(), nil)
+	q.Purge()
+	if got := b.TakeLargeFreed(); got != LargeMessage {
+		t.Fatalf("after a purge: %d freed, want %d", got, LargeMessage)
 	}
 }

@@ -50,14 +50,19 @@ type Conn struct {
 
 	outMu     sync.Mutex
 	out       []byte
+	refs      []outRef       // large bodies written from their messages (outbuf.go)
+	refBytes  int            // their bytes, counted with out against OutBufferLimit
 	blocked   []*queue.Queue // queues refused for a full buffer, kicked after the next write
 	outClosed bool
 
-	wmu   sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
-	spare []byte     // guarded by wmu
-	wake  chan struct{}
-	done  chan struct{} // closed when the reader finishes: stops the writer
-	shut  chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
+	wmu       sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
+	spare     []byte     // guarded by wmu, as the rest of this group
+	spareRefs []outRef
+	segs      [][]byte // writeOut's scratch
+	scratch   []byte   // writeCoalesced's
+	wake      chan struct{}
+	done      chan struct{} // closed when the reader finishes: stops the writer
+	shut      chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
 	// unconfirmed is the size of this connection's publishes waiting for their log writes;
 	// over Env.MaxUnconfirmedBytes the reader stops reading until the logs catch up.
 	unconfirmed     atomic.Int64
@@ -664,13 +669,14 @@ func (c *Conn) flushNow() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.outMu.Lock()
-	buf := c.out
-	c.out = nil
+	buf, refs := c.takeOutLocked(nil, nil)
 	c.outMu.Unlock()
 	if len(buf) > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		c.nc.Write(buf)
-		c.SentBytes.Add(uint64(len(buf)))
+		timeout := c.pacer.sendTimeout
+		c.pacer.setSendTimeout(2 * time.Second) // just before closing: do not wait long
+		n, _ := c.writeOut(buf, refs)
+		c.pacer.setSendTimeout(timeout)
+		c.SentBytes.Add(uint64(n))
 	}
 }
 
@@ -688,8 +694,7 @@ func (c *Conn) writeLoop() {
 		}
 		c.wmu.Lock()
 		c.outMu.Lock()
-		buf := c.out
-		c.out = c.spare[:0]
+		buf, refs := c.takeOutLocked(c.spare[:0], c.spareRefs[:0])
 		blocked := c.blocked
 		c.blocked = nil
 		if stop {
@@ -700,12 +705,12 @@ func (c *Conn) writeLoop() {
 			if stop {
 				c.pacer.setSendTimeout(2 * time.Second) // the last words: do not linger
 			}
-			n, err := c.write(buf)
+			n, err := c.writeOut(buf, refs)
 			c.SentBytes.Add(uint64(n))
 			c.lastSend.Store(time.Now().UnixNano())
 			if err != nil {
 				if errors.Is(err, errSendTimeout) && !stop {
-					c.log.Warn().Dur("send_timeout", c.env.SendTimeout).Int("unsent", len(buf)-n).Msg("client stopped reading, closing")
+					c.log.Warn().Dur("send_timeout", c.env.SendTimeout).Int("written", n).Msg("client stopped reading, closing")
 				}
 				c.nc.Close() // the reader sees the error and ends the connection
 				stop = true
@@ -715,6 +720,12 @@ func (c *Conn) writeLoop() {
 			c.spare = buf[:0]
 		} else {
 			c.spare = nil
+		}
+		clear(refs) // the bodies are written: do not keep them alive
+		if cap(refs) <= 4096 {
+			c.spareRefs = refs[:0]
+		} else {
+			c.spareRefs = nil
 		}
 		c.wmu.Unlock()
 		for _, q := range blocked {
@@ -793,7 +804,7 @@ func (c *Conn) outFullLocked(q *queue.Queue) bool {
 	if c.outClosed {
 		return true
 	}
-	if len(c.out) < c.env.OutBufferLimit {
+	if len(c.out)+c.refBytes < c.env.OutBufferLimit {
 		return false
 	}
 	for _, b := range c.blocked {

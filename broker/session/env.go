@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/vhost"
 )
 
@@ -59,6 +60,9 @@ type Env struct {
 	Unregistered func(c *Conn)
 	// Stats are the node-wide message counters every channel adds to (nil: none kept).
 	Stats *Stats
+	// Budget, when set, is the node's memory budget: large message bodies count in it while
+	// they are received (queue.Budget.AddInflight).
+	Budget *queue.Budget
 
 	// connection.start's server properties: product and version as clients compare them
 	// (see broker.CompatVersion), platform naming the broker that actually answers.
