@@ -71,6 +71,7 @@ type Conn struct {
 	writerWG        sync.WaitGroup
 	lastSend        atomic.Int64 // unix nanos of the last write (heartbeat decisions)
 	hb              heartbeats
+	readPaused      atomic.Bool // the reader waits (alarm, unconfirmed writes): heartbeats are not missed
 
 	// Counters for management.
 	RecvBytes atomic.Uint64
@@ -499,6 +500,8 @@ func (c *Conn) unconfirmedDone(size int64) {
 // waitUnconfirmed blocks the reader while the connection's publishes waiting for disk exceed
 // the bound (credit flow, as RabbitMQ's: the client is throttled by TCP, nothing is refused).
 func (c *Conn) waitUnconfirmed() {
+	c.readPaused.Store(true)
+	defer c.readPaused.Store(false)
 	for c.unconfirmed.Load() > int64(c.env.MaxUnconfirmedBytes) {
 		select {
 		case <-c.unconfirmedWake:
@@ -521,6 +524,8 @@ func (c *Conn) waitAlarm() {
 		c.send(0, &amqp.ConnectionBlocked{Reason: "low on " + reason})
 	}
 	c.log.Debug().Str("reason", reason).Msg("connection blocked by alarm")
+	c.readPaused.Store(true)
+	defer c.readPaused.Store(false)
 	for reason != "" {
 		select {
 		case <-cleared:
@@ -771,7 +776,9 @@ func (c *Conn) heartbeatTick() {
 	}
 	hb := time.Duration(c.heartbeat) * time.Second
 	now := time.Now()
-	if n := c.RecvBytes.Load(); n != h.lastRecv {
+	if n := c.RecvBytes.Load(); n != h.lastRecv || c.readPaused.Load() {
+		// Bytes came in, or we are not reading (a blocked connection: RabbitMQ pauses its
+		// heartbeat monitor then too).
 		h.lastRecv, h.lastRecvAt = n, now
 	} else if now.Sub(h.lastRecvAt) >= 2*hb {
 		c.log.Warn().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats from client, closing")

@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +231,46 @@ func TestConn_ServerCloseReadsUntilCloseOk(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return")
 	}
+}
+
+// A connection blocked by a resource alarm is not read, so the client's heartbeats wait in
+// the socket: the missed-heartbeat check is paused meanwhile (as RabbitMQ pauses its monitor
+// for a blocked connection), and the connection is still there when the alarm clears.
+func TestConn_BlockedConnectionSurvivesHeartbeatCheck(t *testing.T) {
+	var mu sync.Mutex
+	cleared := make(chan struct{})
+	reason := "memory"
+	env := &Env{Alarm: func() (string, <-chan struct{}) {
+		mu.Lock()
+		defer mu.Unlock()
+		return reason, cleared
+	}}
+	tc, _, served := serveTest(t, env)
+	tc.handshake(1)
+	tc.send(1, &amqp.ChannelOpen{})
+	tc.expect(&amqp.ChannelOpenOk{})
+	tc.write(publishBurst(1)) // the reader blocks on the alarm at this publish
+	stopBeats := make(chan struct{})
+	go func() { // the client keeps its heartbeats going, into the unread socket
+		for {
+			select {
+			case <-stopBeats:
+				return
+			case <-time.After(300 * time.Millisecond):
+				tc.nc.Write(amqp.AppendHeartbeat(nil))
+			}
+		}
+	}()
+	defer close(stopBeats)
+	select {
+	case <-served:
+		t.Fatal("the blocked connection was closed for missed heartbeats")
+	case <-time.After(3500 * time.Millisecond): // over two heartbeat intervals
+	}
+	mu.Lock()
+	reason = ""
+	close(cleared)
+	mu.Unlock()
+	tc.send(1, &amqp.QueueDeclare{Queue: "after-alarm"})
+	tc.expect(&amqp.QueueDeclareOk{})
 }
