@@ -303,6 +303,9 @@ func (s *Server) openVHost(c *session.Conn, name string) (*vhost.VHost, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, session.ShutdownError()
+	}
 	v := s.vhosts[name]
 	if v == nil {
 		return nil, openErr("vhost %s not found", name)

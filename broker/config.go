@@ -32,6 +32,7 @@ func DefaultConfig() Config {
 		MemoryHighWatermark: 0.4,
 		DiskFreeLimit:       50_000_000,
 		HandshakeTimeout:    10 * time.Second,
+		SendTimeout:         30 * time.Second,
 		DefaultUser:         "guest",
 		DefaultPass:         "guest",
 		LoopbackUsers:       []string{"guest"},
@@ -57,6 +58,7 @@ func (c *Config) SetDefaults() {
 	setZero(&c.MemoryHighWatermark, d.MemoryHighWatermark)
 	setZero(&c.DiskFreeLimit, d.DiskFreeLimit)
 	setZero(&c.HandshakeTimeout, d.HandshakeTimeout)
+	setZero(&c.SendTimeout, d.SendTimeout)
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = d.DefaultUser, d.DefaultPass
 	}

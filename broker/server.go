@@ -56,6 +56,10 @@ type Config struct {
 	MemoryHighWatermark float64
 	DiskFreeLimit       int64
 	HandshakeTimeout    time.Duration // default 10s
+	// SendTimeout closes a connection whose socket takes no bytes for this long (a client
+	// that stopped reading); its unacked messages go back to their queues. Default 30s, as
+	// RabbitMQ's send timeout; negative: no bound.
+	SendTimeout time.Duration
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
 	// memory. cmd/warren passes an adapter over wal.Manager.
@@ -124,6 +128,7 @@ type Server struct {
 	alarm      alarms
 	chans      userChannels
 	alarmStop  chan struct{}
+	lastFreeOS time.Time // the alarm loop's (returnMemory)
 	nextConnID atomic.Uint64
 	churn      Churn        // counters.go
 	sockets    atomic.Int64 // client sockets open
@@ -179,6 +184,8 @@ func New(cfg Config) (*Server, error) {
 		Heartbeat:        cfg.Heartbeat,
 		MaxMessageSize:   cfg.MaxMessageSize,
 		HandshakeTimeout: cfg.HandshakeTimeout,
+		SendTimeout:      cfg.SendTimeout,
+		Budget:           s.budget,
 	}
 	s.env.AuthenticateExternal = s.users.AuthenticateExternal
 	s.env.CertLoginFrom = cfg.CertLoginFrom
@@ -211,6 +218,7 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v.Budget = s.budget
 	v.Meta = s.meta
 	v.Counters = &s.churn.Queues
+	v.Log = s.log.With().Str("vhost", name).Logger()
 	return v
 }
 
@@ -352,11 +360,17 @@ func (s *Server) Connections() []*session.Conn {
 	return out
 }
 
-func (s *Server) register(c *session.Conn) {
-	s.churn.ConnectionsOpened.Add(1)
+// register adds a connection that finished its handshake; false once Close has started (Close
+// shuts down only the connections it found, and waits for every one).
+func (s *Server) register(c *session.Conn) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.conns[c] = struct{}{}
-	s.mu.Unlock()
+	s.churn.ConnectionsOpened.Add(1)
+	return true
 }
 
 func (s *Server) unregister(c *session.Conn) {

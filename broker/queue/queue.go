@@ -99,6 +99,9 @@ type Queue struct {
 	OnUnused func(q *Queue)
 	// OnDeadLetter is called (without the lock) with messages dead-lettered by the queue.
 	OnDeadLetter func(q *Queue, dead []DeadLetter)
+	// OnSpillError is called (without the lock) when the queue's spill failed or messages
+	// could not be read back from it (see SpillError).
+	OnSpillError func(q *Queue, err *SpillError)
 
 	mu          sync.Mutex
 	ready       readyList
@@ -107,11 +110,14 @@ type Queue struct {
 	nextOffset  uint64
 	unacked     int
 	readyBytes  int64 // body bytes of ready messages in memory
+	largeBytes  int64 // of which in large messages (LargeMessage)
 	memBytes    int64 // estimated memory of ready messages (see Budget)
 	budget      *Budget
 	spill       spillState
 	hadConsumer bool
 	deleted     bool
+	// outOfService: deleted in memory while its log stays (OutOfService): acks still retire.
+	outOfService bool
 	// stream is set for x-queue-type stream: the log, retention and positions (stream.go).
 	stream *stream
 
@@ -152,6 +158,7 @@ type Stats struct {
 	Acked       atomic.Uint64
 	Gets        atomic.Uint64
 	Duplicates  atomic.Uint64 // dropped by deduplication
+	SpillLost   atomic.Uint64 // could not be read back from the spill
 }
 
 // New creates a queue.
@@ -361,7 +368,9 @@ func (q *Queue) enforceLimitsLocked() {
 			return
 		}
 		if q.ready.Len() == 0 {
-			q.pageInLocked()
+			if q.pageInLocked(); q.ready.Len() == 0 {
+				continue // the spill's records could not be read: counted, and gone
+			}
 		}
 		q.dropLocked(q.popReadyLocked(), "maxlen")
 	}
@@ -370,6 +379,10 @@ func (q *Queue) enforceLimitsLocked() {
 // enqueueLocked adds a new message at the tail: in memory, or in the spill when over budget.
 func (q *Queue) enqueueLocked(e Entry) {
 	if q.shouldSpillLocked() && q.spillLocked(e) {
+		return
+	}
+	if q.spill.count > 0 { // the spill failed with messages in it: wait behind them
+		q.tailLocked(e)
 		return
 	}
 	q.pushReadyLocked(e)
@@ -426,9 +439,14 @@ func (q *Queue) unlockOnce() {
 	q.dead = nil
 	expired := q.expired
 	q.expired = false
+	lost := q.spill.lost
+	q.spill.lost = nil
 	q.mu.Unlock()
 	if len(dead) > 0 {
 		q.OnDeadLetter(q, dead)
+	}
+	if lost != nil && q.OnSpillError != nil {
+		q.OnSpillError(q, lost)
 	}
 	if expired && q.OnUnused != nil {
 		q.OnUnused(q)
@@ -473,8 +491,11 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 				if e.LogOffset != 0 && !e.Redelivered {
 					q.delivered = append(q.delivered, e.LogOffset)
 				}
-			} else if e.LogOffset != 0 {
-				q.retireLocked(e)
+			} else {
+				if e.LogOffset != 0 {
+					q.retireLocked(e)
+				}
+				q.freedLocked(e)
 			}
 			q.stats.Delivered.Add(1)
 			if e.Redelivered {
@@ -543,12 +564,12 @@ func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
 	q.unacked -= len(es)
 	q.stats.Acked.Add(uint64(len(es)))
-	if q.log != nil && !q.deleted {
-		for _, e := range es {
-			if e.LogOffset != 0 {
-				q.retireLocked(e)
-			}
+	retire := q.log != nil && (!q.deleted || q.outOfService)
+	for _, e := range es {
+		if retire && e.LogOffset != 0 {
+			q.retireLocked(e)
 		}
+		q.freedLocked(e)
 	}
 	q.dispatchLocked()
 	q.unlock()
@@ -559,6 +580,9 @@ func (q *Queue) Ack(es []Entry) {
 func (q *Queue) Requeue(es []Entry) {
 	q.mu.Lock()
 	if q.deleted {
+		for _, e := range es {
+			q.freedLocked(e)
+		}
 		q.mu.Unlock()
 		return
 	}
@@ -728,6 +752,17 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		s.c.Cancelled(q)
 	}
 	return n, nil
+}
+
+// OutOfService deletes the queue in memory (as Delete: consumers cancelled, publishes
+// dropped) but keeps its log as it is, so that a restart recovers its messages: for a queue
+// whose state no longer matches its log. Acks of messages delivered before still retire them
+// from the log.
+func (q *Queue) OutOfService() {
+	q.mu.Lock()
+	q.outOfService = true
+	q.mu.Unlock()
+	q.Delete(false, false)
 }
 
 // Deleted reports whether the queue was deleted.

@@ -29,8 +29,9 @@ type Channel struct {
 		key       string
 		mandatory bool
 		size      uint64
-		data      []byte // properties then body, one allocation
+		data      []byte // properties then body, one allocation of the announced size
 		propsLen  int
+		inflight  int64 // a large body's size, counted in the memory budget until published
 	}
 	router vhost.Router
 
@@ -485,7 +486,16 @@ func (ch *Channel) handleHeader(payload []byte) error {
 	ch.pub.header = true
 	ch.pub.size = h.BodySize
 	ch.pub.propsLen = len(h.RawProps)
-	capacity := len(h.RawProps) + int(min(h.BodySize, 1<<20))
+	// One buffer of the announced size, never grown: a large one only once its first body
+	// frame arrives (a header alone costs nothing), and counted in the node's memory budget
+	// until the message is published.
+	capacity := len(h.RawProps)
+	if h.BodySize < queue.LargeMessage {
+		capacity += int(h.BodySize)
+	} else if b := ch.c.env.Budget; b != nil {
+		ch.pub.inflight = int64(h.BodySize)
+		b.AddInflight(ch.pub.inflight)
+	}
 	ch.pub.data = make([]byte, len(h.RawProps), capacity)
 	copy(ch.pub.data, h.RawProps)
 	if h.BodySize == 0 {
@@ -505,6 +515,11 @@ func (ch *Channel) handleBody(payload []byte) error {
 	if have+uint64(len(payload)) > ch.pub.size {
 		return amqp.ConnErr(amqp.FrameError, "body frames exceed the content header's body size %d", ch.pub.size)
 	}
+	if need := ch.pub.propsLen + int(ch.pub.size); cap(ch.pub.data) < need {
+		data := make([]byte, len(ch.pub.data), need) // a large body's buffer (handleHeader)
+		copy(data, ch.pub.data)
+		ch.pub.data = data
+	}
 	ch.pub.data = append(ch.pub.data, payload...)
 	if have+uint64(len(payload)) == ch.pub.size {
 		return publishErr(ch.publishAssembled())
@@ -520,11 +535,20 @@ func publishErr(err error) error {
 	return err
 }
 
+// dropInflight releases a large body's place in the memory budget (published, or abandoned).
+func (ch *Channel) dropInflight() {
+	if ch.pub.inflight != 0 {
+		ch.c.env.Budget.AddInflight(-ch.pub.inflight)
+		ch.pub.inflight = 0
+	}
+}
+
 func (ch *Channel) publishAssembled() error {
 	p := &ch.pub
 	p.active, p.header = false, false
 	data := p.data
 	p.data = nil
+	ch.dropInflight() // from here the message counts where it goes (queues, or nowhere)
 	msg, err := message.New(p.exchange, p.key, data[:p.propsLen:p.propsLen], data[p.propsLen:])
 	if err != nil {
 		return err
@@ -673,7 +697,7 @@ func (ch *Channel) sendReturn(msg *message.Message) {
 	c := ch.c
 	c.outMu.Lock()
 	c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})
-	c.out = amqp.AppendContent(c.out, ch.id, msg.RawProps, msg.Body, c.frameMax)
+	c.appendContentLocked(ch.id, msg.RawProps, msg.Body)
 	c.outMu.Unlock()
 	c.kick()
 }
@@ -856,7 +880,7 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	tag := ch.nextTag
 	c.outMu.Lock()
 	c.out = amqp.AppendBasicGetOk(c.out, ch.id, tag, e.Redelivered, e.Msg.Exchange, e.Msg.RoutingKey, uint32(remaining))
-	c.out = amqp.AppendContent(c.out, ch.id, props, e.Msg.Body, c.frameMax)
+	c.appendContentLocked(ch.id, props, e.Msg.Body)
 	c.outMu.Unlock()
 	if !m.NoAck {
 		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
@@ -1069,6 +1093,8 @@ func (ch *Channel) requeueAll() {
 // them: a consumer that takes over (single active consumer) then sees them in their original
 // positions, before newer messages, as in RabbitMQ.
 func (ch *Channel) release() {
+	ch.dropInflight()
+	ch.pub.data = nil
 	ch.cancelReplyTo()
 	ch.cf.mu.Lock()
 	ch.cf.closed = true // confirms still waiting for disk are dropped, as RabbitMQ does

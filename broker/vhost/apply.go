@@ -29,6 +29,7 @@ type Storage interface {
 func (v *VHost) setupQueue(q *queue.Queue) {
 	q.OnUnused = func(q *queue.Queue) { v.DeleteQueueObject(q) }
 	q.OnDeadLetter = v.deadLetter
+	q.OnSpillError = v.spillError
 	q.SetExchangeKeys(xkeys{v})
 	if v.store != nil {
 		vh, name := v.Name, q.Name

@@ -15,8 +15,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rs/zerolog"
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
+
 	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
@@ -40,6 +42,9 @@ type VHost struct {
 	Meta meta.Store
 	// Counters, when set (right after New), count queue churn (counters.go).
 	Counters *QueueCounters
+	// Log receives what the vhost handles on its own (a queue's failed spill); set right
+	// after New (zero: silent).
+	Log zerolog.Logger
 
 	mu          sync.RWMutex
 	exchanges   map[string]*exchange.Exchange

@@ -39,6 +39,7 @@ func registerSecurityFlags(fs *flag.FlagSet, b *broker.Config) *securityFlags {
 	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits, policies, queues, exchanges, bindings)")
 	fs.IntVar(&b.MaxConnections, "max-connections", b.MaxConnections, "most client sockets on this node; at the limit new clients wait to be accepted (0: no limit)")
 	fs.DurationVar(&b.HandshakeTimeout, "handshake-timeout", b.HandshakeTimeout, "time a client has from TCP connect to connection.open-ok (TLS handshake included)")
+	fs.DurationVar(&b.SendTimeout, "send-timeout", b.SendTimeout, "close a connection whose client takes no bytes for this long (it stopped reading); its unacked messages are requeued (negative: never)")
 	return f
 }
 
