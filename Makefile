@@ -6,9 +6,12 @@ FUZZTIME  ?= 30s
 FUZZSHORT ?= 30000x
 BENCHTIME ?= 1s
 RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
-PKGS      := ./amqp/... ./broker/... ./wal/... ./mgmt/... ./cmd/...
+# PKGS is every package but conformance (`make conformance`); `make unit` checks that it stays so.
+PKGS      := ./amqp/... ./broker/... ./crypt/... ./wal/... ./mgmt/... ./cmd/... ./cluster/...
+NODES     ?= 3
+ROUNDS    ?= 10
 
-.PHONY: help run build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports
+.PHONY: help run build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-22s %s\n", $$1, $$2}'
@@ -16,9 +19,10 @@ help: ## list targets
 run: ## start a single node: AMQP 127.0.0.1:5672, HTTP 127.0.0.1:15672, data in ./data
 	$(GO) run ./cmd/warren
 
-build: ## build bin/warren, bin/warren-perf
+build: ## build bin/warren, bin/warren-perf, bin/warren-chaos
 	$(GO) build -o bin/warren ./cmd/warren
 	$(GO) build -o bin/warren-perf ./cmd/warren-perf
+	$(GO) build -o bin/warren-chaos ./cmd/warren-chaos
 
 gen: ## regenerate the AMQP codec from the spec XML
 	$(GO) generate ./amqp
@@ -34,7 +38,8 @@ imports: ## check the dependency direction between our packages
 
 test: unit conformance fuzz-short ## everything CI runs against Warren: unit tests (-race), conformance, short fuzz
 
-unit: ## unit tests with the race detector
+unit: ## unit tests with the race detector (of every package with tests but conformance)
+	@scripts/check-unit-pkgs.sh $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 
 conformance: ## conformance suite (Go + pika) against a freshly started warren, or RABBITMQ_URL=... against that broker
@@ -61,6 +66,11 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	$(GO) test ./amqp -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./amqp -run '^$$' -fuzz '^FuzzMethodRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./wal -run '^$$' -fuzz '^FuzzWALOpen$$' -fuzztime $(FUZZTIME)
+
+chaos: ## rounds of random faults under load, checked (root: network namespaces): SEED=… ROUNDS=10 NODES=3|5 [FAULTS=kill,pause,…] [CHAOS_FLAGS=…]
+	$(GO) build -o bin/warren ./cmd/warren
+	$(GO) build -o bin/warren-chaos ./cmd/warren-chaos
+	bin/warren-chaos -bin bin/warren -nodes $(NODES) -rounds $(ROUNDS) $(if $(SEED),-seed $(SEED)) $(if $(FAULTS),-faults $(FAULTS)) $(CHAOS_FLAGS)
 
 bench: ## codec, routing and WAL benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp ./broker/... ./wal

@@ -90,9 +90,11 @@ func (d *Decoder) Decode(payload []byte) (Method, error) {
 	if err == nil && len(d.r.b) > 0 {
 		err = frameErr("%d unexpected bytes after the arguments of %s", len(d.r.b), m.Name())
 	}
+	// RabbitMQ's close for malformed UTF-8 names the method only on channel 0.
+	named := !d.r.badUTF8 || classID == ClassConnection
 	d.r = argReader{}
 	if err != nil {
-		if e, ok := err.(*Error); ok {
+		if e, ok := err.(*Error); ok && named {
 			e.ClassID, e.MethodID = classID, methodID
 		}
 		return nil, err
@@ -103,11 +105,12 @@ func (d *Decoder) Decode(payload []byte) (Method, error) {
 // argReader reads method arguments. Errors are sticky: after the first, every read returns
 // a zero value and err holds the failure.
 type argReader struct {
-	b    []byte
-	err  error
-	bits byte
-	nbit uint8 // bits left in the current bit octet
-	strs *map[string]string
+	b       []byte
+	err     error
+	bits    byte
+	nbit    uint8 // bits left in the current bit octet
+	badUTF8 bool  // err is malformed UTF-8 in a short string
+	strs    *map[string]string
 }
 
 func (r *argReader) fail(what string) {
@@ -207,6 +210,71 @@ func (r *argReader) shortstr() string {
 	s := string(raw)
 	(*r.strs)[s] = s
 	return s
+}
+
+// shortstrUTF8 is shortstr for the fields RabbitMQ checks: malformed UTF-8 (as validUTF8
+// defines it) is 501 FRAME_ERROR "Malformed UTF-8 in shortstr".
+func (r *argReader) shortstrUTF8() string {
+	if len(r.b) > 0 && len(r.b) >= 1+int(r.b[0]) && !validUTF8(r.b[1:1+int(r.b[0])]) {
+		if r.err == nil {
+			e := frameErr("Malformed UTF-8 in shortstr").(*Error)
+			e.cause = ErrMalformedUTF8
+			r.err, r.badUTF8 = e, true
+		}
+		r.b = nil
+		return ""
+	}
+	return r.shortstr()
+}
+
+// validUTF8 reports whether b is well-formed UTF-8 in RabbitMQ 3.10's sense, which checks the
+// byte structure and overlong forms only: a lead byte C2–DF takes one continuation byte
+// (80–BF), E0–EF two, F0–F7 three, where E0 must be followed by A0–BF and F0 by 90–BF. So,
+// unlike Go's utf8.Valid, it accepts surrogates (ED A0 80) and code points up to U+1FFFFF
+// (F7 BF BF BF); C0, C1, F8–FF and stray continuation bytes are malformed.
+func validUTF8(b []byte) bool {
+	i := 0
+	for i < len(b) && b[i] < 0x80 { // names are ASCII: the fast path
+		i++
+	}
+	for i < len(b) {
+		c := b[i]
+		var n int
+		lo := byte(0x80) // the second byte's lower bound (overlong forms)
+		switch {
+		case c < 0x80:
+			i++
+			continue
+		case c >= 0xC2 && c <= 0xDF:
+			n = 1
+		case c >= 0xE0 && c <= 0xEF:
+			n = 2
+			if c == 0xE0 {
+				lo = 0xA0
+			}
+		case c >= 0xF0 && c <= 0xF7:
+			n = 3
+			if c == 0xF0 {
+				lo = 0x90
+			}
+		default:
+			return false
+		}
+		if len(b)-i-1 < n {
+			return false
+		}
+		for k := 1; k <= n; k++ {
+			least := byte(0x80)
+			if k == 1 {
+				least = lo
+			}
+			if b[i+k] < least || b[i+k] > 0xBF {
+				return false
+			}
+		}
+		i += 1 + n
+	}
+	return true
 }
 
 func (r *argReader) longstr() string {

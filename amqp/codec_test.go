@@ -217,11 +217,72 @@ func TestTable_BadInputIsFrameError(t *testing.T) {
 	}
 	// Deep nesting is refused, not a stack overflow.
 	deep := Table{}
-	for range 200 {
+	for range 5000 {
 		deep = Table{"n": deep}
 	}
 	if _, _, err := ReadTable(AppendTable(nil, deep)); err == nil {
 		t.Fatal("deeply nested table accepted")
+	}
+}
+
+// nested returns a table holding n containers nested one in the other: tables, arrays, or
+// both in turn.
+func nested(n int, shape string) Table {
+	var v any = "leaf"
+	for i := range n {
+		if shape == "tables" || (shape == "mixed" && i%2 == 0) {
+			v = Table{"n": v}
+		} else {
+			v = []any{int32(1), v}
+		}
+	}
+	return Table{"top": v}
+}
+
+// RabbitMQ accepts field tables nested as deep as fit in a frame (10,000 levels in a 128 KiB
+// frame); Warren accepts 1,000 levels of tables and arrays inside a table and refuses more
+// with 501 FRAME_ERROR (maxTableDepth: decoding is recursive). Both decoders agree, in
+// method arguments and in content headers.
+func TestTable_NestingUpToTheLimit(t *testing.T) {
+	const limit = 1000 // documented in table.go and docs/design.md
+	for _, shape := range []string{"tables", "arrays", "mixed"} {
+		ok := AppendTable(nil, nested(limit, shape))
+		if _, rest, err := ReadTable(ok); err != nil || len(rest) != 0 {
+			t.Fatalf("%s nested %d deep: ReadTable %v", shape, limit, err)
+		}
+		if _, err := skipTable(ok, 0); err != nil {
+			t.Fatalf("%s nested %d deep: skipTable %v", shape, limit, err)
+		}
+		raw := (&Properties{Headers: nested(limit, shape)}).AppendTo(nil)
+		if _, err := ScanProperties(raw); err != nil {
+			t.Fatalf("%s headers nested %d deep: ScanProperties %v", shape, limit, err)
+		}
+		if _, err := DecodeProperties(raw); err != nil {
+			t.Fatalf("%s headers nested %d deep: DecodeProperties %v", shape, limit, err)
+		}
+		deep := AppendTable(nil, nested(limit+1, shape))
+		var e *Error
+		if _, _, err := ReadTable(deep); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s nested %d deep: ReadTable %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+		if _, err := skipTable(deep, 0); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s nested %d deep: skipTable %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+		raw = (&Properties{Headers: nested(limit+1, shape)}).AppendTo(nil)
+		if _, err := ScanProperties(raw); !errors.As(err, &e) || e.Code != FrameError {
+			t.Fatalf("%s headers nested %d deep: ScanProperties %v, want FRAME_ERROR", shape, limit+1, err)
+		}
+	}
+	// An empty array one level too deep is refused by both decoders alike.
+	var v any = []any{}
+	for range limit {
+		v = Table{"n": v}
+	}
+	b := AppendTable(nil, Table{"top": v})
+	_, _, err := ReadTable(b)
+	_, serr := skipTable(b, 0)
+	if err == nil || serr == nil {
+		t.Fatalf("empty array %d deep: ReadTable %v, skipTable %v", limit+1, err, serr)
 	}
 }
 
@@ -322,5 +383,64 @@ func TestTableHasKey(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(100, func() { TableHasKey(raw, "BCC") }); a != 0 {
 		t.Fatalf("allocates %.0f", a)
+	}
+}
+
+// RabbitMQ 3.10 refuses malformed UTF-8 in the short strings of the methods a client sends
+// (names, routing keys of bindings, consumer tags, exchange types, reply texts, the vhost)
+// with 501 "Malformed UTF-8 in shortstr", except in basic.publish, whose exchange and routing
+// key are not checked. Its check is structural: overlong forms and bytes that cannot start or
+// continue a sequence are malformed, while surrogates and 4-byte forms up to F7 BF BF BF are
+// accepted (sequences probed against RabbitMQ 3.10.8).
+func TestDecode_MalformedUTF8InShortstr(t *testing.T) {
+	cases := []struct {
+		s     string
+		valid bool
+	}{
+		{"plain", true}, {"", true}, {"a\x00b", true}, {"é", true}, {"\xe2\x82\xac", true},
+		{"\xf0\x9f\x98\x80", true}, {"a\xed\xa0\x80b", true}, {"a\xed\xbf\xbfb", true}, {"a\xef\xbf\xbeb", true},
+		{"a\xf4\x90\x80\x80b", true}, {"a\xf5\x80\x80\x80b", true}, {"a\xf7\xbf\xbf\xbfb", true},
+		{"a\xc2\x80b", true}, {"a\xe0\xa0\x80b", true}, {"a\xf0\x90\x80\x80b", true},
+		{"probe-\xff\xfe", false}, {"a\xc0\xafb", false}, {"a\xc1\xbfb", false}, {"a\xe0\x80\xafb", false},
+		{"a\xe0\x9f\xbfb", false}, {"a\xf0\x80\x80\xafb", false}, {"a\xf0\x8f\xbf\xbfb", false},
+		{"a\xf8\x88\x80\x80\x80b", false}, {"a\x80b", false}, {"a\xc2", false}, {"a\xc2b", false},
+		{"a\xe0\xa0", false}, {"a\xe0\xa0b", false}, {"a\xfeb", false}, {"a\xffb", false},
+	}
+	for _, c := range cases {
+		for _, m := range []Method{
+			&QueueDeclare{Queue: c.s},
+			&ExchangeDeclare{Exchange: "x", Type: c.s},
+			&QueueBind{Queue: "q", Exchange: "x", RoutingKey: c.s},
+			&BasicConsume{Queue: "q", ConsumerTag: c.s},
+			&ChannelClose{ReplyText: c.s},
+			&ConnectionOpen{VirtualHost: c.s},
+		} {
+			var d Decoder
+			_, err := d.Decode(m.AppendTo(nil))
+			if c.valid {
+				if err != nil {
+					t.Errorf("%s with %q: %v", m.Name(), c.s, err)
+				}
+				continue
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != FrameError || e.Text != "FRAME_ERROR - Malformed UTF-8 in shortstr" || e.Scope != ScopeConnection || !errors.Is(err, ErrMalformedUTF8) {
+				t.Errorf("%s with %q: %v, want 501 Malformed UTF-8 in shortstr", m.Name(), c.s, err)
+				continue
+			}
+			// As RabbitMQ: the close names the method for connection.open, none for the others.
+			wantClass, wantMethod := uint16(0), uint16(0)
+			if m.ClassID() == ClassConnection {
+				wantClass, wantMethod = m.ClassID(), m.MethodID()
+			}
+			if e.ClassID != wantClass || e.MethodID != wantMethod {
+				t.Errorf("%s with %q: close names %d.%d, want %d.%d", m.Name(), c.s, e.ClassID, e.MethodID, wantClass, wantMethod)
+			}
+		}
+		// basic.publish is not checked.
+		var d Decoder
+		if _, err := d.Decode((&BasicPublish{Exchange: c.s, RoutingKey: c.s}).AppendTo(nil)); err != nil {
+			t.Errorf("basic.publish with %q: %v", c.s, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -27,9 +28,18 @@ type Error struct {
 	ClassID  uint16
 	MethodID uint16
 	Scope    Scope
+	cause    error // for errors.Is: ErrMalformedUTF8
 }
 
 func (e *Error) Error() string { return e.Text }
+
+// Unwrap returns the sentinel behind some decoding errors (ErrMalformedUTF8), or nil.
+func (e *Error) Unwrap() error { return e.cause }
+
+// ErrMalformedUTF8 is behind the 501 FRAME_ERROR "Malformed UTF-8 in shortstr" that decoding
+// a method returns (check with errors.Is): RabbitMQ answers it with connection.close even
+// during the handshake (connection.open), where other malformed frames just end the socket.
+var ErrMalformedUTF8 = errors.New("amqp: malformed UTF-8 in shortstr")
 
 // ChannelErr returns a channel-scoped error (unless code is a hard error, which always closes
 // the connection) with RabbitMQ's text shape: "CODE_NAME - message".

@@ -9,6 +9,16 @@ import (
 // ProtocolHeader is the 8-byte header a 0-9-1 client sends first (spec 4.2.2).
 var ProtocolHeader = []byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
 
+// SpeaksProtocol reports whether a server answers protocol header h with 0-9-1: the 0-9-1
+// header, or the 0-9 one (AMQP, class 1, instance 1, version 0-9), which RabbitMQ also takes
+// as 0-9-1 (the two are close enough; connection.start says 0-9 either way). Any other header
+// gets ProtocolHeader back and the socket closed. RabbitMQ's 0-8 headers (1 1 8 0, 1 1 9 1)
+// are refused: its 0-8 framing differs.
+func SpeaksProtocol(h []byte) bool {
+	return len(h) == 8 && string(h[:4]) == "AMQP" &&
+		(string(h[4:]) == "\x00\x00\x09\x01" || string(h[4:]) == "\x01\x01\x00\x09")
+}
+
 // Frame is one frame read from the wire. Payload aliases the reader's buffer and is valid only
 // until the next ReadFrame.
 type Frame struct {

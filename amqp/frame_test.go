@@ -123,3 +123,20 @@ func TestFrameReader_ZeroAllocs(t *testing.T) {
 		t.Fatalf("ReadFrame allocates %.1f", allocs)
 	}
 }
+
+func TestSpeaksProtocol(t *testing.T) {
+	for h, want := range map[string]bool{
+		"AMQP\x00\x00\x09\x01": true,  // 0-9-1
+		"AMQP\x01\x01\x00\x09": true,  // 0-9, spoken as 0-9-1 (RabbitMQ)
+		"AMQP\x01\x01\x08\x00": false, // 0-8 (RabbitMQ: its 0-8 framing)
+		"AMQP\x01\x01\x09\x01": false, // 0-8 as py-amqplib sends it
+		"AMQP\x00\x00\x09\x00": false,
+		"AMQP\x01\x01\x00\x0a": false, // 0-10
+		"AMQP\x00\x01\x00\x00": false, // 1.0
+		"GET / HT":             false,
+	} {
+		if got := SpeaksProtocol([]byte(h)); got != want {
+			t.Errorf("%q: %v, want %v", h, got, want)
+		}
+	}
+}

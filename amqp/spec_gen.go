@@ -168,9 +168,9 @@ func (*ConnectionStartOk) Synchronous() bool { return true }
 
 func (m *ConnectionStartOk) decode(r *argReader) {
 	m.ClientProperties = r.table()
-	m.Mechanism = r.shortstr()
+	m.Mechanism = r.shortstrUTF8()
 	m.Response = r.longstr()
-	m.Locale = r.shortstr()
+	m.Locale = r.shortstrUTF8()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -342,8 +342,8 @@ func (*ConnectionOpen) HasContent() bool { return false }
 func (*ConnectionOpen) Synchronous() bool { return true }
 
 func (m *ConnectionOpen) decode(r *argReader) {
-	m.VirtualHost = r.shortstr()
-	m.Reserved1 = r.shortstr()
+	m.VirtualHost = r.shortstrUTF8()
+	m.Reserved1 = r.shortstrUTF8()
 	r.startBits()
 	m.Reserved2 = r.bit()
 }
@@ -413,7 +413,7 @@ func (*ConnectionClose) Synchronous() bool { return true }
 
 func (m *ConnectionClose) decode(r *argReader) {
 	m.ReplyCode = r.short()
-	m.ReplyText = r.shortstr()
+	m.ReplyText = r.shortstrUTF8()
 	m.CauseClassID = r.short()
 	m.CauseMethodID = r.short()
 }
@@ -538,7 +538,7 @@ func (*ConnectionUpdateSecret) Synchronous() bool { return true }
 
 func (m *ConnectionUpdateSecret) decode(r *argReader) {
 	m.NewSecret = r.longstr()
-	m.Reason = r.shortstr()
+	m.Reason = r.shortstrUTF8()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -598,7 +598,7 @@ func (*ChannelOpen) HasContent() bool { return false }
 func (*ChannelOpen) Synchronous() bool { return true }
 
 func (m *ChannelOpen) decode(r *argReader) {
-	m.Reserved1 = r.shortstr()
+	m.Reserved1 = r.shortstrUTF8()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -728,7 +728,7 @@ func (*ChannelClose) Synchronous() bool { return true }
 
 func (m *ChannelClose) decode(r *argReader) {
 	m.ReplyCode = r.short()
-	m.ReplyText = r.shortstr()
+	m.ReplyText = r.shortstrUTF8()
 	m.CauseClassID = r.short()
 	m.CauseMethodID = r.short()
 }
@@ -801,8 +801,8 @@ func (*ExchangeDeclare) Synchronous() bool { return true }
 
 func (m *ExchangeDeclare) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Exchange = r.shortstr()
-	m.Type = r.shortstr()
+	m.Exchange = r.shortstrUTF8()
+	m.Type = r.shortstrUTF8()
 	r.startBits()
 	m.Passive = r.bit()
 	m.Durable = r.bit()
@@ -876,7 +876,7 @@ func (*ExchangeDelete) Synchronous() bool { return true }
 
 func (m *ExchangeDelete) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Exchange = r.shortstr()
+	m.Exchange = r.shortstrUTF8()
 	r.startBits()
 	m.IfUnused = r.bit()
 	m.NoWait = r.bit()
@@ -946,9 +946,9 @@ func (*ExchangeBind) Synchronous() bool { return true }
 
 func (m *ExchangeBind) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Destination = r.shortstr()
-	m.Source = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Destination = r.shortstrUTF8()
+	m.Source = r.shortstrUTF8()
+	m.RoutingKey = r.shortstrUTF8()
 	r.startBits()
 	m.NoWait = r.bit()
 	m.Arguments = r.table()
@@ -1021,9 +1021,9 @@ func (*ExchangeUnbind) Synchronous() bool { return true }
 
 func (m *ExchangeUnbind) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Destination = r.shortstr()
-	m.Source = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Destination = r.shortstrUTF8()
+	m.Source = r.shortstrUTF8()
+	m.RoutingKey = r.shortstrUTF8()
 	r.startBits()
 	m.NoWait = r.bit()
 	m.Arguments = r.table()
@@ -1098,7 +1098,7 @@ func (*QueueDeclare) Synchronous() bool { return true }
 
 func (m *QueueDeclare) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrUTF8()
 	r.startBits()
 	m.Passive = r.bit()
 	m.Durable = r.bit()
@@ -1182,9 +1182,9 @@ func (*QueueBind) Synchronous() bool { return true }
 
 func (m *QueueBind) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Queue = r.shortstrUTF8()
+	m.Exchange = r.shortstrUTF8()
+	m.RoutingKey = r.shortstrUTF8()
 	r.startBits()
 	m.NoWait = r.bit()
 	m.Arguments = r.table()
@@ -1256,9 +1256,9 @@ func (*QueueUnbind) Synchronous() bool { return true }
 
 func (m *QueueUnbind) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Queue = r.shortstrUTF8()
+	m.Exchange = r.shortstrUTF8()
+	m.RoutingKey = r.shortstrUTF8()
 	m.Arguments = r.table()
 }
 
@@ -1325,7 +1325,7 @@ func (*QueuePurge) Synchronous() bool { return true }
 
 func (m *QueuePurge) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrUTF8()
 	r.startBits()
 	m.NoWait = r.bit()
 }
@@ -1396,7 +1396,7 @@ func (*QueueDelete) Synchronous() bool { return true }
 
 func (m *QueueDelete) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrUTF8()
 	r.startBits()
 	m.IfUnused = r.bit()
 	m.IfEmpty = r.bit()
@@ -1538,8 +1538,8 @@ func (*BasicConsume) Synchronous() bool { return true }
 
 func (m *BasicConsume) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.ConsumerTag = r.shortstr()
+	m.Queue = r.shortstrUTF8()
+	m.ConsumerTag = r.shortstrUTF8()
 	r.startBits()
 	m.NoLocal = r.bit()
 	m.NoAck = r.bit()
@@ -1612,7 +1612,7 @@ func (*BasicCancel) HasContent() bool { return false }
 func (*BasicCancel) Synchronous() bool { return true }
 
 func (m *BasicCancel) decode(r *argReader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrUTF8()
 	r.startBits()
 	m.NoWait = r.bit()
 }
@@ -1646,7 +1646,7 @@ func (*BasicCancelOk) HasContent() bool { return false }
 func (*BasicCancelOk) Synchronous() bool { return true }
 
 func (m *BasicCancelOk) decode(r *argReader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrUTF8()
 }
 
 // AppendTo appends the method frame payload (class id, method id, arguments) to b.
@@ -1807,7 +1807,7 @@ func (*BasicGet) Synchronous() bool { return true }
 
 func (m *BasicGet) decode(r *argReader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrUTF8()
 	r.startBits()
 	m.NoAck = r.bit()
 }

@@ -25,8 +25,13 @@ type Decimal struct {
 	Value int32
 }
 
-// maxTableDepth bounds nesting so hostile input cannot exhaust the stack.
-const maxTableDepth = 64
+// maxTableDepth is how many tables and arrays may nest inside a field table (method
+// arguments, a message's headers). Deeper input is refused with 501 FRAME_ERROR.
+// RabbitMQ has no limit but the frame size (10,000 levels fit in a 128 KiB frame); decoding
+// here is recursive, at about 650 bytes of goroutine stack per level, and frame_max can be
+// raised, so a limit stays: 1,000 levels (some 650 KiB of stack at worst, per connection
+// reader) is far beyond what applications nest (amqp091-go, for one, reads only 32).
+const maxTableDepth = 1000
 
 // ReadTable decodes a field table (4-byte length, then entries) from the front of b and
 // returns it with the bytes that follow. Strings and byte arrays are copied.
@@ -141,11 +146,11 @@ func readValue(b []byte, depth int) (any, []byte, error) {
 			n := binary.BigEndian.Uint32(b)
 			if uint64(len(b)-4) >= uint64(n) {
 				body, rest := b[4:4+n], b[4+n:]
+				if depth+1 > maxTableDepth {
+					return nil, nil, frameErr("field array nested too deeply")
+				}
 				arr := []any{}
 				for len(body) > 0 {
-					if depth+1 > maxTableDepth {
-						return nil, nil, frameErr("field array nested too deeply")
-					}
 					v, r, err := readValue(body, depth+1)
 					if err != nil {
 						return nil, nil, err

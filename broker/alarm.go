@@ -2,6 +2,7 @@ package broker
 
 import (
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,9 @@ func (s *Server) checkAlarms() {
 	a := &s.alarm
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	memOn := a.memLimit > 0 && processRSS() > a.memLimit
+	// Large bodies being received count before they are: a handful of clients each sending a
+	// maximum-size message would otherwise pass the check together.
+	memOn := a.memLimit > 0 && processRSS()+s.budget.Inflight() > a.memLimit
 	diskOn := a.diskLimit > 0 && a.dir != "" && diskFree(a.dir) < a.diskLimit
 	if memOn == a.memOn && diskOn == a.diskOn {
 		return
@@ -97,10 +100,31 @@ func (s *Server) alarmLoop(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			s.checkAlarms()
+			s.returnMemory(now)
 		}
 	}
+}
+
+// Returning memory to the OS: the Go runtime keeps freed heap for reuse and gives it back
+// slowly, and it collects garbage only as the heap grows, so after large messages are gone
+// (delivered and settled, dropped, deleted, moved to the spill) a quiet node would keep their
+// memory for a long time. Once queues let go of freeOSMemoryAfter bytes of large messages,
+// the alarm loop runs debug.FreeOSMemory (a collection that returns the free memory), at most
+// once per freeOSMemoryEvery.
+const (
+	freeOSMemoryAfter = 64 << 20
+	freeOSMemoryEvery = 2 * time.Second
+)
+
+func (s *Server) returnMemory(now time.Time) {
+	if s.budget.LargeFreed() < freeOSMemoryAfter || now.Sub(s.lastFreeOS) < freeOSMemoryEvery {
+		return
+	}
+	s.budget.TakeLargeFreed()
+	s.lastFreeOS = now
+	debug.FreeOSMemory()
 }
 
 // processRSS returns this process's resident memory in bytes (0 if unknown).

@@ -3,13 +3,13 @@ package broker
 import (
 	"cmp"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/vhost"
 )
@@ -25,9 +25,9 @@ import (
 //     bindings (read) on topic exchanges; with no entry for an exchange everything is allowed;
 //     "" matches only the empty key, and {username} and {vhost} are expanded.
 //
-// Expressions are Go RE2 syntax, which covers what permissions use in practice (anchors,
-// alternation, classes, repetition) but not PCRE's look-around or back-references; those are
-// refused when set (ErrBadRegexp).
+// Expressions are compiled as vhost.CompilePattern does: Go's RE2 for what it accepts, and a
+// PCRE-compatible engine only for what RE2 refuses (look-around, back-references), which
+// RabbitMQ (Erlang's re) accepts in permissions too.
 
 // Permission is one user's configure/write/read expressions in one vhost.
 type Permission struct {
@@ -54,7 +54,7 @@ var NoVHostLimits = VHostLimits{MaxConnections: -1, MaxQueues: -1}
 // matcher is a compiled permission expression with fast paths for "" and ".*".
 type matcher struct {
 	all, none bool
-	re        *regexp.Regexp
+	re        *vhost.Pattern
 }
 
 func (m *matcher) match(s string) bool {
@@ -75,7 +75,7 @@ func compilePerm(expr string) (matcher, error) {
 	case ".*":
 		return matcher{all: true}, nil
 	}
-	re, err := regexp.Compile(expr)
+	re, err := vhost.CompilePattern(expr)
 	if err != nil {
 		return matcher{}, fmt.Errorf("%w: %q: %v", ErrBadRegexp, expr, err)
 	}
@@ -92,7 +92,7 @@ func compileTopic(expr, user, vh string) (matcher, error) {
 	if expr == ".*" {
 		return matcher{all: true}, nil
 	}
-	re, err := regexp.Compile(expr)
+	re, err := vhost.CompilePattern(expr)
 	if err != nil {
 		return matcher{}, fmt.Errorf("%w: %q: %v", ErrBadRegexp, expr, err)
 	}
@@ -303,6 +303,9 @@ func (s *Server) openVHost(c *session.Conn, name string) (*vhost.VHost, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, session.ShutdownError()
+	}
 	v := s.vhosts[name]
 	if v == nil {
 		return nil, openErr("vhost %s not found", name)
@@ -354,7 +357,11 @@ func (s *Server) trackedLocked(vh, user string) []*session.Conn {
 	return out
 }
 
-// ---- management API: users
+// ---- management API: users, vhosts, limits and permissions. Each change is a record of
+// the metadata store (see apply.go); what can be answered without a change is answered here.
+
+// propose hands a record to the metadata store.
+func (s *Server) propose(rec meta.Record) (any, error) { return s.meta.Propose(rec) }
 
 // AddUser creates a user with a password hashed as RabbitMQ does (SHA-256, 4-byte salt), or,
 // when it exists, replaces its password and tags (keeping its limits), like RabbitMQ's PUT
@@ -373,16 +380,32 @@ func (s *Server) PutUser(u User) error {
 	if u.Name == "" {
 		return fmt.Errorf("%w: empty name", ErrNoUser)
 	}
-	if u.Limits == (UserLimits{}) {
-		u.Limits = NoUserLimits
-		if old, ok := s.users.Lookup(u.Name); ok {
-			u.Limits = old.Limits
-		}
-	}
-	if err := s.users.Put(u); err != nil {
+	if err := checkHash(u); err != nil {
 		return err
 	}
-	s.saveSecurity()
+	if old, ok := s.users.Lookup(u.Name); !ok || !sameUser(old, u) {
+		if _, err := s.propose(userRecord(u)); err != nil {
+			return err
+		}
+	}
+	if u.Limits == (UserLimits{}) {
+		return nil
+	}
+	return s.SetUserLimits(u.Name, u.Limits)
+}
+
+// checkHash checks a stored hash's length for its algorithm (empty: no password).
+func checkHash(u User) error {
+	if len(u.PasswordHash) == 0 {
+		return nil
+	}
+	newH, err := newHash(u.HashingAlgorithm)
+	if err != nil {
+		return err
+	}
+	if len(u.PasswordHash) != 4+newH().Size() {
+		return fmt.Errorf("%w: %d bytes for %s", ErrBadHash, len(u.PasswordHash), u.HashingAlgorithm)
+	}
 	return nil
 }
 
@@ -390,18 +413,11 @@ func (s *Server) PutUser(u User) error {
 // closes its connections with 320 CONNECTION_FORCED "user 'name' is deleted", as RabbitMQ.
 // Error: ErrNoUser.
 func (s *Server) DeleteUser(name string) error {
-	if !s.users.Delete(name) {
+	if _, ok := s.users.Lookup(name); !ok {
 		return fmt.Errorf("%w: '%s'", ErrNoUser, name)
 	}
-	s.acl.drop("", name)
-	s.mu.Lock()
-	conns := s.trackedLocked("", name)
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.Shutdown("user '" + name + "' is deleted")
-	}
-	s.saveSecurity()
-	return nil
+	_, err := s.propose(meta.Record{Kind: meta.KindUser, Delete: true, Name: name})
+	return err
 }
 
 // Users returns copies of every user, sorted by name.
@@ -414,11 +430,15 @@ func (s *Server) User(name string) (User, bool) { return s.users.Lookup(name) }
 // connections over the limit are refused at connection.open with 530 NOT_ALLOWED; existing
 // ones stay. Error: ErrNoUser.
 func (s *Server) SetUserLimits(name string, l UserLimits) error {
-	if err := s.users.update(name, func(u *User) { u.Limits = l }); err != nil {
-		return err
+	u, ok := s.users.Lookup(name)
+	if !ok {
+		return fmt.Errorf("%w: '%s'", ErrNoUser, name)
 	}
-	s.saveSecurity()
-	return nil
+	if u.Limits == l {
+		return nil
+	}
+	_, err := s.propose(userLimitsRecord(name, l))
+	return err
 }
 
 // ---- management API: vhosts
@@ -431,48 +451,23 @@ func (s *Server) AddVHost(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty name", ErrNoVHost)
 	}
-	s.mu.Lock()
-	if s.vhosts[name] == nil {
-		v := s.newVHost(name)
-		if lim, ok := s.sec.vhostLimits[name]; ok {
-			v.SetMaxQueues(lim.MaxQueues)
-		}
-		s.vhosts[name] = v
+	if s.VHost(name) != nil {
+		return nil
 	}
-	s.mu.Unlock()
-	s.saveSecurity()
-	return nil
+	_, err := s.propose(meta.Record{Kind: meta.KindVHost, Name: name})
+	return err
 }
 
 // DeleteVHost deletes a vhost and everything in it, as RabbitMQ: its connections are closed
 // with 320 CONNECTION_FORCED "vhost 'name' is deleted", its queues (with their messages),
-// exchanges and bindings, permissions, topic permissions and limits are removed. Error:
-// ErrNoVHost.
+// exchanges and bindings, policies, permissions, topic permissions and limits are removed.
+// Error: ErrNoVHost.
 func (s *Server) DeleteVHost(name string) error {
-	s.mu.Lock()
-	v := s.vhosts[name]
-	if v == nil {
-		s.mu.Unlock()
+	if s.VHost(name) == nil {
 		return fmt.Errorf("%w: '%s'", ErrNoVHost, name)
 	}
-	delete(s.vhosts, name)
-	delete(s.sec.vhostLimits, name)
-	conns := s.trackedLocked(name, "")
-	s.mu.Unlock()
-	s.acl.drop(name, "")
-	for _, c := range conns {
-		c.Shutdown("vhost '" + name + "' is deleted")
-	}
-	for _, q := range v.Queues() {
-		v.DeleteQueueObject(q)
-	}
-	for _, x := range v.Exchanges() {
-		if x.Name != "" && !strings.HasPrefix(x.Name, "amq.") {
-			v.DeleteExchange(x.Name, false)
-		}
-	}
-	s.saveSecurity()
-	return nil
+	_, err := s.propose(meta.Record{Kind: meta.KindVHost, Delete: true, Name: name})
+	return err
 }
 
 // SetVHostLimits sets a vhost's max-connections and max-queues (negative: no limit). Over the
@@ -481,15 +476,16 @@ func (s *Server) DeleteVHost(name string) error {
 func (s *Server) SetVHostLimits(name string, l VHostLimits) error {
 	s.mu.Lock()
 	v := s.vhosts[name]
+	old, had := s.sec.vhostLimits[name]
+	s.mu.Unlock()
 	if v == nil {
-		s.mu.Unlock()
 		return fmt.Errorf("%w: '%s'", ErrNoVHost, name)
 	}
-	s.sec.vhostLimits[name] = l
-	s.mu.Unlock()
-	v.SetMaxQueues(l.MaxQueues)
-	s.saveSecurity()
-	return nil
+	if had && old == l {
+		return nil
+	}
+	_, err := s.propose(vhostLimitsRecord(name, l))
+	return err
 }
 
 // VHostLimitsOf returns a vhost's limits (NoVHostLimits when none were set).
@@ -524,13 +520,14 @@ func (s *Server) SetPermissions(p Permission) error {
 	if err := s.checkUserVHost(p.User, p.VHost); err != nil {
 		return err
 	}
-	g, err := newGrant(p)
-	if err != nil {
+	if _, err := newGrant(p); err != nil {
 		return err
 	}
-	s.acl.set(g)
-	s.saveSecurity()
-	return nil
+	if g := s.acl.lookup(p.VHost, p.User); g != nil && g.p == p {
+		return nil
+	}
+	_, err := s.propose(permissionRecord(p))
+	return err
 }
 
 // ClearPermissions removes user's permissions in vh (new connections to vh are then refused;
@@ -540,11 +537,11 @@ func (s *Server) ClearPermissions(vh, user string) error {
 	if err := s.checkUserVHost(user, vh); err != nil {
 		return err
 	}
-	s.acl.mu.Lock()
-	delete(s.acl.perms, aclKey{vh, user})
-	s.acl.mu.Unlock()
-	s.saveSecurity()
-	return nil
+	if s.acl.lookup(vh, user) == nil {
+		return nil
+	}
+	_, err := s.propose(meta.Record{Kind: meta.KindPermission, Delete: true, VHost: vh, Name: user})
+	return err
 }
 
 // Permissions returns every permission, sorted by vhost then user.
@@ -560,13 +557,14 @@ func (s *Server) SetTopicPermissions(p TopicPermission) error {
 	if err := s.checkUserVHost(p.User, p.VHost); err != nil {
 		return err
 	}
-	g, err := newTopicGrant(p)
-	if err != nil {
+	if _, err := newTopicGrant(p); err != nil {
 		return err
 	}
-	s.acl.setTopic(g)
-	s.saveSecurity()
-	return nil
+	if g := s.acl.topic(p.VHost, p.User, p.Exchange); g != nil && g.p == p {
+		return nil
+	}
+	_, err := s.propose(topicPermissionRecord(p))
+	return err
 }
 
 // ClearTopicPermissions removes user's topic permission on exchange x in vh, or all of the
@@ -575,19 +573,9 @@ func (s *Server) ClearTopicPermissions(vh, user, x string) error {
 	if err := s.checkUserVHost(user, vh); err != nil {
 		return err
 	}
-	s.acl.mu.Lock()
-	k := aclKey{vh, user}
-	if x == "" {
-		delete(s.acl.topics, k)
-	} else if m := s.acl.topics[k]; m != nil {
-		delete(m, x)
-		if len(m) == 0 {
-			delete(s.acl.topics, k)
-		}
-	}
-	s.acl.mu.Unlock()
-	s.saveSecurity()
-	return nil
+	_, err := s.propose(meta.Record{Kind: meta.KindTopicPermission, Delete: true, VHost: vh, Name: user,
+		Fields: amqp.Table{"x": x}})
+	return err
 }
 
 // TopicPermissions returns every topic permission, sorted by vhost, user, exchange.

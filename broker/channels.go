@@ -28,10 +28,12 @@ func (s *Server) channelOpen(user string) error {
 		return amqp.ConnErr(amqp.NotAllowed, "number of channels opened for user '%s' has reached the maximum allowed user limit of (%d)", user, limit)
 	}
 	s.chans.n[user]++
+	s.churn.ChannelsOpened.Add(1)
 	return nil
 }
 
 func (s *Server) channelClosed(user string) {
+	s.churn.ChannelsClosed.Add(1)
 	s.chans.mu.Lock()
 	defer s.chans.mu.Unlock()
 	if s.chans.n[user] <= 1 {

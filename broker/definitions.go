@@ -2,42 +2,86 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/vhost"
 )
 
-// Definitions is the security part of RabbitMQ's definitions format (rabbitmqctl
-// export_definitions, GET /api/definitions): users, vhosts, permissions, topic permissions
-// and vhost limits (parameters of component "vhost-limits"). Other keys (queues, exchanges,
-// bindings, policies) are ignored here.
+// Definitions is RabbitMQ's definitions format (rabbitmqctl export_definitions, GET
+// /api/definitions): users, vhosts, permissions, topic permissions, runtime parameters (vhost
+// limits), policies, queues, exchanges and bindings.
 type Definitions struct {
-	RabbitVersion    string          `json:"rabbit_version,omitempty"`
-	Users            []DefUser       `json:"users"`
-	VHosts           []DefVHost      `json:"vhosts"`
-	Permissions      []DefPermission `json:"permissions"`
-	TopicPermissions []DefTopicPerm  `json:"topic_permissions"`
-	Parameters       []DefParameter  `json:"parameters"`
-	Policies         []DefPolicy     `json:"policies"`
+	RabbitVersion    string               `json:"rabbit_version,omitempty"`
+	Users            []DefUser            `json:"users"`
+	VHosts           []DefVHost           `json:"vhosts"`
+	Permissions      []DefPermission      `json:"permissions"`
+	TopicPermissions []DefTopicPerm       `json:"topic_permissions"`
+	Parameters       []DefParameter       `json:"parameters"`
+	GlobalParameters []DefGlobalParameter `json:"global_parameters"`
+	Policies         []DefPolicy          `json:"policies"`
+	Queues           []DefQueue           `json:"queues"`
+	Exchanges        []DefExchange        `json:"exchanges"`
+	Bindings         []DefBinding         `json:"bindings"`
 }
 
 // DefPolicy is a policy in definitions.
 type DefPolicy struct {
-	VHost      string         `json:"vhost"`
+	VHost      string         `json:"vhost,omitempty"`
 	Name       string         `json:"name"`
 	Pattern    string         `json:"pattern"`
 	ApplyTo    string         `json:"apply-to"`
 	Priority   int            `json:"priority"`
 	Definition map[string]any `json:"definition"`
+}
+
+// DefQueue is a queue in definitions.
+type DefQueue struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost,omitempty"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// DefExchange is an exchange in definitions.
+type DefExchange struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost,omitempty"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// DefBinding is a binding in definitions.
+type DefBinding struct {
+	Source          string         `json:"source"`
+	VHost           string         `json:"vhost,omitempty"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"`
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+}
+
+// DefGlobalParameter is a global runtime parameter (RabbitMQ's cluster_name,
+// internal_cluster_id): read and ignored.
+type DefGlobalParameter struct {
+	Name  string `json:"name"`
+	Value any    `json:"value"`
 }
 
 // DefUser is a user in definitions. PasswordHash is base64(salt + digest). Password, a Warren
@@ -102,18 +146,20 @@ type DefTopicPerm struct {
 	Read     string `json:"read"`
 }
 
-// DefParameter is a runtime parameter; only component "vhost-limits" is used.
+// DefParameter is a runtime parameter; only component "vhost-limits" has an effect here.
 type DefParameter struct {
-	VHost     string         `json:"vhost"`
+	VHost     string         `json:"vhost,omitempty"`
 	Component string         `json:"component"`
 	Name      string         `json:"name"`
 	Value     map[string]any `json:"value"`
 }
 
-// ReadDefinitions decodes a definitions JSON document.
+// ReadDefinitions decodes a definitions JSON document. Numbers keep their integer type.
 func ReadDefinitions(r io.Reader) (*Definitions, error) {
 	var d Definitions
-	if err := json.NewDecoder(r).Decode(&d); err != nil {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("broker: definitions: %w", err)
 	}
 	return &d, nil
@@ -133,49 +179,54 @@ func (s *Server) LoadDefinitionsFile(path string) error {
 	return s.LoadDefinitions(d)
 }
 
-// LoadDefinitions imports users, vhosts, permissions, topic permissions and vhost limits,
-// adding to and replacing what exists (as RabbitMQ's import): nothing is deleted. A hash
-// exported from RabbitMQ authenticates here. It stops at the first invalid entry.
+// LoadDefinitions imports everything in d, as RabbitMQ's import (and its load_definitions at
+// boot): users, vhosts, permissions, topic permissions, vhost limits, policies, queues,
+// exchanges and bindings, adding to and replacing what exists; nothing is deleted. A hash
+// exported from RabbitMQ authenticates here. What is already so is not written again, so an
+// import at every start adds nothing to the metadata log. Every entry is tried; the error
+// joins the failures.
 func (s *Server) LoadDefinitions(d *Definitions) error {
-	for _, u := range d.Users {
-		usr := User{Name: u.Name, HashingAlgorithm: u.HashingAlgorithm, Tags: u.Tags, Limits: NoUserLimits}
-		switch {
-		case u.PasswordHash != "":
-			h, err := base64.StdEncoding.DecodeString(u.PasswordHash)
-			if err != nil {
-				return fmt.Errorf("user '%s': %w: %v", u.Name, ErrBadHash, err)
+	return s.ImportDefinitions(d, "")
+}
+
+// ImportDefinitions is LoadDefinitions; with into set (RabbitMQ's POST
+// /api/definitions/{vhost}), only the vhost-scoped entries (parameters, policies, queues,
+// exchanges, bindings) are imported, all into that vhost.
+func (s *Server) ImportDefinitions(d *Definitions, into string) error {
+	var errs []error
+	fail := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	vh := func(name string) string {
+		if into != "" {
+			return into
+		}
+		return name
+	}
+	if into == "" {
+		for _, u := range d.Users {
+			fail(s.importUser(u))
+		}
+		for _, v := range d.VHosts {
+			fail(s.AddVHost(v.Name))
+		}
+		for _, p := range d.Permissions {
+			if err := s.SetPermissions(Permission{User: p.User, VHost: p.VHost, Configure: p.Configure, Write: p.Write, Read: p.Read}); err != nil {
+				fail(fmt.Errorf("permission of '%s' in '%s': %w", p.User, p.VHost, err))
 			}
-			usr.PasswordHash = h
-		case u.Password != "":
-			usr.PasswordHash, usr.HashingAlgorithm = HashPassword(u.Password), HashSHA256
 		}
-		if v, ok := u.Limits["max-connections"]; ok {
-			usr.Limits.MaxConnections = v
-		}
-		if v, ok := u.Limits["max-channels"]; ok {
-			usr.Limits.MaxChannels = v
-		}
-		if err := s.users.Put(usr); err != nil {
-			return fmt.Errorf("user '%s': %w", u.Name, err)
-		}
-	}
-	for _, v := range d.VHosts {
-		if err := s.AddVHost(v.Name); err != nil {
-			return err
-		}
-	}
-	for _, p := range d.Permissions {
-		if err := s.SetPermissions(Permission{User: p.User, VHost: p.VHost, Configure: p.Configure, Write: p.Write, Read: p.Read}); err != nil {
-			return fmt.Errorf("permission of '%s' in '%s': %w", p.User, p.VHost, err)
-		}
-	}
-	for _, p := range d.TopicPermissions {
-		if err := s.SetTopicPermissions(TopicPermission{User: p.User, VHost: p.VHost, Exchange: p.Exchange, Write: p.Write, Read: p.Read}); err != nil {
-			return fmt.Errorf("topic permission of '%s' in '%s': %w", p.User, p.VHost, err)
+		for _, p := range d.TopicPermissions {
+			if err := s.SetTopicPermissions(TopicPermission{User: p.User, VHost: p.VHost, Exchange: p.Exchange, Write: p.Write, Read: p.Read}); err != nil {
+				fail(fmt.Errorf("topic permission of '%s' in '%s': %w", p.User, p.VHost, err))
+			}
 		}
 	}
 	for _, p := range d.Parameters {
-		if p.Component != "vhost-limits" {
+		if p.Component != componentVHostLimits {
+			s.log.Warn().Str("vhost", vh(p.VHost)).Str("component", p.Component).Str("name", p.Name).
+				Msg("runtime parameter of a component warren does not have: not imported")
 			continue
 		}
 		l := NoVHostLimits
@@ -185,36 +236,95 @@ func (s *Server) LoadDefinitions(d *Definitions) error {
 		if v, ok := limitValue(p.Value["max-queues"]); ok {
 			l.MaxQueues = v
 		}
-		if err := s.SetVHostLimits(p.VHost, l); err != nil {
-			return err
-		}
+		fail(s.SetVHostLimits(vh(p.VHost), l))
 	}
 	for _, p := range d.Policies {
-		v := s.VHost(p.VHost)
+		v := s.VHost(vh(p.VHost))
 		if v == nil {
-			return fmt.Errorf("policy '%s': %w: %s", p.Name, ErrNoVHost, p.VHost)
+			fail(fmt.Errorf("policy '%s': %w: '%s'", p.Name, ErrNoVHost, vh(p.VHost)))
+			continue
 		}
-		def := amqp.Table{}
-		for k, val := range p.Definition {
-			def[k] = val
+		def, _ := jsonTable(p.Definition)
+		fail(v.SetPolicy(vhost.Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: def}))
+	}
+	for _, q := range d.Queues {
+		v := s.VHost(vh(q.VHost))
+		if v == nil {
+			fail(fmt.Errorf("queue '%s': %w: '%s'", q.Name, ErrNoVHost, vh(q.VHost)))
+			continue
 		}
-		if err := v.SetPolicy(vhost.Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: def}); err != nil {
-			return err
+		args, _ := jsonTable(q.Arguments)
+		_, _, err := v.DeclareQueue(vhost.QueueDecl{Name: q.Name, Durable: q.Durable, AutoDelete: q.AutoDelete, Args: args})
+		fail(err)
+	}
+	for _, x := range d.Exchanges {
+		v := s.VHost(vh(x.VHost))
+		if v == nil {
+			fail(fmt.Errorf("exchange '%s': %w: '%s'", x.Name, ErrNoVHost, vh(x.VHost)))
+			continue
+		}
+		args, _ := jsonTable(x.Arguments)
+		if x.Name == "" || strings.HasPrefix(x.Name, "amq.") {
+			continue // the predeclared ones (an export has none)
+		}
+		_, err := v.DeclareExchange(vhost.ExchangeDecl{Name: x.Name, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete, Internal: x.Internal, Args: args})
+		fail(err)
+	}
+	for _, b := range d.Bindings {
+		v := s.VHost(vh(b.VHost))
+		if v == nil {
+			fail(fmt.Errorf("binding from '%s': %w: '%s'", b.Source, ErrNoVHost, vh(b.VHost)))
+			continue
+		}
+		args, _ := jsonTable(b.Arguments)
+		if b.DestinationType == "exchange" {
+			fail(v.BindExchange(b.Destination, b.Source, b.RoutingKey, args))
+			continue
+		}
+		var owner any
+		if q := v.Queue(b.Destination); q != nil {
+			owner = q.Owner
+		}
+		fail(v.BindQueue(b.Destination, b.Source, b.RoutingKey, args, owner))
+	}
+	return errors.Join(errs...)
+}
+
+// importUser puts one user of a definitions file.
+func (s *Server) importUser(u DefUser) error {
+	usr := User{Name: u.Name, HashingAlgorithm: u.HashingAlgorithm, Tags: u.Tags, Limits: NoUserLimits}
+	switch {
+	case u.PasswordHash != "":
+		h, err := base64.StdEncoding.DecodeString(u.PasswordHash)
+		if err != nil {
+			return fmt.Errorf("user '%s': %w: %v", u.Name, ErrBadHash, err)
+		}
+		usr.PasswordHash = h
+	case u.Password != "":
+		usr.PasswordHash, usr.HashingAlgorithm = HashPassword(u.Password), HashSHA256
+		if old, ok := s.users.Lookup(u.Name); ok && checkPassword(old.HashingAlgorithm, old.PasswordHash, u.Password) {
+			usr.PasswordHash, usr.HashingAlgorithm = old.PasswordHash, old.HashingAlgorithm // the same password: no change
 		}
 	}
-	s.saveSecurity()
+	if v, ok := u.Limits["max-connections"]; ok {
+		usr.Limits.MaxConnections = v
+	}
+	if v, ok := u.Limits["max-channels"]; ok {
+		usr.Limits.MaxChannels = v
+	}
+	if err := s.PutUser(usr); err != nil {
+		return fmt.Errorf("user '%s': %w", u.Name, err)
+	}
 	return nil
 }
 
-// ExportDefinitions returns the security definitions in RabbitMQ's format.
+// ExportDefinitions returns the node's definitions in RabbitMQ's format, sorted: everything
+// an import recreates. Exclusive queues, the predeclared exchanges and the default
+// exchange's implicit bindings are left out, as RabbitMQ does.
 func (s *Server) ExportDefinitions() *Definitions {
-	d := &Definitions{RabbitVersion: "3.10.8", Users: []DefUser{}, VHosts: []DefVHost{}, Permissions: []DefPermission{},
-		TopicPermissions: []DefTopicPerm{}, Parameters: []DefParameter{}, Policies: []DefPolicy{}}
-	for _, v := range s.VHosts() {
-		for _, p := range v.Policies() {
-			d.Policies = append(d.Policies, DefPolicy{VHost: v.Name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
-		}
-	}
+	d := &Definitions{RabbitVersion: CompatVersion, Users: []DefUser{}, VHosts: []DefVHost{}, Permissions: []DefPermission{},
+		TopicPermissions: []DefTopicPerm{}, Parameters: []DefParameter{}, GlobalParameters: []DefGlobalParameter{},
+		Policies: []DefPolicy{}, Queues: []DefQueue{}, Exchanges: []DefExchange{}, Bindings: []DefBinding{}}
 	for _, u := range s.users.List() {
 		du := DefUser{Name: u.Name, PasswordHash: base64.StdEncoding.EncodeToString(u.PasswordHash),
 			HashingAlgorithm: u.HashingAlgorithm, Tags: DefTags(u.Tags), Limits: map[string]int{}}
@@ -230,9 +340,6 @@ func (s *Server) ExportDefinitions() *Definitions {
 		d.Users = append(d.Users, du)
 	}
 	s.mu.Lock()
-	for name := range s.vhosts {
-		d.VHosts = append(d.VHosts, DefVHost{Name: name})
-	}
 	for name, l := range s.sec.vhostLimits {
 		val := map[string]any{}
 		if l.MaxConnections >= 0 {
@@ -241,7 +348,7 @@ func (s *Server) ExportDefinitions() *Definitions {
 		if l.MaxQueues >= 0 {
 			val["max-queues"] = l.MaxQueues
 		}
-		d.Parameters = append(d.Parameters, DefParameter{VHost: name, Component: "vhost-limits", Name: "limits", Value: val})
+		d.Parameters = append(d.Parameters, DefParameter{VHost: name, Component: componentVHostLimits, Name: "limits", Value: val})
 	}
 	s.mu.Unlock()
 	ps, ts := s.acl.list()
@@ -251,84 +358,188 @@ func (s *Server) ExportDefinitions() *Definitions {
 	for _, p := range ts {
 		d.TopicPermissions = append(d.TopicPermissions, DefTopicPerm{User: p.User, VHost: p.VHost, Exchange: p.Exchange, Write: p.Write, Read: p.Read})
 	}
+	for _, v := range s.VHosts() {
+		d.VHosts = append(d.VHosts, DefVHost{Name: v.Name})
+		s.exportVHost(d, v)
+	}
+	slices.SortFunc(d.VHosts, func(a, b DefVHost) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Parameters, func(a, b DefParameter) int { return cmp.Compare(a.VHost, b.VHost) })
+	slices.SortFunc(d.Policies, func(a, b DefPolicy) int { return cmp.Or(cmp.Compare(a.VHost, b.VHost), cmp.Compare(a.Name, b.Name)) })
+	slices.SortFunc(d.Queues, func(a, b DefQueue) int { return cmp.Or(cmp.Compare(a.VHost, b.VHost), cmp.Compare(a.Name, b.Name)) })
+	slices.SortFunc(d.Exchanges, func(a, b DefExchange) int { return cmp.Or(cmp.Compare(a.VHost, b.VHost), cmp.Compare(a.Name, b.Name)) })
+	slices.SortFunc(d.Bindings, func(a, b DefBinding) int {
+		return cmp.Or(cmp.Compare(a.VHost, b.VHost), cmp.Compare(a.Source, b.Source), cmp.Compare(a.Destination, b.Destination),
+			cmp.Compare(a.DestinationType, b.DestinationType), cmp.Compare(a.RoutingKey, b.RoutingKey))
+	})
 	return d
 }
 
-// securityFile is where a node with storage keeps its users, vhosts and permissions between
-// restarts (definitions format, rewritten whole on each change: they change rarely).
-const securityFile = "security.json"
-
-// saveState serialises writes of the security file.
-type saveState struct {
-	mu      sync.Mutex
-	loading bool // suppress saves while the file itself is being loaded
-}
-
-// saveSecurity writes the security definitions to the data folder when the node persists
-// (Config.Storage set). A failure is logged: the change is live, only its durability degrades.
-func (s *Server) saveSecurity() {
-	if s.cfg.Storage == nil {
-		return
+// exportVHost adds a vhost's policies, queues, exchanges and bindings to d.
+func (s *Server) exportVHost(d *Definitions, v *vhost.VHost) {
+	for _, p := range v.Policies() {
+		d.Policies = append(d.Policies, DefPolicy{VHost: v.Name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority,
+			Definition: tableJSON(p.Definition)})
 	}
-	s.save.mu.Lock()
-	defer s.save.mu.Unlock()
-	if s.save.loading {
-		return
-	}
-	data, err := json.MarshalIndent(s.ExportDefinitions(), "", "  ")
-	if err == nil {
-		path := filepath.Join(s.cfg.DataDir, securityFile)
-		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, data, 0o600); err == nil {
-			err = os.Rename(tmp, path)
+	for _, q := range v.Queues() {
+		if q.Exclusive {
+			continue
 		}
+		d.Queues = append(d.Queues, DefQueue{Name: q.Name, VHost: v.Name, Durable: q.Durable, AutoDelete: q.AutoDelete, Arguments: tableJSON(q.Args)})
 	}
-	if err != nil {
-		s.log.Warn().Err(err).Msg("saving users and permissions failed")
+	for _, x := range v.Exchanges() {
+		if x.Name == "" || strings.HasPrefix(x.Name, "amq.") {
+			continue
+		}
+		d.Exchanges = append(d.Exchanges, DefExchange{Name: x.Name, VHost: v.Name, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete,
+			Internal: x.Internal, Arguments: tableJSON(x.Args)})
+	}
+	for _, b := range v.Bindings() {
+		if b.Source == "" {
+			continue
+		}
+		if q := v.Queue(b.Destination); !b.DestIsExchange && q != nil && q.Exclusive {
+			continue
+		}
+		dt := "queue"
+		if b.DestIsExchange {
+			dt = "exchange"
+		}
+		d.Bindings = append(d.Bindings, DefBinding{Source: b.Source, VHost: v.Name, Destination: b.Destination, DestinationType: dt,
+			RoutingKey: b.Key, Arguments: tableJSON(b.Args)})
 	}
 }
 
-// loadSecurity restores the state saveSecurity wrote, replacing the default user, when the
-// file exists.
-func (s *Server) loadSecurity() error {
-	if s.cfg.Storage == nil {
-		return nil
+// jsonTable converts a JSON object (decoded with UseNumber, or plain) to an AMQP field table:
+// whole numbers become long ('l'), as RabbitMQ stores them, other numbers double.
+func jsonTable(m map[string]any) (amqp.Table, error) {
+	if len(m) == 0 {
+		return nil, nil
 	}
-	path := filepath.Join(s.cfg.DataDir, securityFile)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	t := make(amqp.Table, len(m))
+	for k, v := range m {
+		t[k] = jsonField(v)
 	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	d, err := ReadDefinitions(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	s.save.mu.Lock()
-	s.save.loading = true
-	s.save.mu.Unlock()
-	defer func() {
-		s.save.mu.Lock()
-		s.save.loading = false
-		s.save.mu.Unlock()
-	}()
-	for _, u := range s.users.List() {
-		s.users.Delete(u.Name)
-	}
-	s.acl.drop("", "")
-	return s.LoadDefinitions(d)
+	return t, nil
 }
 
-// limitValue reads a limit from decoded JSON (float64) or from ExportDefinitions (int).
+func jsonField(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x)
+		}
+		return x
+	case map[string]any:
+		t, _ := jsonTable(x)
+		if t == nil {
+			t = amqp.Table{}
+		}
+		return t
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonField(e)
+		}
+		return out
+	}
+	return v
+}
+
+// tableJSON converts an AMQP table to JSON values ({} for nil).
+func tableJSON(t amqp.Table) map[string]any {
+	out := make(map[string]any, len(t))
+	for k, v := range t {
+		out[k] = fieldJSON(v)
+	}
+	return out
+}
+
+func fieldJSON(v any) any {
+	switch x := v.(type) {
+	case amqp.Table:
+		return tableJSON(x)
+	case map[string]any:
+		return tableJSON(amqp.Table(x))
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = fieldJSON(e)
+		}
+		return out
+	case []byte:
+		if utf8.Valid(x) {
+			return string(x)
+		}
+		return base64.StdEncoding.EncodeToString(x)
+	case time.Time:
+		return x.Unix()
+	case amqp.Decimal:
+		return float64(x.Value) / math.Pow10(int(x.Scale))
+	case float32:
+		return float64(x)
+	}
+	return v
+}
+
+// limitValue reads a limit from decoded JSON (json.Number or float64) or from
+// ExportDefinitions (int).
 func limitValue(v any) (int, bool) {
 	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
 	case float64:
 		return int(n), true
 	case int:
 		return n, true
+	case int64:
+		return int(n), true
 	}
 	return 0, false
+}
+
+// securityFile is where versions before the metadata store kept users, vhosts, permissions
+// and limits (definitions format). At start it is imported into the store once, then renamed
+// to securityFile + ".imported".
+const securityFile = "security.json"
+
+// readSecurityFile reads an older version's security file: nil when there is none. An empty
+// file (an older version's write cut short by a power loss) is reported as such.
+func (s *Server) readSecurityFile() (d *Definitions, empty bool, err error) {
+	path := filepath.Join(s.cfg.DataDir, securityFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, true, nil
+	}
+	d, err = ReadDefinitions(bytes.NewReader(data))
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, false, nil
+}
+
+// retireSecurityFile renames an imported security file aside (and syncs the folder).
+func (s *Server) retireSecurityFile() error {
+	path := filepath.Join(s.cfg.DataDir, securityFile)
+	if err := os.Rename(path, path+".imported"); err != nil {
+		return err
+	}
+	dir, err := os.Open(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }

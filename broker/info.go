@@ -30,3 +30,10 @@ func (s *Server) CheckUser(name, password string, remote net.Addr) (tags []strin
 
 // UserList returns copies of every user, sorted by name.
 func (s *Server) UserList() []User { return s.users.List() }
+
+// Authorize checks that user may perform perm on the named exchange or queue of vhost vh
+// (and, for exchanges, the topic permission on routingKey), exactly as the AMQP path does:
+// nil, or an *amqp.Error 403 ACCESS_REFUSED. The management API calls it on every write.
+func (s *Server) Authorize(user, vh string, perm session.Perm, kind session.ResourceKind, name, routingKey string) error {
+	return s.authorize(user, vh, perm, kind, name, routingKey)
+}

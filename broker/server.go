@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -13,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
 
 	"github.com/warrenmq/warren/broker/session"
@@ -32,7 +33,8 @@ const Version = "0.1.0"
 // information properties.
 const CompatVersion = "3.10.8"
 
-// Config configures a Server. The zero value plus defaults is a working single node.
+// Config configures a Server. The zero value is a working single node: zero fields take their
+// values from DefaultConfig (config.go), where the defaults below are set.
 type Config struct {
 	AMQPListen string // default 127.0.0.1:5672
 	DataDir    string // default ./data
@@ -54,14 +56,23 @@ type Config struct {
 	MemoryHighWatermark float64
 	DiskFreeLimit       int64
 	HandshakeTimeout    time.Duration // default 10s
+	// SendTimeout closes a connection whose socket takes no bytes for this long (a client
+	// that stopped reading); its unacked messages go back to their queues. Default 30s, as
+	// RabbitMQ's send timeout; negative: no bound.
+	SendTimeout time.Duration
 
 	// Storage persists definitions and durable queues' messages; nil keeps everything in
 	// memory. cmd/warren passes an adapter over wal.Manager.
 	Storage Storage
+	// MetaStore, when set, returns the metadata store the node proposes every metadata
+	// change to, applying to app (a replicated store, say). Nil: a meta.LogStore over
+	// Storage.MetaLog(), or a meta.MemoryStore without Storage.
+	MetaStore func(app meta.Applier) meta.Store
 
-	// DefaultUser / DefaultPass create the initial user (default guest/guest), which may
-	// connect only from loopback unless LoopbackUsers is set to an empty list. It gets full
-	// permissions on vhost "/".
+	// DefaultUser / DefaultPass create the initial user (default guest/guest) when the node
+	// starts with no metadata (a new data folder), with vhost "/" and full permissions there,
+	// as RabbitMQ's default_user. It may connect only from loopback unless LoopbackUsers is
+	// set to an empty list.
 	DefaultUser string
 	DefaultPass string
 	// LoopbackUsers may connect only from a loopback address (nil: ["guest"], as RabbitMQ).
@@ -81,54 +92,12 @@ type Config struct {
 	MaxConnections int
 }
 
-// SetDefaults fills zero fields.
-func (c *Config) SetDefaults() {
-	if c.MemoryBudget == 0 {
-		c.MemoryBudget = physicalMemory() / 4
-	}
-	if c.MemoryHighWatermark == 0 {
-		c.MemoryHighWatermark = 0.4
-	}
-	if c.DiskFreeLimit == 0 {
-		c.DiskFreeLimit = 50_000_000
-	}
-	if c.AMQPListen == "" {
-		c.AMQPListen = "127.0.0.1:5672"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "data"
-	}
-	if c.FrameMax == 0 {
-		c.FrameMax = 131072
-	}
-	if c.ChannelMax == 0 {
-		c.ChannelMax = 2047
-	}
-	if c.Heartbeat == 0 && !c.NoHeartbeat {
-		c.Heartbeat = 60
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 128 << 20
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 10 * time.Second
-	}
-	if c.DefaultUser == "" {
-		c.DefaultUser, c.DefaultPass = "guest", "guest"
-	}
-	if c.LoopbackUsers == nil {
-		c.LoopbackUsers = []string{"guest"}
-	}
-	if c.TLS != nil && c.AMQPSListen == "" {
-		c.AMQPSListen = "127.0.0.1:5671"
-	}
-}
-
 // Storage is the broker's persistence: the vhost-level seams plus what recovery needs.
 type Storage interface {
 	vhost.Storage
-	// ReplayDefs calls fn with each live definition record, in order.
-	ReplayDefs(fn func(offset uint64, payload []byte) error) error
+	// MetaLog is the log of the metadata store (users, vhosts, permissions, limits,
+	// policies, exchanges, queues, bindings): one live record per entity.
+	MetaLog() meta.Log
 	// SweepQueueLogs removes every queue log that was not opened (or tried) since the storage
 	// was created: after recovery, those are logs of deleted queues that a crash left behind.
 	SweepQueueLogs() error
@@ -143,7 +112,7 @@ type Server struct {
 	env   *session.Env
 	users *Users
 	acl   *acl          // permissions and topic permissions (auth.go)
-	save  saveState     // persisting users and permissions (definitions.go)
+	meta  meta.Store    // every metadata change goes through it (apply.go)
 	slots chan struct{} // one token per open socket when MaxConnections > 0
 	quit  chan struct{} // closed by Close
 
@@ -159,13 +128,19 @@ type Server struct {
 	alarm      alarms
 	chans      userChannels
 	alarmStop  chan struct{}
+	lastFreeOS time.Time // the alarm loop's (returnMemory)
 	nextConnID atomic.Uint64
+	churn      Churn        // counters.go
+	sockets    atomic.Int64 // client sockets open
 	wg         sync.WaitGroup
 }
 
 // New creates a server; Start begins listening.
 func New(cfg Config) (*Server, error) {
 	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Log.With().Str("component", "broker").Logger(),
@@ -177,7 +152,6 @@ func New(cfg Config) (*Server, error) {
 		sec:    newSecurity(),
 		budget: &queue.Budget{Limit: cfg.MemoryBudget, MaxQueueBytes: cfg.MaxQueueMemory},
 	}
-	s.vhosts["/"] = s.newVHost("/")
 	// The memory budget is also the Go runtime's soft limit (plus room for connections, buffers
 	// and the logs' tail segments), so garbage from a fast publisher does not grow the process
 	// far past it. GOMEMLIMIT in the environment wins.
@@ -188,11 +162,13 @@ func New(cfg Config) (*Server, error) {
 		s.slots = make(chan struct{}, cfg.MaxConnections)
 	}
 	s.users.SetLoopbackUsers(cfg.LoopbackUsers)
-	s.users.Add(cfg.DefaultUser, cfg.DefaultPass, []string{"administrator"}, false)
-	s.acl.set(&grant{p: Permission{User: cfg.DefaultUser, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"},
-		configure: matcher{all: true}, write: matcher{all: true}, read: matcher{all: true}})
-	if err := s.loadSecurity(); err != nil {
-		return nil, err
+	switch {
+	case cfg.MetaStore != nil:
+		s.meta = cfg.MetaStore(s)
+	case cfg.Storage != nil:
+		s.meta = meta.NewLogStore(cfg.Storage.MetaLog(), s, s.log)
+	default:
+		s.meta = meta.NewMemoryStore(s)
 	}
 	s.env = &session.Env{
 		Log:              cfg.Log.With().Str("component", "session").Logger(),
@@ -208,6 +184,8 @@ func New(cfg Config) (*Server, error) {
 		Heartbeat:        cfg.Heartbeat,
 		MaxMessageSize:   cfg.MaxMessageSize,
 		HandshakeTimeout: cfg.HandshakeTimeout,
+		SendTimeout:      cfg.SendTimeout,
+		Budget:           s.budget,
 	}
 	s.env.AuthenticateExternal = s.users.AuthenticateExternal
 	s.env.CertLoginFrom = cfg.CertLoginFrom
@@ -225,10 +203,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.alarmStop = make(chan struct{})
 	s.env.Defaults()
-	if cfg.Storage != nil {
-		if err := s.recover(); err != nil {
-			return nil, err
-		}
+	if err := s.recover(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -240,6 +216,9 @@ const memoryLimitSlack = 48 << 20
 func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
+	v.Meta = s.meta
+	v.Counters = &s.churn.Queues
+	v.Log = s.log.With().Str("vhost", name).Logger()
 	return v
 }
 
@@ -252,56 +231,104 @@ func vstore(s Storage) vhost.Storage {
 	return s
 }
 
-// recover recreates durable definitions and the messages of durable queues from storage. A
-// queue whose log is damaged stays out of service (logged), every other queue recovers.
+// recover replays the metadata store (which recreates durable definitions and, with them,
+// the messages of durable queues: a queue whose log is damaged stays out of service, logged,
+// and every other queue recovers), first seeding a new node or importing an older version's
+// security file.
 func (s *Server) recover() error {
-	st := s.cfg.Storage
-	restoreMsg := func(q *queue.Queue, off uint64, payload []byte, delivered bool) error {
-		if err := q.RestoreRecord(off, payload, delivered); err != nil {
-			return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
-		}
-		return nil
-	}
-	var defs, msgs int
-	err := st.ReplayDefs(func(off uint64, payload []byte) error {
-		rec, _, err := amqp.ReadTable(payload)
-		if err != nil {
-			return fmt.Errorf("broker: definitions record %d: %w", off, err)
-		}
-		name, _ := rec["v"].(string)
-		s.mu.Lock()
-		v := s.vhosts[name]
-		if v == nil {
-			v = s.newVHost(name)
-			s.vhosts[name] = v
-		}
-		s.mu.Unlock()
-		if err := v.Restore(rec, off, restoreMsg); err != nil {
-			s.log.Error().Err(err).Str("vhost", name).Msg("definition not restored")
-			return nil
-		}
-		defs++
-		if rec["k"] == "queue" {
-			qn, _ := rec["n"].(string)
-			if q := v.Queue(qn); q != nil {
-				r, _, _ := q.Counts()
-				msgs += r
+	var imp *Definitions
+	seed := func(held []meta.Record) ([]meta.Record, error) {
+		out := legacyVHosts(held)
+		for _, r := range held {
+			if r.Kind == meta.KindInit {
+				return out, nil
 			}
 		}
-		return nil
-	})
-	if err != nil {
+		if s.cfg.Storage != nil {
+			d, empty, err := s.readSecurityFile()
+			if err != nil {
+				return nil, err
+			}
+			if empty {
+				s.log.Warn().Str("file", securityFile).Msg("users and permissions file of an older version is empty (a write cut short): starting with the default user")
+			}
+			if d != nil {
+				imp = d // imported once every definition is back, through the usual checks
+				return out, nil
+			}
+		}
+		return append(out, s.defaultRecords()...), nil
+	}
+	if err := s.meta.Recover(seed); err != nil {
 		return err
 	}
+	if imp != nil {
+		// Policies are left out: the definitions log has always been their home, and a
+		// security file could hold a deleted one (issue 11, item 2).
+		imp.Policies, imp.Queues, imp.Exchanges, imp.Bindings = nil, nil, nil, nil
+		if err := s.LoadDefinitions(imp); err != nil {
+			return fmt.Errorf("broker: importing %s: %w", securityFile, err)
+		}
+		if _, err := s.propose(meta.Record{Kind: meta.KindInit}); err != nil {
+			return err
+		}
+		s.log.Info().Str("file", securityFile).Int("users", len(imp.Users)).Int("vhosts", len(imp.VHosts)).
+			Msg("users, vhosts and permissions imported into the metadata log")
+	}
+	if s.cfg.Storage != nil { // imported now or before (a crash kept the name), or empty
+		if _, err := os.Stat(filepath.Join(s.cfg.DataDir, securityFile)); err == nil {
+			if err := s.retireSecurityFile(); err != nil {
+				s.log.Warn().Err(err).Str("file", securityFile).Msg("renaming the imported file failed")
+			}
+		}
+	}
+	var msgs int
 	for _, v := range s.VHosts() {
 		v.ApplyPolicies()
 		v.FinishRestore() // exchanges' deduplication windows, from the queues' logs
+		for _, q := range v.Queues() {
+			r, _, _ := q.Counts()
+			msgs += r
+		}
 	}
-	if err := st.SweepQueueLogs(); err != nil {
-		s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
+	if st := s.cfg.Storage; st != nil {
+		if err := st.SweepQueueLogs(); err != nil {
+			s.log.Warn().Err(err).Msg("sweeping unused queue logs failed")
+		}
+		s.log.Info().Int("vhosts", len(s.VHosts())).Int("messages", msgs).Msg("recovered")
 	}
-	s.log.Info().Int("definitions", defs).Int("messages", msgs).Msg("recovered")
 	return nil
+}
+
+// defaultRecords are a new node's metadata: vhost "/", the default user (administrator) and
+// its full permissions there, and the mark that the node has been seeded.
+func (s *Server) defaultRecords() []meta.Record {
+	u := User{Name: s.cfg.DefaultUser, PasswordHash: HashPassword(s.cfg.DefaultPass), HashingAlgorithm: HashSHA256, Tags: []string{"administrator"}}
+	return []meta.Record{
+		{Kind: meta.KindVHost, Name: "/"},
+		userRecord(u),
+		permissionRecord(Permission{User: u.Name, VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}),
+		{Kind: meta.KindInit},
+	}
+}
+
+// legacyVHosts returns records creating the vhosts that held records refer to but no record
+// creates: a definitions log written before vhosts were records of their own.
+func legacyVHosts(held []meta.Record) []meta.Record {
+	have := map[string]bool{}
+	for _, r := range held {
+		if r.Kind == meta.KindVHost && !r.Delete {
+			have[r.Name] = true
+		}
+	}
+	var out []meta.Record
+	for _, r := range held {
+		if r.VHost != "" && !have[r.VHost] {
+			have[r.VHost] = true
+			out = append(out, meta.Record{Kind: meta.KindVHost, Name: r.VHost})
+		}
+	}
+	return out
 }
 
 // VHost returns the named virtual host or nil.
@@ -333,14 +360,24 @@ func (s *Server) Connections() []*session.Conn {
 	return out
 }
 
-func (s *Server) register(c *session.Conn) {
+// register adds a connection that finished its handshake; false once Close has started (Close
+// shuts down only the connections it found, and waits for every one).
+func (s *Server) register(c *session.Conn) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.conns[c] = struct{}{}
-	s.mu.Unlock()
+	s.churn.ConnectionsOpened.Add(1)
+	return true
 }
 
 func (s *Server) unregister(c *session.Conn) {
 	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		s.churn.ConnectionsClosed.Add(1)
+	}
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
@@ -436,8 +473,10 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 		}
 		c := session.NewConn(s.env, nc, s.nextConnID.Add(1))
 		s.wg.Add(1)
+		s.sockets.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.sockets.Add(-1)
 			c.Serve()
 			if s.slots != nil {
 				<-s.slots

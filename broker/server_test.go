@@ -6,6 +6,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	wire "github.com/warrenmq/warren/amqp"
 	"go.uber.org/goleak"
 )
 
@@ -69,4 +71,37 @@ func TestServer_VanishingClientsLeakNothing(t *testing.T) {
 		t.Fatalf("%d connections still registered", n)
 	}
 	s.Close()
+}
+
+// A client that finishes its handshake after Close took its list of connections is refused
+// (320 CONNECTION_FORCED) instead of being registered and waited for: Close returns.
+func TestServer_CloseRefusesLateHandshake(t *testing.T) {
+	s := startTestServer(t, Config{MemoryHighWatermark: -1, DiskFreeLimit: -1})
+	rc := dialRaw(t, s.Addr().String())
+	rc.handshakeUntilOpen(0)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for { // Close has taken its snapshot once closed is set (both under s.mu)
+		s.mu.Lock()
+		c := s.closed
+		s.mu.Unlock()
+		if c {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rc.send(0, &wire.ConnectionOpen{VirtualHost: "/"})
+	m, err := rc.next()
+	// The client keeps its socket open and says nothing more: Close must not wait for it.
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still waiting for a connection that registered after it started")
+	}
+	if err != nil {
+		t.Fatalf("no answer to connection.open: %v", err)
+	}
+	if cl, ok := m.(*wire.ConnectionClose); !ok || cl.ReplyCode != uint16(wire.ConnectionForced) {
+		t.Fatalf("got %#v, want connection.close 320", m)
+	}
 }

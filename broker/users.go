@@ -57,6 +57,9 @@ var (
 	ErrBadHash      = errors.New("broker: bad password hash")
 	ErrBadRegexp    = errors.New("broker: invalid regular expression")
 	ErrBadAlgorithm = errors.New("broker: unsupported password hashing algorithm")
+	// ErrUnknownComponent: a runtime parameter of a component Warren does not have (only
+	// vhost-limits has an effect here).
+	ErrUnknownComponent = errors.New("broker: unknown runtime parameter component")
 )
 
 // NewUsers returns an empty database.

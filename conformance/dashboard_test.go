@@ -1,26 +1,24 @@
 package conformance
 
 // The web dashboard served by the management endpoint at / (Warren only: RabbitMQ's UI is a
-// different page). A headless Chromium loads it against a broker of the test's own, with known
-// figures, and the test reads the rendered DOM and saves screenshots.
+// different page). A headless Chromium, driven over the DevTools protocol (cdp_test.go),
+// loads it against a broker of the test's own, with known figures, signs in through the
+// page's own form as a person would, and the test reads the rendered DOM and saves
+// screenshots.
 //
 // Signing in: the dashboard's HTML is public and its data comes from the authenticated /api/,
-// as in RabbitMQ. Chromium uses credentials written in a URL only to answer a 401 challenge,
-// so http://guest:guest@host/ alone would load the public page and leave its API calls
-// unauthenticated. The test opens http://guest:guest@host/ui/login instead: that page
-// challenges, Chromium answers with the URL's credentials and caches them for the API's realm,
-// and the redirect to / (keeping the #tab fragment) loads the dashboard, whose fetch() calls
-// then get the cached credentials, as after a browser's own password prompt. (Opened without
-// credentials, headless Chromium waits for ever on the API's challenge, where a desktop browser
-// would show its password prompt; hence the 60 s bound on every run.)
+// as in RabbitMQ. The page keeps the credentials typed into its form in sessionStorage and
+// sends them on each call; the browser itself never holds credentials for the origin
+// (TestDashboard_CrossSiteFormChangesNothing checks what that, and the API's defences, buy).
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,45 +42,6 @@ func chromiumPath(t *testing.T) string {
 	}
 	clientMissing(t, "dashboard: chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
 	return ""
-}
-
-// headless runs Chromium in headless mode on url with the given action flags (--dump-dom or
-// --screenshot=...) and returns its standard output. The page gets virtualBudget of virtual
-// time (timers run without waiting; network requests still take real time). Every run is
-// bounded by 60 s and kills Chromium's whole process group when it ends or times out.
-func headless(t *testing.T, chromium, url string, virtualBudget time.Duration, action ...string) []byte {
-	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	args := []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--window-size=1280,900", "--hide-scrollbars",
-		fmt.Sprintf("--virtual-time-budget=%d", virtualBudget.Milliseconds()),
-	}
-	cmd := exec.CommandContext(c, chromium, append(append(args, action...), url)...)
-	cmd.Dir = t.TempDir() // --screenshot without a path writes here
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind by the browser
-	}
-	if err != nil {
-		hint := ""
-		if c.Err() != nil {
-			// Headless Chromium has no password prompt: a fetch() answered 401 with a Basic
-			// challenge stays pending, virtual time stops, and the run never ends.
-			hint = " (timed out: usually an API call met a basic-auth challenge that the /ui/login sign-in should have answered)"
-		}
-		t.Fatalf("chromium %s %s: %v after %v%s\nstderr:\n%s", strings.Join(action, " "), url, err, time.Since(start).Round(time.Millisecond), hint, stderr.Bytes())
-	}
-	t.Logf("chromium %s: %v", strings.Join(action, " "), time.Since(start).Round(time.Millisecond))
-	return stdout.Bytes()
 }
 
 // dashLoad keeps messages flowing through queue dash-load (publish, deliver, ack) until the
@@ -242,10 +200,17 @@ func TestDashboard_ShowsLiveBrokerFigures(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
-	login := "http://guest:guest@" + b.HTTPAddr + "/ui/login"
-	dom := string(headless(t, chromium, login, 8*time.Second, "--dump-dom"))
+	br := startBrowser(t, chromium)
+	page := br.newTab()
+	page.navigate("http://" + b.HTTPAddr + "/")
+	page.signIn("guest", "guest")
+	// The overview, the node panel and every table fill in once the sampler has a rate.
+	page.waitFor(`document.getElementById("t-queues").textContent === "2" &&
+		document.querySelector('#queues tr[data-name="dash-q"]') &&
+		!/–|^0\.0\/s$/.test(document.querySelector('[data-series="publish"]').textContent)`, 30*time.Second)
+	dom := page.dom()
 
-	if strings.Contains(dom, "Sign in to see the broker") || strings.Contains(dom, "Access refused") {
+	if strings.Contains(dom, "Access refused") {
 		t.Fatalf("dashboard did not sign in:\n%s", dom)
 	}
 	if got := domText(t, dom, "user"); got != "guest" {
@@ -286,15 +251,15 @@ func TestDashboard_ShowsLiveBrokerFigures(t *testing.T) {
 	}
 
 	// Screenshots of the overview and the queues tab, for people to look at.
-	dir := t.TempDir()
-	for _, shot := range []struct{ name, fragment string }{{"dashboard-overview.png", ""}, {"dashboard-queues.png", "#queues"}} {
-		path := filepath.Join(dir, shot.name)
-		headless(t, chromium, login+shot.fragment, 12*time.Second, "--screenshot="+path)
-		png, err := os.ReadFile(path)
-		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-			t.Fatalf("screenshot %s: %v (%d bytes)", path, err, len(png))
+	for _, shot := range []struct{ name, fragment string }{{"dashboard-overview.png", "overview"}, {"dashboard-queues.png", "queues"}} {
+		page.eval(`location.hash = "#`+shot.fragment+`"`, nil)
+		page.waitFor(`!document.getElementById("tab-`+shot.fragment+`").hidden`, 10*time.Second)
+		time.Sleep(300 * time.Millisecond) // let the charts draw
+		png := page.screenshot()
+		if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("screenshot %s: not a PNG (%d bytes)", shot.name, len(png))
 		}
-		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		t.Logf("screenshot %s: %d bytes", shot.name, len(png))
 		if out := os.Getenv("WARREN_SCREENSHOT_DIR"); out != "" {
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				t.Fatal(err)
@@ -325,7 +290,11 @@ func TestDashboard_ShowsResourceAlarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Stop)
-	dom := string(headless(t, chromium, "http://guest:guest@"+b.HTTPAddr+"/ui/login", 4*time.Second, "--dump-dom"))
+	page := startBrowser(t, chromium).newTab()
+	page.navigate("http://" + b.HTTPAddr + "/")
+	page.signIn("guest", "guest")
+	page.waitFor(`document.querySelector(".banner.alarm") && document.querySelector("#n-alarms .badge.bad")`, 20*time.Second)
+	dom := page.dom()
 	banner := regexp.MustCompile(`class="banner alarm"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
 	if banner == nil || !strings.Contains(banner[1], "disk") {
 		t.Errorf("no disk alarm banner: %q", banner)
@@ -336,4 +305,154 @@ func TestDashboard_ShowsResourceAlarm(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// attackPage is a hostile page: on load it submits cross-site text/plain forms to the API
+// (a definitions import creating the administrator mallory, a publish, a binding) into hidden
+// frames, and sends no-cors fetches (a Blob body, which has no Content-Type; an empty POST),
+// then sets its title to "done".
+func attackPage(api string) string {
+	mallory := `{"users":[{"name":"mallory","password_hash":"` + rabbitHash("mallory") +
+		`","hashing_algorithm":"rabbit_password_hashing_sha256","tags":"administrator"}],` +
+		`"permissions":[{"user":"mallory","vhost":"/","configure":".*","write":".*","read":".*"}],"x":"`
+	forms := []struct{ path, name string }{
+		{"/api/definitions", mallory},
+		{"/api/exchanges/%2F/amq.default/publish", `{"routing_key":"victim","payload":"pwned","payload_encoding":"string","properties":{},"x":"`},
+		{"/api/bindings/%2F/e/amq.direct/q/victim", `{"routing_key":"pwned","x":"`},
+	}
+	var b strings.Builder
+	b.WriteString("<!doctype html><html><head><meta charset=utf-8><title>win a prize</title></head><body>\n")
+	for i, f := range forms {
+		// text/plain encodes one field as name=value: the name opens the JSON, the value "}
+		// closes it, so the body is {"...","x":"="}.
+		fmt.Fprintf(&b, "<iframe name=\"f%d\"></iframe>\n<form target=\"f%d\" method=\"POST\" enctype=\"text/plain\" action=\"%s\">"+
+			"<input type=\"hidden\" name=\"%s\" value=\"%s\"></form>\n", i, i, html.EscapeString(api+f.path), html.EscapeString(f.name), html.EscapeString(`"}`))
+	}
+	fmt.Fprintf(&b, `<script>
+const api = %q, defs = %q;
+let loads = 0;
+for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => { loads++; });
+for (const f of document.forms) f.submit();
+Promise.allSettled([
+  fetch(api + "/api/definitions", { method: "POST", mode: "no-cors", credentials: "include", body: new Blob([defs + '="}']) }),
+  fetch(api + "/api/bindings/%%2F/e/amq.direct/q/victim", { method: "POST", mode: "no-cors", credentials: "include" }),
+]).then(() => {
+  const t0 = Date.now();
+  const wait = () => (loads >= %d || Date.now() - t0 > 10000) ? (document.title = "done " + loads) : setTimeout(wait, 50);
+  wait();
+});
+</script></body></html>
+`, api, mallory, len(forms))
+	return b.String()
+}
+
+// TestDashboard_CrossSiteFormChangesNothing (issue 17): an operator is signed in to the
+// dashboard, and the browser even holds Basic credentials for the API (as after answering its
+// password prompt on an /api/ URL). A page from another site then auto-submits text/plain
+// forms and no-cors fetches to the API: a definitions import creating an administrator, a
+// publish, a binding. Nothing changes: no mallory, no message, no binding; the broker logs
+// each refused cross-origin request. The dashboard stays signed in, and Sign out forgets the
+// credentials.
+func TestDashboard_CrossSiteFormChangesNothing(t *testing.T) {
+	onlyWarren(t)
+	chromium := chromiumPath(t)
+	var logs lockedBuffer
+	b, err := startBrokerTo(&logs, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	_, ch := dashChannel(t, b.URL)
+	if _, err := ch.QueueDeclare("victim", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	api := "http://" + b.HTTPAddr
+
+	// The hostile site: another host name (localhost is another site than 127.0.0.1).
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, attackPage(api))
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	br := startBrowser(t, chromium)
+	dash := br.newTab()
+	// The browser answers the API's challenge with the URL's credentials and caches them for
+	// the origin: from now on it attaches them to requests to /api/ by itself.
+	dash.navigate("http://guest:guest@" + b.HTTPAddr + "/api/whoami")
+	dash.navigate(api + "/api/whoami")
+	var who string
+	dash.eval("document.body.innerText", &who)
+	if !strings.Contains(who, `"guest"`) {
+		t.Fatalf("the browser holds no Basic credentials for the API (GET /api/whoami without them shows %q): the attack below would prove nothing", who)
+	}
+	// Signed in to the dashboard through its form.
+	dash.navigate(api + "/")
+	dash.signIn("guest", "guest")
+
+	attack := br.newTab()
+	attack.navigate(evilURL + "/")
+	attack.waitFor(`document.title.startsWith("done")`, 30*time.Second)
+	var title string
+	attack.eval("document.title", &title)
+	t.Logf("attack page: %s", title)
+
+	// Nothing changed.
+	req, _ := http.NewRequest("GET", api+"/api/users/mallory", nil)
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("GET /api/users/mallory: %d, want 404: the cross-site import created her", resp.StatusCode)
+	}
+	q, err := ch.QueueDeclarePassive("victim", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("victim holds %d messages: the cross-site publish went through", q.Messages)
+	}
+	var bindings []map[string]any
+	mgmtGet(t, b.HTTPAddr, "/api/queues/%2F/victim/bindings", &bindings)
+	if len(bindings) != 1 {
+		t.Errorf("victim has bindings %v: the cross-site binding went through", bindings)
+	}
+	// ...because the API refused them. (Chromium 156 does not attach cached Basic credentials
+	// to these cross-site requests by itself, so they would get 401 anyway: the log shows
+	// that the API refused them for their origin first, as it does for clients that do attach
+	// credentials, which TestCSRF_* in mgmt checks at the HTTP level.)
+	evilOrigin := strings.TrimSuffix(evilURL, "/")
+	if n := strings.Count(logs.String(), "cross-origin request refused"); n < 3 || !strings.Contains(logs.String(), evilOrigin) {
+		t.Errorf("broker log: %d cross-origin refusals (want the forms' 3 at least, from %s):\n%s", n, evilOrigin, logs.String())
+	}
+
+	// The dashboard is still signed in; Sign out forgets the credentials, also across a reload.
+	dash.waitFor(`document.getElementById("user").textContent === "guest"`, 10*time.Second)
+	dash.eval(`document.getElementById("signout").click()`, nil)
+	dash.waitFor(`!document.getElementById("login").hidden && document.getElementById("user").textContent === "–" && sessionStorage.length === 0`, 10*time.Second)
+	dash.eval("location.reload()", nil)
+	time.Sleep(500 * time.Millisecond)
+	dash.waitFor(`document.readyState === "complete" && !document.getElementById("login").hidden && document.getElementById("tab-overview").hidden`, 10*time.Second)
 }

@@ -401,7 +401,7 @@ func TestEncryption_KeyFileInsideDataDirIsRefused(t *testing.T) {
 	key := encKey(t, filepath.Join(dir, "x"), "inside") // dir/inside.key
 	cx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(cx, warrenBin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "",
+	out, err := exec.CommandContext(cx, warrenBin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "",
 		"--data-dir", dir, "--encryption-key-file", key).CombinedOutput()
 	if err == nil || cx.Err() != nil {
 		t.Fatalf("warren with a key inside --data-dir: %v (%v)\n%s", err, cx.Err(), out)

@@ -126,7 +126,7 @@ func startBrokerTo(out io.Writer, dataDir string, extra ...string) (*Broker, err
 	addrFile := filepath.Join(filepath.Dir(dataDir), fmt.Sprintf("addr-%d.json", nameSeq.Add(1)))
 	os.Remove(addrFile)
 	args := append([]string{"--amqp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-		"--data-dir", dataDir, "--addr-file", addrFile, "--log-level", "warn"}, extra...)
+		"--prometheus-listen", "127.0.0.1:0", "--data-dir", dataDir, "--addr-file", addrFile, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(warrenBin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

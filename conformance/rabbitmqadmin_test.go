@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,5 +128,27 @@ func waitListed(t *testing.T, list func() string, want string) {
 			t.Fatalf("%q not listed:\n%s", want, out)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestHTTP_TrailingSlashAccepted: the management API answers with a trailing slash as
+// without one (client libraries' tools list /api/connections/ to find a connection by name).
+func TestHTTP_TrailingSlashAccepted(t *testing.T) {
+	if httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	q := uniqueName(t, "q")
+	t.Cleanup(func() { queueDeleteAfter(q) })
+	for _, p := range []string{"/api/connections/", "/api/queues/", "/api/queues/%2F/", "/api/overview/", "/api/exchanges/%2F/",
+		"/api/vhosts/", "/api/vhosts/%2F/", "/api/bindings/%2F/", "/api/exchanges/%2F/amq.direct/", "/api/users/guest/", "/api/whoami/"} {
+		if code, body := httpAs(t, httpAddr, "guest", "guest", "GET", p, ""); code != 200 {
+			t.Errorf("GET %s: %d %s, want 200", p, code, body)
+		}
+	}
+	if code, body := httpAs(t, httpAddr, "guest", "guest", "PUT", "/api/queues/%2F/"+url.PathEscape(q)+"/", "{}"); code != 201 {
+		t.Errorf("PUT a queue with a trailing slash: %d %s, want 201", code, body)
+	}
+	if code, body := httpAs(t, httpAddr, "guest", "guest", "GET", "/api/queues/%2F/"+url.PathEscape(q)+"/", ""); code != 200 {
+		t.Errorf("GET the queue with a trailing slash: %d %s, want 200", code, body)
 	}
 }

@@ -4,9 +4,14 @@ package conformance
 // connection.open, reply codes 403 ACCESS_REFUSED, 530 NOT_ALLOWED).
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -403,5 +408,345 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not reached within 5s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// httpAs calls the management API at addr as user with a JSON body ("" for none) and returns
+// the status and body.
+func httpAs(t testing.TB, addr, user, pass, method, path, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, pass)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data)
+}
+
+// TestHTTP_WritesApplyVHostPermissions: every HTTP write on a vhost's exchanges, queues and
+// bindings applies the configure/write/read and topic permissions of the AMQP method it
+// stands for, with the status codes (and texts) of RabbitMQ 3.10's management plugin, and a
+// refused write changes nothing. Users: nc/nw/nr lack configure/write/read; np (management),
+// mon (monitoring) and adm (administrator) have no permissions in the vhost at all; tp has
+// full permissions and topic permissions on px (write ^a, read ^b).
+func TestHTTP_WritesApplyVHostPermissions(t *testing.T) {
+	tn := &tenancy{}
+	v := secName(t, "perm-vh")
+	tn.vhost(v, nil)
+	tn.perm("guest", v, ".*", ".*", ".*")
+	users := map[string]string{}
+	add := func(role, tag string) {
+		name := secName(t, "http-"+role)
+		users[role] = name
+		tn.user(name, "pw", nil)
+		tn.Users[len(tn.Users)-1].Tags = []string{tag}
+	}
+	for _, r := range []string{"nc", "nw", "nr", "np", "tp"} {
+		add(r, "management")
+	}
+	add("mon", "monitoring")
+	add("adm", "administrator")
+	tn.perm(users["nc"], v, "", ".*", ".*")
+	tn.perm(users["nw"], v, ".*", "", ".*")
+	tn.perm(users["nr"], v, ".*", ".*", "")
+	tn.perm(users["tp"], v, ".*", ".*", ".*")
+	tn.topicPerm(users["tp"], v, "px", "^a", "^b")
+	b := setupTenancy(t, tn)
+	if b.httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	vp := url.PathEscape(v)
+	guest := func(method, path, body string) {
+		t.Helper()
+		if code, out := httpAs(t, b.httpAddr, "guest", "guest", method, path, body); code/100 != 2 && code != 404 {
+			t.Fatalf("guest %s %s: %d %s", method, path, code, out)
+		}
+	}
+	conn := dialURL(t, b.url("guest", "guest", v))
+	// reset puts the fixture back: exchanges px (topic) and px2 (topic), queue pq with one
+	// message, bindings px→pq and px→px2 with key k, and no newx/newq.
+	reset := func() {
+		t.Helper()
+		guest("DELETE", "/api/exchanges/"+vp+"/newx", "")
+		guest("DELETE", "/api/queues/"+vp+"/newq", "")
+		guest("PUT", "/api/exchanges/"+vp+"/px", `{"type":"topic"}`)
+		guest("PUT", "/api/exchanges/"+vp+"/px2", `{"type":"topic"}`)
+		guest("PUT", "/api/queues/"+vp+"/pq", `{}`)
+		for _, k := range []string{"k2", "b.k", "a.k"} {
+			guest("DELETE", "/api/bindings/"+vp+"/e/px/q/pq/"+k, "")
+			guest("DELETE", "/api/bindings/"+vp+"/e/px/e/px2/"+k, "")
+		}
+		guest("POST", "/api/bindings/"+vp+"/e/px/q/pq", `{"routing_key":"k"}`)
+		guest("POST", "/api/bindings/"+vp+"/e/px/e/px2", `{"routing_key":"k"}`)
+		guest("DELETE", "/api/queues/"+vp+"/pq/contents", "")
+		guest("POST", "/api/exchanges/"+vp+"/amq.default/publish", `{"routing_key":"pq","payload":"m","payload_encoding":"string","properties":{}}`)
+	}
+	// snapshot is what the writes can change, read as guest (AMQP for the message count,
+	// which RabbitMQ's API reports only after its next statistics tick).
+	snapshot := func() string {
+		t.Helper()
+		var out strings.Builder
+		for _, p := range []string{"/api/exchanges/" + vp + "/px", "/api/exchanges/" + vp + "/px2", "/api/exchanges/" + vp + "/newx",
+			"/api/queues/" + vp + "/pq", "/api/queues/" + vp + "/newq"} {
+			code, _ := httpAs(t, b.httpAddr, "guest", "guest", "GET", p, "")
+			fmt.Fprintf(&out, "%s %d\n", p, code)
+		}
+		for _, p := range []string{"/api/bindings/" + vp + "/e/px/q/pq", "/api/bindings/" + vp + "/e/px/e/px2"} {
+			_, body := httpAs(t, b.httpAddr, "guest", "guest", "GET", p, "")
+			var bs []struct {
+				Key string `json:"routing_key"`
+			}
+			json.Unmarshal([]byte(body), &bs)
+			keys := []string{}
+			for _, x := range bs {
+				keys = append(keys, x.Key)
+			}
+			sort.Strings(keys)
+			fmt.Fprintf(&out, "%s %v\n", p, keys)
+		}
+		ch := openChannel(t, conn)
+		q, err := ch.QueueDeclarePassive("pq", false, false, false, false, nil)
+		if err != nil {
+			t.Fatalf("passive declare pq: %v", err)
+		}
+		ch.Close()
+		fmt.Fprintf(&out, "pq messages %d\n", q.Messages)
+		return out.String()
+	}
+
+	const (
+		ok        = 0
+		refused   = 401 // "Access refused."
+		noVHost   = 402 // 401 "User not authorised to access virtual host"
+		pubDenied = 400 // 400 "403 ACCESS_REFUSED - access to exchange ..."
+		getDenied = 403 // 401 "ACCESS_REFUSED - access to queue ..."
+	)
+	pub := func(key string) string {
+		return `{"routing_key":"` + key + `","payload":"x","payload_encoding":"string","properties":{}}`
+	}
+	type op struct {
+		name, method, path, body string
+		want                     map[string]int // by role; missing: ok
+	}
+	noAccess := map[string]int{"np": noVHost, "mon": noVHost, "adm": refused}
+	with := func(m map[string]int) map[string]int {
+		out := map[string]int{}
+		for k, x := range noAccess {
+			out[k] = x
+		}
+		for k, x := range m {
+			out[k] = x
+		}
+		return out
+	}
+	ops := []op{
+		{"declare exchange", "PUT", "/api/exchanges/" + vp + "/newx", `{"type":"direct"}`, with(map[string]int{"nc": refused})},
+		{"delete exchange", "DELETE", "/api/exchanges/" + vp + "/px2", "", with(map[string]int{"nc": refused})},
+		{"publish", "POST", "/api/exchanges/" + vp + "/px/publish", pub("a.k"), with(map[string]int{"nw": pubDenied})},
+		{"publish refused by topic permission", "POST", "/api/exchanges/" + vp + "/px/publish", pub("k"), with(map[string]int{"nw": pubDenied, "tp": pubDenied})},
+		{"declare queue", "PUT", "/api/queues/" + vp + "/newq", `{}`, with(map[string]int{"nc": refused})},
+		{"delete queue", "DELETE", "/api/queues/" + vp + "/pq", "", with(map[string]int{"nc": refused})},
+		{"purge", "DELETE", "/api/queues/" + vp + "/pq/contents", "", with(map[string]int{"nr": refused})},
+		{"get", "POST", "/api/queues/" + vp + "/pq/get", `{"count":1,"ackmode":"ack_requeue_false","encoding":"auto"}`, with(map[string]int{"nr": getDenied})},
+		{"bind queue", "POST", "/api/bindings/" + vp + "/e/px/q/pq", `{"routing_key":"b.k"}`, with(map[string]int{"nw": refused, "nr": refused})},
+		{"bind queue refused by topic permission", "POST", "/api/bindings/" + vp + "/e/px/q/pq", `{"routing_key":"k2"}`, with(map[string]int{"nw": refused, "nr": refused, "tp": refused})},
+		{"unbind queue", "DELETE", "/api/bindings/" + vp + "/e/px/q/pq/k", "", with(map[string]int{"nw": refused, "nr": refused, "tp": refused})},
+		{"bind exchange", "POST", "/api/bindings/" + vp + "/e/px/e/px2", `{"routing_key":"b.k"}`, with(map[string]int{"nw": refused, "nr": refused})},
+		{"unbind exchange", "DELETE", "/api/bindings/" + vp + "/e/px/e/px2/k", "", with(map[string]int{"nw": refused, "nr": refused, "tp": refused})},
+	}
+	roles := []string{"nc", "nw", "nr", "np", "mon", "adm", "tp"}
+	for _, o := range ops {
+		for _, role := range roles {
+			user := users[role]
+			reset()
+			before := snapshot()
+			code, body := httpAs(t, b.httpAddr, user, "pw", o.method, o.path, o.body)
+			want := o.want[role]
+			var wantCode int
+			var wantReason string
+			switch want {
+			case ok:
+			case refused:
+				wantCode, wantReason = 401, "Access refused."
+			case noVHost:
+				wantCode, wantReason = 401, "User not authorised to access virtual host"
+			case pubDenied:
+				key := "a.k"
+				if strings.Contains(o.body, `"k"`) {
+					key = "k"
+				}
+				if role == "tp" {
+					wantReason = fmt.Sprintf("403 ACCESS_REFUSED - access to topic '%s' in exchange 'px' in vhost '%s' refused for user '%s'", key, v, user)
+				} else {
+					wantReason = fmt.Sprintf("403 ACCESS_REFUSED - access to exchange 'px' in vhost '%s' refused for user '%s'", v, user)
+				}
+				wantCode = 400
+			case getDenied:
+				wantCode, wantReason = 401, fmt.Sprintf("ACCESS_REFUSED - access to queue 'pq' in vhost '%s' refused for user '%s'", v, user)
+			}
+			label := fmt.Sprintf("%s as %s: %s %s", o.name, role, o.method, o.path)
+			if want == ok {
+				if code/100 != 2 {
+					t.Errorf("%s: %d %s, want 2xx", label, code, body)
+				}
+				continue
+			}
+			var e struct{ Reason string }
+			json.Unmarshal([]byte(body), &e)
+			if code != wantCode || e.Reason != wantReason {
+				t.Errorf("%s:\n got  %d %q\n want %d %q", label, code, e.Reason, wantCode, wantReason)
+			}
+			if after := snapshot(); after != before {
+				t.Errorf("%s was refused but changed the broker:\nbefore:\n%s\nafter:\n%s", label, before, after)
+			}
+		}
+	}
+}
+
+// TestHTTP_CloseConnectionNeedsOwnerOrAdministrator: DELETE /api/connections/{name} closes a
+// connection only for an administrator or the connection's own user; a monitoring user, who
+// may see every connection, and a management user get 401 and the connection stays open.
+func TestHTTP_CloseConnectionNeedsOwnerOrAdministrator(t *testing.T) {
+	tn := &tenancy{}
+	v := secName(t, "conn-vh")
+	tn.vhost(v, nil)
+	tn.perm("guest", v, ".*", ".*", ".*")
+	mon, mgr := secName(t, "http-mon"), secName(t, "http-mgr")
+	tn.user(mon, "pw", nil)
+	tn.Users[len(tn.Users)-1].Tags = []string{"monitoring"}
+	tn.user(mgr, "pw", nil)
+	tn.Users[len(tn.Users)-1].Tags = []string{"management"}
+	tn.perm(mgr, v, ".*", ".*", ".*")
+	b := setupTenancy(t, tn)
+	if b.httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	label := secName(t, "victim")
+	conn, err := amqp.DialConfig(b.url("guest", "guest", v), amqp.Config{Properties: amqp.Table{"connection_name": label}, Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	// RabbitMQ lists a connection after its next statistics tick (5 s).
+	var name string
+	deadline := time.Now().Add(20 * time.Second)
+	for name == "" {
+		_, body := httpAs(t, b.httpAddr, "guest", "guest", "GET", "/api/connections", "")
+		var cs []struct {
+			Name  string         `json:"name"`
+			Props map[string]any `json:"client_properties"`
+		}
+		json.Unmarshal([]byte(body), &cs)
+		for _, c := range cs {
+			if c.Props["connection_name"] == label {
+				name = c.Name
+			}
+		}
+		if name == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("the connection is not listed within 20s")
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	for _, u := range []string{mon, mgr} {
+		code, body := httpAs(t, b.httpAddr, u, "pw", "DELETE", "/api/connections/"+url.PathEscape(name), "")
+		var e struct{ Reason string }
+		json.Unmarshal([]byte(body), &e)
+		if code != 401 || e.Reason != "User not authorised to access object" {
+			t.Errorf("DELETE guest's connection as %s: %d %q, want 401 \"User not authorised to access object\"", u, code, e.Reason)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if conn.IsClosed() {
+		t.Fatal("the connection was closed by a user who does not own it")
+	}
+}
+
+// TestHTTP_PublishStripsBCC: a message published through the HTTP API with a BCC header
+// reaches the BCC queues, and no queue receives the header (sender-selected distribution, as
+// an AMQP publish; the CC header stays).
+func TestHTTP_PublishStripsBCC(t *testing.T) {
+	if httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	_, ch := dialChannel(t)
+	qa, qb, qc := uniqueName(t, "a"), uniqueName(t, "b"), uniqueName(t, "c")
+	for _, q := range []string{qa, qb, qc} {
+		if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := fmt.Sprintf(`{"routing_key":%q,"payload":"hi","payload_encoding":"string","properties":{"headers":{"CC":[%q],"BCC":[%q]}}}`, qa, qb, qc)
+	code, out := httpAs(t, httpAddr, "guest", "guest", "POST", "/api/exchanges/%2F/amq.default/publish", body)
+	if code != 200 || !strings.Contains(out, `"routed":true`) {
+		t.Fatalf("publish: %d %s", code, out)
+	}
+	for _, q := range []string{qa, qb, qc} {
+		var m amqp.Delivery
+		var ok bool
+		var err error
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok && err == nil && time.Now().Before(deadline) {
+			if m, ok, err = ch.Get(q, true); !ok {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if err != nil || !ok {
+			t.Fatalf("get %s: ok=%v err=%v", q, ok, err)
+		}
+		if _, has := m.Headers["BCC"]; has {
+			t.Errorf("queue %s received the BCC header: %v", q, m.Headers)
+		}
+		if _, has := m.Headers["CC"]; !has {
+			t.Errorf("queue %s: the CC header is gone: %v", q, m.Headers)
+		}
+	}
+}
+
+// TestHTTP_TextPlainDefinitionsImportIsRefused (issue 17): POST /api/definitions with
+// Content-Type text/plain (what a cross-site HTML form sends), naming an administrator with a
+// password the sender chose, is answered 415 and creates nobody; RabbitMQ answers the same.
+func TestHTTP_TextPlainDefinitionsImportIsRefused(t *testing.T) {
+	if httpAddr == "" {
+		t.Skip("no management API address")
+	}
+	name := "mallory"
+	if againstRabbit {
+		name = secName(t, "mallory") // RabbitMQ is shared: never a fixed name there
+		t.Cleanup(func() { rabbitAPI(t, "DELETE", "/api/users/"+url.PathEscape(name), nil) })
+	}
+	body := `{"users":[{"name":"` + name + `","password_hash":"` + rabbitHash("mallory") + `",` +
+		`"hashing_algorithm":"rabbit_password_hashing_sha256","tags":"administrator"}],` +
+		`"permissions":[{"user":"` + name + `","vhost":"/","configure":".*","write":".*","read":".*"}]}`
+	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/api/definitions", strings.NewReader(body))
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain definitions import: %d, want 415", resp.StatusCode)
+	}
+	if code, _ := httpAs(t, httpAddr, "guest", "guest", "GET", "/api/users/"+url.PathEscape(name), ""); code != 404 {
+		t.Errorf("GET /api/users/%s: %d, want 404", name, code)
+	}
+	if code, _ := httpAs(t, httpAddr, name, "mallory", "GET", "/api/users", ""); code != 401 {
+		t.Errorf("%s signs in: %d, want 401", name, code)
 	}
 }

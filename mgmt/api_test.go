@@ -125,6 +125,7 @@ func TestAPI_ExchangesAndBindingsByPropertiesKey(t *testing.T) {
 
 	req, _ := http.NewRequest("POST", e.http.URL+"/api/bindings/%2F/e/logs/q/errors", jsonBody(map[string]any{"routing_key": "*.error", "arguments": map[string]any{"x": 1}}))
 	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

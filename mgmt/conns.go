@@ -70,11 +70,17 @@ func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 }
 
 // closeConnection is DELETE /api/connections/{name}: connection.close 320 CONNECTION_FORCED
-// with the X-Reason header's text, as RabbitMQ.
+// with the X-Reason header's text, as RabbitMQ. Only an administrator or the connection's own
+// user may close it (RabbitMQ: 401 "User not authorised to access object", monitoring users
+// included, who may see every connection).
 func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request) {
 	c := s.findConn(pathValue(r, "name"))
-	if c == nil || !canSeeConn(r, c) {
+	if c == nil {
 		notFound(w)
+		return
+	}
+	if !isAdmin(r) && c.User() != userOf(r).name {
+		writeError(w, http.StatusUnauthorized, "not_authorised", "User not authorised to access object")
 		return
 	}
 	reason := r.Header.Get("X-Reason")

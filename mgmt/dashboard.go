@@ -13,16 +13,19 @@ import (
 
 // The dashboard is a read-only web UI: plain HTML, CSS and JavaScript embedded in the binary,
 // no build step. Like RabbitMQ's management UI, its files are public and every figure it shows
-// comes from the authenticated /api/ endpoints, which the page polls with fetch(). The browser
-// supplies HTTP basic credentials from its cache for the API's realm: the first 401 (with
-// WWW-Authenticate) makes it prompt, or the user opens /ui/login, an authenticated page that
-// only redirects to /. Opening http://user:pass@host:15672/ui/login signs in without a prompt
-// (headless Chromium in conformance/dashboard_test.go does that): Chromium uses credentials
-// from the URL only to answer a challenge, and the public / never sends one.
+// comes from the authenticated /api/ endpoints, which the page polls with fetch().
+//
+// Signing in never goes through the browser's own Basic-auth prompt: a browser caches what
+// it was given there for the origin and attaches it to every later request, including those
+// another web site makes it send (cross-site request forgery). The page has its own sign-in
+// form; its script keeps the Authorization value in sessionStorage and sends it explicitly on
+// each call (fetch with credentials: 'omit' and X-Requested-With, so a 401 carries no
+// challenge, see auth.go); Sign out forgets it. The API's own defences against cross-site
+// requests are in csrf.go.
 //
 //	GET /              ui/index.html
 //	GET /ui/{file}     ui/dashboard.css, ui/dashboard.js
-//	GET /ui/login      basic auth, then 302 to /
+//	GET /ui/login      302 to / (the sign-in form is on the page; kept for old links)
 
 //go:embed ui
 var uiFiles embed.FS
@@ -74,7 +77,7 @@ func uiAssets() map[string]uiAsset {
 const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// dashboardRoutes registers the dashboard's files and its sign-in redirect on m.
+// dashboardRoutes registers the dashboard's files and the /ui/login redirect on m.
 func (s *Server) dashboardRoutes(m *http.ServeMux) {
 	assets := uiAssets()
 	serve := func(w http.ResponseWriter, r *http.Request, name string) {
@@ -101,8 +104,8 @@ func (s *Server) dashboardRoutes(m *http.ServeMux) {
 		}
 		http.Redirect(w, r, "/", http.StatusMovedPermanently)
 	})
-	m.Handle("GET /ui/login", s.auth(levelMonitor, func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /ui/login", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, "/", http.StatusFound)
-	}))
+	})
 }

@@ -71,27 +71,29 @@ func TestDashboard_FilesArePublicAndTheAPIIsNot(t *testing.T) {
 	}
 }
 
-// /ui/login challenges like the API and, once the browser has credentials, sends it to /.
-func TestDashboard_LoginChallengesThenRedirectsHome(t *testing.T) {
+// /ui/login no longer challenges (a browser would cache what it was given for the origin):
+// with or without credentials it only sends the browser to the page and its sign-in form.
+func TestDashboard_LoginNeverChallenges(t *testing.T) {
 	e := start(t)
-	resp, _ := dashGet(t, noRedirect, e.http.URL+"/ui/login")
-	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
-		t.Fatalf("GET /ui/login without credentials: %d %q, want 401 with a Basic challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
-	}
-	req, _ := http.NewRequest("GET", e.http.URL+"/ui/login", nil)
-	req.SetBasicAuth("guest", "wrong")
-	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("GET /ui/login with a bad password: %v %v, want 401", resp.StatusCode, err)
-	} else {
+	for _, user := range []string{"", "guest"} {
+		req, _ := http.NewRequest("GET", e.http.URL+"/ui/login", nil)
+		if user != "" {
+			req.SetBasicAuth(user, "guest")
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/" || resp.Header.Get("WWW-Authenticate") != "" {
+			t.Fatalf("GET /ui/login (user %q): %d Location %q WWW-Authenticate %q, want 302 to / without a challenge",
+				user, resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("WWW-Authenticate"))
+		}
 	}
-	req.SetBasicAuth("guest", "guest")
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/" {
-		t.Fatalf("GET /ui/login as guest: %d Location %q, want 302 to /", resp.StatusCode, resp.Header.Get("Location"))
+	_, page := dashGet(t, http.DefaultClient, e.http.URL+"/")
+	for _, id := range []string{`id="login-form"`, `id="login-user"`, `id="login-pass"`, `id="signout"`} {
+		if !strings.Contains(page, id) {
+			t.Errorf("index.html has no %s", id)
+		}
 	}
 }

@@ -58,7 +58,16 @@ func (s *Server) exchanges(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) exchangeParam(w http.ResponseWriter, r *http.Request) (*vhost.VHost, *exchange.Exchange) {
-	vh := s.vhostParam(w, r)
+	return s.exchangeIn(w, r, s.vhostParam(w, r))
+}
+
+// writeExchange is exchangeParam for a write: the vhost is checked with writeVHost.
+func (s *Server) writeExchange(w http.ResponseWriter, r *http.Request) (*vhost.VHost, *exchange.Exchange) {
+	return s.exchangeIn(w, r, s.writeVHost(w, r))
+}
+
+// exchangeIn returns the {name} exchange of vh (404 when missing; nil vh: already answered).
+func (s *Server) exchangeIn(w http.ResponseWriter, r *http.Request, vh *vhost.VHost) (*vhost.VHost, *exchange.Exchange) {
 	if vh == nil {
 		return nil, nil
 	}
@@ -81,8 +90,8 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) declareExchange(w http.ResponseWriter, r *http.Request) {
-	vh := s.vhostParam(w, r)
-	if vh == nil {
+	vh := s.writeVHost(w, r)
+	if vh == nil || !s.permit(w, r, refuseAccess, vh, session.PermConfigure, session.KindExchange, exchangeName(pathValue(r, "name")), "") {
 		return
 	}
 	var body obj
@@ -122,8 +131,8 @@ func (s *Server) declareExchange(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {
-	vh, x := s.exchangeParam(w, r)
-	if x == nil {
+	vh, x := s.writeExchange(w, r)
+	if x == nil || !s.permit(w, r, refuseAccess, vh, session.PermConfigure, session.KindExchange, x.Name, "") {
 		return
 	}
 	if err := vh.DeleteExchange(x.Name, r.URL.Query().Get("if-unused") == "true"); err != nil {
@@ -133,9 +142,11 @@ func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// publish is POST /api/exchanges/{vhost}/{name}/publish; it answers {"routed": bool}.
+// publish is POST /api/exchanges/{vhost}/{name}/publish; it answers {"routed": bool}. As an
+// AMQP publish, it needs write permission on the exchange (and topic write on the routing
+// key), and a BCC header is routed and then stripped from the message.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
-	vh, x := s.exchangeParam(w, r)
+	vh, x := s.writeExchange(w, r)
 	if x == nil {
 		return
 	}
@@ -171,6 +182,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "payload_encoding: %q is not one of string, base64", enc)
 		return
 	}
+	if !s.permit(w, r, refusePublish, vh, session.PermWrite, session.KindExchange, x.Name, key) {
+		return
+	}
 	props, err := propertiesFromJSON(body["properties"])
 	if err != nil {
 		badRequest(w, "properties: %v", err)
@@ -185,6 +199,12 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if err := vh.Route(&rt, x.Name, key, msg); err != nil {
 		writeBrokerError(w, err)
 		return
+	}
+	if rt.BCC {
+		if msg, err = message.WithoutHeader(msg, "BCC"); err != nil {
+			writeBrokerError(w, err)
+			return
+		}
 	}
 	routed := rt.Duplicate // dropped by the exchange's deduplication: accepted before
 	for _, q := range rt.Queues {
@@ -344,9 +364,15 @@ func (s *Server) exchangeBindings(source bool) http.HandlerFunc {
 	}
 }
 
-// bindingEnds checks the vhost, source and destination of a binding URL (404 if missing).
-func (s *Server) bindingEnds(w http.ResponseWriter, r *http.Request, kind string) (vh *vhost.VHost, src, dst string, ok bool) {
-	if vh = s.vhostParam(w, r); vh == nil {
+// bindingEnds checks the vhost, source and destination of a binding URL (404 if missing); for
+// a write, the vhost as writeVHost does.
+func (s *Server) bindingEnds(w http.ResponseWriter, r *http.Request, kind string, write bool) (vh *vhost.VHost, src, dst string, ok bool) {
+	if write {
+		vh = s.writeVHost(w, r)
+	} else {
+		vh = s.vhostParam(w, r)
+	}
+	if vh == nil {
 		return nil, "", "", false
 	}
 	src, dst = exchangeName(pathValue(r, "source")), pathValue(r, "dest")
@@ -375,7 +401,7 @@ func matchBinding(kind, src, dst string) func(b vhost.BindingInfo) bool {
 
 func (s *Server) bindingsBetween(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		_, src, dst, ok := s.bindingEnds(w, r, kind)
+		_, src, dst, ok := s.bindingEnds(w, r, kind, false)
 		if !ok {
 			return
 		}
@@ -385,8 +411,8 @@ func (s *Server) bindingsBetween(kind string) http.HandlerFunc {
 	}
 }
 
-func (s *Server) findBinding(w http.ResponseWriter, r *http.Request, kind string) (*vhost.VHost, vhost.BindingInfo, bool) {
-	vh, src, dst, ok := s.bindingEnds(w, r, kind)
+func (s *Server) findBinding(w http.ResponseWriter, r *http.Request, kind string, write bool) (*vhost.VHost, vhost.BindingInfo, bool) {
+	vh, src, dst, ok := s.bindingEnds(w, r, kind, write)
 	if !ok {
 		return nil, vhost.BindingInfo{}, false
 	}
@@ -403,7 +429,7 @@ func (s *Server) findBinding(w http.ResponseWriter, r *http.Request, kind string
 
 func (s *Server) binding(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if vh, b, ok := s.findBinding(w, r, kind); ok {
+		if vh, b, ok := s.findBinding(w, r, kind, false); ok {
 			writeObj(w, r, bindingJSON(vh, b))
 		}
 	}
@@ -411,7 +437,7 @@ func (s *Server) binding(kind string) http.HandlerFunc {
 
 func (s *Server) createBinding(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		vh, src, dst, ok := s.bindingEnds(w, r, kind)
+		vh, src, dst, ok := s.bindingEnds(w, r, kind, true)
 		if !ok {
 			return
 		}
@@ -424,6 +450,9 @@ func (s *Server) createBinding(kind string) http.HandlerFunc {
 		args, err := toTable(body["arguments"])
 		if err != nil {
 			badRequest(w, "arguments: %v", err)
+			return
+		}
+		if !s.permitBinding(w, r, vh, kind, src, dst, key) {
 			return
 		}
 		if kind == "e" {
@@ -443,8 +472,8 @@ func (s *Server) createBinding(kind string) http.HandlerFunc {
 
 func (s *Server) deleteBinding(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		vh, b, ok := s.findBinding(w, r, kind)
-		if !ok {
+		vh, b, ok := s.findBinding(w, r, kind, true)
+		if !ok || !s.permitBinding(w, r, vh, kind, b.Source, b.Destination, b.Key) {
 			return
 		}
 		var err error
@@ -459,4 +488,15 @@ func (s *Server) deleteBinding(kind string) http.HandlerFunc {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// permitBinding checks a binding's permissions as queue.bind and exchange.bind do: write on
+// the destination, then read on the source (with the topic read check of the routing key).
+func (s *Server) permitBinding(w http.ResponseWriter, r *http.Request, vh *vhost.VHost, kind, src, dst, key string) bool {
+	dk := session.KindQueue
+	if kind == "e" {
+		dk = session.KindExchange
+	}
+	return s.permit(w, r, refuseAccess, vh, session.PermWrite, dk, dst, "") &&
+		s.permit(w, r, refuseAccess, vh, session.PermRead, session.KindExchange, src, key)
 }

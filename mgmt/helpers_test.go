@@ -28,6 +28,13 @@ type env struct {
 
 func start(t testing.TB) *env {
 	t.Helper()
+	return startWith(t, mgmt.Config{})
+}
+
+// startWith is start with management settings of the test's own (Broker, Log, SampleInterval
+// and Node are filled in).
+func startWith(t testing.TB, cfg mgmt.Config) *env {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	b, err := broker.New(broker.Config{AMQPListen: "127.0.0.1:0", DataDir: t.TempDir(), Log: log})
 	if err != nil {
@@ -36,7 +43,8 @@ func start(t testing.TB) *env {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m := mgmt.New(mgmt.Config{Broker: b, Log: log, SampleInterval: 50 * time.Millisecond, Node: "warren@test"})
+	cfg.Broker, cfg.Log, cfg.SampleInterval, cfg.Node = b, log, 50*time.Millisecond, "warren@test"
+	m := mgmt.New(cfg)
 	hs := httptest.NewServer(m)
 	e := &env{t: t, b: b, m: m, http: hs, amqp: "amqp://guest:guest@" + b.Addr().String() + "/"}
 	t.Cleanup(func() {

@@ -15,18 +15,24 @@ import (
 // scrape fetches /metrics and parses it.
 func (e *env) scrape() map[string]*dto.MetricFamily {
 	e.t.Helper()
-	resp, err := http.Get(e.http.URL + "/metrics")
+	return scrapeURL(e.t, e.http.URL+"/metrics")
+}
+
+// scrapeURL fetches a Prometheus text exposition and parses it.
+func scrapeURL(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		e.t.Fatalf("/metrics: %d", resp.StatusCode)
+		t.Fatalf("%s: %d", url, resp.StatusCode)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		e.t.Fatalf("parse /metrics: %v", err)
+		t.Fatalf("parse %s: %v", url, err)
 	}
 	return fams
 }

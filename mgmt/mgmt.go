@@ -9,7 +9,10 @@
 // Every /api/ endpoint needs HTTP basic auth with a broker user tagged management, monitoring,
 // policymaker or administrator (401 without or with bad credentials, 403 without a tag, as
 // RabbitMQ); users, permissions, definitions and vhost changes need administrator. /metrics and
-// /api/health are open, like RabbitMQ's Prometheus endpoint.
+// /api/health are open, like RabbitMQ's Prometheus endpoint. Writes on a vhost's exchanges,
+// queues and bindings apply the user's configure/write/read and topic permissions (perms.go).
+// Writes must carry application/json bodies and are refused when they come from another web
+// origin; CORS headers are sent only for Config.CORSOrigins (csrf.go).
 //
 // Message rates (the *_details.rate fields) come from one sampler goroutine that reads the
 // broker's counters every SampleInterval (5 s, as RabbitMQ's default) and keeps the per-second
@@ -20,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +47,10 @@ type Config struct {
 	Node string
 	// Collectors are extra Prometheus collectors served at /metrics (e.g. storage metrics).
 	Collectors []prometheus.Collector
+	// CORSOrigins are the web origins ("https://ops.example.com", or "*" for any) allowed to
+	// call the API from another site, as RabbitMQ's management.cors.allow_origins. Empty (the
+	// default): no CORS headers, and state-changing requests from other origins are refused.
+	CORSOrigins []string
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
@@ -51,8 +59,11 @@ type Server struct {
 	b       *broker.Server
 	log     zerolog.Logger
 	mux     *http.ServeMux
+	metrics http.Handler // Prometheus exposition (metrics.go)
 	started time.Time
 	rates   *sampler
+	// patterns are the authenticated API routes, for tests that must cover every one.
+	patterns []string
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -76,6 +87,7 @@ func New(cfg Config) *Server {
 		rates:   newSampler(),
 		stop:    make(chan struct{}),
 	}
+	s.metrics = s.metricsHandler()
 	s.routes()
 	s.rates.sample(s.b, time.Now())
 	s.wg.Add(1)
@@ -85,11 +97,21 @@ func New(cfg Config) *Server {
 
 // ServeHTTP implements http.Handler. The API puts names that may contain "/" into single path
 // segments, escaped ("/" as %2F, the default vhost). ServeMux matches on the decoded path, so
-// the mux sees the escaped path as the literal one and pathValue decodes each segment.
+// the mux sees the escaped path as the literal one and pathValue decodes each segment. As
+// RabbitMQ, every route also answers with one trailing slash (/api/queues/%2F/).
+//
+// Before routing, the cross-site defences of csrf.go run: CORS headers only for configured
+// origins, and a state-changing request from another origin is refused (403).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.corsPreflight(w, r) || s.refuseCrossSite(w, r) {
+		return
+	}
 	r2 := *r
 	u := *r.URL
 	u.Path, u.RawPath = r.URL.EscapedPath(), ""
+	if len(u.Path) > 1 && strings.HasSuffix(u.Path, "/") {
+		u.Path = u.Path[:len(u.Path)-1]
+	}
 	r2.URL = &u
 	s.mux.ServeHTTP(w, &r2)
 }
@@ -127,11 +149,17 @@ func (s *Server) sampleLoop() {
 func (s *Server) routes() {
 	m := s.mux
 	open := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, h) }
-	user := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelMonitor, h)) }
-	admin := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(levelAdmin, h)) }
+	user := func(pattern string, h http.HandlerFunc) {
+		s.patterns = append(s.patterns, pattern)
+		m.Handle(pattern, s.auth(levelMonitor, h))
+	}
+	admin := func(pattern string, h http.HandlerFunc) {
+		s.patterns = append(s.patterns, pattern)
+		m.Handle(pattern, s.auth(levelAdmin, h))
+	}
 
 	open("GET /api/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, obj{"status": "ok"}) })
-	open("GET /metrics", s.metricsHandler().ServeHTTP)
+	open("GET /metrics", s.metrics.ServeHTTP)
 	s.dashboardRoutes(m) // the web UI at / and /ui/ (dashboard.go)
 
 	user("GET /api/overview", s.overview)

@@ -114,11 +114,8 @@ type nodeStats struct {
 
 func (s *Server) readNodeStats() nodeStats {
 	var ns nodeStats
-	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}}
-	metrics.Read(sample)
-	if sample[0].Value.Kind() == metrics.KindUint64 {
-		ns.memUsed = sample[0].Value.Uint64()
-	}
+	// Resident memory, as the memory alarm (and RabbitMQ's default rss strategy) counts it.
+	ns.memUsed = uint64(max(s.b.ResidentMemory(), 0))
 	ns.memLimit = memLimit()
 	if m, _ := s.b.AlarmLimits(); m > 0 {
 		ns.memLimit = uint64(m)

@@ -87,7 +87,16 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	v := s.b.VHost(pathValue(r, "vhost"))
-	if v == nil || !v.DeletePolicy(pathValue(r, "name")) {
+	if v == nil {
+		notFound(w)
+		return
+	}
+	ok, err := v.DeletePolicy(pathValue(r, "name"))
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, obj{"error": "internal_server_error", "reason": err.Error()})
+		return
+	}
+	if !ok {
 		notFound(w)
 		return
 	}

@@ -150,7 +150,16 @@ func (s *Server) queues(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) queueParam(w http.ResponseWriter, r *http.Request) (*vhost.VHost, *queue.Queue) {
-	vh := s.vhostParam(w, r)
+	return s.queueIn(w, r, s.vhostParam(w, r))
+}
+
+// writeQueue is queueParam for a write: the vhost is checked with writeVHost.
+func (s *Server) writeQueue(w http.ResponseWriter, r *http.Request) (*vhost.VHost, *queue.Queue) {
+	return s.queueIn(w, r, s.writeVHost(w, r))
+}
+
+// queueIn returns the {name} queue of vh (404 when missing; nil vh: already answered).
+func (s *Server) queueIn(w http.ResponseWriter, r *http.Request, vh *vhost.VHost) (*vhost.VHost, *queue.Queue) {
 	if vh == nil {
 		return nil, nil
 	}
@@ -181,8 +190,8 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) declareQueue(w http.ResponseWriter, r *http.Request) {
-	vh := s.vhostParam(w, r)
-	if vh == nil {
+	vh := s.writeVHost(w, r)
+	if vh == nil || !s.permit(w, r, refuseAccess, vh, session.PermConfigure, session.KindQueue, pathValue(r, "name"), "") {
 		return
 	}
 	var body obj
@@ -219,8 +228,8 @@ func (s *Server) declareQueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
-	vh, q := s.queueParam(w, r)
-	if q == nil {
+	vh, q := s.writeQueue(w, r)
+	if q == nil || !s.permit(w, r, refuseAccess, vh, session.PermConfigure, session.KindQueue, q.Name, "") {
 		return
 	}
 	qp := r.URL.Query()
@@ -232,8 +241,8 @@ func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
-	_, q := s.queueParam(w, r)
-	if q == nil {
+	vh, q := s.writeQueue(w, r)
+	if q == nil || !s.permit(w, r, refuseAccess, vh, session.PermRead, session.KindQueue, q.Name, "") {
 		return
 	}
 	q.Purge()
@@ -244,8 +253,8 @@ func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
 // them (ack_requeue_true, reject_requeue_true) or drop them (ack_requeue_false,
 // reject_requeue_false), as RabbitMQ's management "Get messages" does over a basic.get channel.
 func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
-	_, q := s.queueParam(w, r)
-	if q == nil {
+	vh, q := s.writeQueue(w, r)
+	if q == nil || !s.permit(w, r, refuseGet, vh, session.PermRead, session.KindQueue, q.Name, "") {
 		return
 	}
 	var body obj

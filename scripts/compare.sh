@@ -15,7 +15,7 @@ TMP=$(mktemp -d)
 trap 'kill $WPID 2>/dev/null || true; rm -rf "$TMP"' EXIT
 go build -o "$TMP/warren" ./cmd/warren
 go build -o "$TMP/warren-perf" ./cmd/warren-perf
-"$TMP/warren" --amqp-listen 127.0.0.1:0 --http-listen "" --data-dir "$TMP/data" --addr-file "$TMP/addr" --log-level warn 2>"$TMP/warren.log" &
+"$TMP/warren" --amqp-listen 127.0.0.1:0 --http-listen "" --prometheus-listen "" --data-dir "$TMP/data" --addr-file "$TMP/addr" --log-level warn 2>"$TMP/warren.log" &
 WPID=$!
 for _ in $(seq 100); do [[ -s "$TMP/addr" ]] && break; sleep 0.1; done
 WADDR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["amqp"])' "$TMP/addr")
@@ -95,7 +95,7 @@ EOF
 for args in "--idle-queues 10000" "--idle-connections 1000"; do
   kill "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null || true
   rm -rf "$TMP/data" "$TMP/addr"
-  "$TMP/warren" --amqp-listen 127.0.0.1:0 --http-listen "" --data-dir "$TMP/data" --addr-file "$TMP/addr" --log-level warn 2>>"$TMP/warren.log" &
+  "$TMP/warren" --amqp-listen 127.0.0.1:0 --http-listen "" --prometheus-listen "" --data-dir "$TMP/data" --addr-file "$TMP/addr" --log-level warn 2>>"$TMP/warren.log" &
   WPID=$!
   for _ in $(seq 100); do [[ -s "$TMP/addr" ]] && break; sleep 0.1; done
   WURL="amqp://guest:guest@$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["amqp"])' "$TMP/addr")/"

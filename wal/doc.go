@@ -70,7 +70,7 @@
 // Retired records cannot be removed one by one: a log reclaims whole segments that lie below its
 // lowest live offset (tidwall's TruncateFront), so a queue without a backlog keeps about one
 // segment on disk. tidwall/wal keeps a log's tail segment in memory (plus the one segment it read
-// last), so memory per open log is up to about 1.25 to 2 times Config.SegmentSize (4 MiB by
+// last), so memory per open log is up to about 1.25 to 2 times Config.SegmentSize (1 MiB by
 // default) plus two bits per record between the oldest live record and the newest.
 //
 // # Replication and encryption seams

@@ -745,7 +745,11 @@ func (l *Log) sealAndWrite(b *tidwal.Batch) bool {
 		b.Write(p.first+uint64(i), p.buf[prev:end])
 		prev = end
 	}
-	if err := l.tw.WriteBatch(b); err != nil {
+	err := l.tw.WriteBatch(b)
+	if len(p.buf) > maxKeptBuf {
+		*b = tidwal.Batch{} // the manager's batch must not keep a large record's copy
+	}
+	if err != nil {
 		l.werr = l.fail(fmt.Errorf("wal: log %q: write: %w", l.name, err))
 		return false
 	}
@@ -826,6 +830,13 @@ func (l *Log) finish() {
 	clear(p.dones)
 	p.dones = p.dones[:0]
 	l.wp = nil
+	if err == nil && cap(p.buf) > maxKeptBuf {
+		// Written, synced and handed to the hooks: an idle log must not keep a large
+		// record's copy until its next commit (reset would drop it then).
+		l.mu.Lock()
+		p.buf, p.ends = nil, p.ends[:0]
+		l.mu.Unlock()
+	}
 	if err == nil {
 		l.reclaim()
 		if l.cycled {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	tidwal "github.com/tidwall/wal"
 )
 
 func TestLog_AppendReplayOrder(t *testing.T) {
@@ -691,5 +694,31 @@ func TestLog_EmptyPayload(t *testing.T) {
 	off := appendWait(t, l, nil)
 	if p, err := l.Read(off); err != nil || p == nil || len(p) != 0 {
 		t.Fatalf("Read = %v (nil: %v), %v", p, p == nil, err)
+	}
+}
+
+// A large record's copies (the log's pending buffer, the manager's batch) are not kept once it
+// is written: an idle log that took one 8 MiB record holds no 8 MiB buffer after its commit,
+// and the record still reads back.
+func TestLog_LargeRecordBuffersNotKept(t *testing.T) {
+	m := openManager(t, testConfig(t, t.TempDir()))
+	l := openLog(t, m, "big")
+	rec := bytes.Repeat([]byte("0123456789abcdef"), (8<<20)/16)
+	off := l.Append(rec, nil)
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	kept := cap(l.inflight.buf) + cap(l.cur.buf)
+	l.mu.Unlock()
+	if kept > maxKeptBuf {
+		t.Fatalf("the log keeps %d bytes of buffers after writing a large record", kept)
+	}
+	if !reflect.DeepEqual(m.batch, tidwal.Batch{}) { // Sync returned after the commit that wrote it
+		t.Fatal("the manager keeps the batch that carried a large record")
+	}
+	got, err := l.Read(off)
+	if err != nil || !bytes.Equal(got, rec) {
+		t.Fatalf("read back: %v (%d bytes)", err, len(got))
 	}
 }

@@ -42,11 +42,32 @@ type class struct {
 }
 
 type method struct {
-	Name        string  `xml:"name,attr"`
-	Index       int     `xml:"index,attr"`
-	Synchronous int     `xml:"synchronous,attr"`
-	Content     int     `xml:"content,attr"`
-	Fields      []field `xml:"field"`
+	Name        string    `xml:"name,attr"`
+	Index       int       `xml:"index,attr"`
+	Synchronous int       `xml:"synchronous,attr"`
+	Content     int       `xml:"content,attr"`
+	Fields      []field   `xml:"field"`
+	Chassis     []chassis `xml:"chassis"`
+}
+
+// chassis names a peer that implements (receives) the method: "server" or "client".
+type chassis struct {
+	Name string `xml:"name,attr"`
+}
+
+// checksUTF8 reports whether decoding the method checks its short strings for malformed
+// UTF-8, as RabbitMQ does for the methods a client sends (server chassis), except
+// basic.publish (its exchange and routing key are not checked, and it is the hot path).
+func checksUTF8(c class, m method) bool {
+	if c.Name == "basic" && m.Name == "publish" {
+		return false
+	}
+	for _, ch := range m.Chassis {
+		if ch.Name == "server" {
+			return true
+		}
+	}
+	return false
 }
 
 type field struct {
@@ -308,6 +329,9 @@ func (g *gen) method(c class, m method) {
 			}
 		} else {
 			inBits = false
+		}
+		if t == "shortstr" && checksUTF8(c, m) {
+			t = "shortstrUTF8"
 		}
 		g.p("%s.%s = r.%s()", recv, fieldName(f.Name), t)
 	}

@@ -19,6 +19,8 @@ func (d *direct) add(b Binding) bool {
 	return true
 }
 
+func (d *direct) has(b Binding) bool { return hasBinding(d.byKey[b.Key], b) }
+
 func (d *direct) remove(b Binding) bool {
 	l := d.byKey[b.Key]
 	for i, e := range l {

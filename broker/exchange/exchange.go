@@ -47,15 +47,19 @@ type Options struct {
 type router interface {
 	add(b Binding) bool    // false if the same binding exists
 	remove(b Binding) bool // false if absent
+	has(b Binding) bool
 	route(key string, headers func() amqp.Table, out []Destination) []Destination
 }
 
 // Exchange is a named exchange. Its bindings are guarded by mu; routing takes the read lock.
+// A long topic match lets binding changes in part-way (yieldRead), so that neither they nor
+// the routes queued behind them (RWMutex blocks new readers while a writer waits) wait for it.
 type Exchange struct {
 	Name string
 	Type string
 	Options
 
+	writers  atomic.Int32 // goroutines waiting for or holding mu's write lock
 	mu       sync.RWMutex
 	r        router
 	bindings []Binding // all bindings, in order of creation, for listing and unused checks
@@ -83,13 +87,31 @@ func New(name, typ string, o Options) (*Exchange, error) {
 	case Fanout:
 		x.r = &fanout{}
 	case Topic:
-		x.r = newTopic()
+		t := newTopic()
+		t.yield = x.yieldRead
+		x.r = t
 	case Headers:
 		x.r = &headersRouter{}
 	default:
 		return nil, amqp.ConnErr(amqp.CommandInvalid, "unknown exchange type '%s'", typ)
 	}
 	return x, nil
+}
+
+// lock takes the write lock, announcing it to routes that yield.
+func (x *Exchange) lock() {
+	x.writers.Add(1)
+	x.mu.Lock()
+	x.writers.Add(-1)
+}
+
+// yieldRead is called with the read lock held, part-way through a long route: when a writer
+// waits, it releases the read lock and takes it again after the writer.
+func (x *Exchange) yieldRead() {
+	if x.writers.Load() > 0 {
+		x.mu.RUnlock()
+		x.mu.RLock()
+	}
 }
 
 // DestName returns the exchange name.
@@ -100,7 +122,7 @@ func (x *Exchange) IsExchange() bool { return true }
 
 // Bind adds a binding; it returns false if an identical one exists (binding is idempotent).
 func (x *Exchange) Bind(b Binding) bool {
-	x.mu.Lock()
+	x.lock()
 	defer x.mu.Unlock()
 	if !x.r.add(b) {
 		return false
@@ -109,39 +131,47 @@ func (x *Exchange) Bind(b Binding) bool {
 	return true
 }
 
-// Unbind removes a binding; false if it did not exist.
-func (x *Exchange) Unbind(b Binding) bool {
-	x.mu.Lock()
+// HasBinding reports whether a binding equal to b exists.
+func (x *Exchange) HasBinding(b Binding) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.r.has(b)
+}
+
+// Unbind removes a binding and returns it as it was stored (its arguments may differ from
+// b's in integer widths); false if it did not exist.
+func (x *Exchange) Unbind(b Binding) (Binding, bool) {
+	x.lock()
 	defer x.mu.Unlock()
 	if !x.r.remove(b) {
-		return false
+		return Binding{}, false
 	}
 	for i, e := range x.bindings {
 		if sameBinding(e, b) {
 			x.bindings = append(x.bindings[:i], x.bindings[i+1:]...)
-			break
+			return e, true
 		}
 	}
-	return true
+	return b, true
 }
 
-// UnbindDest removes every binding to dest and returns how many there were.
-func (x *Exchange) UnbindDest(dest Destination) int {
-	x.mu.Lock()
+// UnbindDest removes every binding to dest and returns them.
+func (x *Exchange) UnbindDest(dest Destination) []Binding {
+	x.lock()
 	defer x.mu.Unlock()
-	n := 0
+	var removed []Binding
 	kept := x.bindings[:0]
 	for _, b := range x.bindings {
 		if b.Dest == dest {
 			x.r.remove(b)
-			n++
+			removed = append(removed, b)
 			continue
 		}
 		kept = append(kept, b)
 	}
 	clear(x.bindings[len(kept):])
 	x.bindings = kept
-	return n
+	return removed
 }
 
 // Bindings returns a copy of the exchange's bindings.
@@ -166,6 +196,15 @@ func (x *Exchange) Route(key string, headers func() amqp.Table, out []Destinatio
 	out = x.r.route(key, headers, out)
 	x.mu.RUnlock()
 	return out
+}
+
+func hasBinding(list []Binding, b Binding) bool {
+	for _, e := range list {
+		if sameBinding(e, b) {
+			return true
+		}
+	}
+	return false
 }
 
 func sameBinding(a, b Binding) bool {

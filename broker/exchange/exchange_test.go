@@ -3,6 +3,7 @@ package exchange
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/warrenmq/warren/amqp"
@@ -70,16 +71,16 @@ func TestTopic_DedupeCacheAndUnbind(t *testing.T) {
 	if got := names(x.Route("a.b", nil, nil)); fmt.Sprint(got) != "[q1 q2]" {
 		t.Fatalf("cached got %v", got)
 	}
-	if !x.Unbind(Binding{Dest: q2, Key: "a.b"}) {
+	if _, ok := x.Unbind(Binding{Dest: q2, Key: "a.b"}); !ok {
 		t.Fatal("unbind failed")
 	}
-	if x.Unbind(Binding{Dest: q2, Key: "a.b"}) {
+	if _, ok := x.Unbind(Binding{Dest: q2, Key: "a.b"}); ok {
 		t.Fatal("second unbind succeeded")
 	}
 	if got := names(x.Route("a.b", nil, nil)); fmt.Sprint(got) != "[q1]" {
 		t.Fatalf("after unbind got %v", got)
 	}
-	if n := x.UnbindDest(q1); n != 2 {
+	if n := len(x.UnbindDest(q1)); n != 2 {
 		t.Fatalf("UnbindDest removed %d", n)
 	}
 	if got := x.Route("a.b", nil, nil); len(got) != 0 {
@@ -151,4 +152,65 @@ func BenchmarkTopicMatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTopicMatchUncached routes keys that miss the route cache (each key once per
+// 8192 iterations, more than the cache holds), so every route runs the matcher.
+func BenchmarkTopicMatchUncached(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("bindings=%d", n), func(b *testing.B) {
+			x, _ := New("t", Topic, Options{})
+			for i := range n {
+				x.Bind(Binding{Dest: dest(fmt.Sprint("q", i)), Key: fmt.Sprintf("app%d.*.log", i)})
+			}
+			x.Bind(Binding{Dest: dest("all"), Key: "#.error"})
+			keys := make([]string, 8192)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("app%d.node%d.log", i%n, i)
+			}
+			out := make([]Destination, 0, 8)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				out = x.Route(keys[i%len(keys)], nil, out[:0])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkTopicPathological routes a key of n words "a" ending in "z" through the binding
+// "#.#.#.#.#.#.z" (issue 18: exponential in the old recursive matcher), bypassing the cache.
+func BenchmarkTopicPathological(b *testing.B) {
+	for _, n := range []int{8, 16, 24, 56} {
+		b.Run(fmt.Sprintf("words=%d", n), func(b *testing.B) {
+			x, _ := New("t", Topic, Options{})
+			x.Bind(Binding{Dest: dest("q"), Key: "#.#.#.#.#.#.z"})
+			key := strings.Repeat("a.", n-1) + "z"
+			out := make([]Destination, 0, 8)
+			b.ReportAllocs()
+			for b.Loop() {
+				x.r.(*topic).clearCache()
+				out = x.Route(key, nil, out[:0])
+			}
+			if len(out) != 1 {
+				b.Fatalf("routed to %d", len(out))
+			}
+		})
+	}
+	// A 255-byte pattern of "#" words against a 255-byte key (issue 18: 2.6 GB, never finished).
+	b.Run("pattern=hashes255", func(b *testing.B) {
+		x, _ := New("t", Topic, Options{})
+		x.Bind(Binding{Dest: dest("q"), Key: strings.TrimSuffix(strings.Repeat("#.", 128), ".")})
+		key := strings.Repeat("a.", 127) + "a"
+		out := make([]Destination, 0, 8)
+		b.ReportAllocs()
+		for b.Loop() {
+			x.r.(*topic).clearCache()
+			out = x.Route(key, nil, out[:0])
+		}
+		if len(out) != 1 {
+			b.Fatalf("routed to %d", len(out))
+		}
+	})
 }

@@ -17,6 +17,8 @@ func (f *fanout) add(b Binding) bool {
 	return true
 }
 
+func (f *fanout) has(b Binding) bool { return hasBinding(f.list, b) }
+
 func (f *fanout) remove(b Binding) bool {
 	for i, e := range f.list {
 		if sameBinding(e, b) {

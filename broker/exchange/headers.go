@@ -24,6 +24,8 @@ func (h *headersRouter) add(b Binding) bool {
 	return true
 }
 
+func (h *headersRouter) has(b Binding) bool { return hasBinding(h.list, b) }
+
 func (h *headersRouter) remove(b Binding) bool {
 	for i, e := range h.list {
 		if sameBinding(e, b) {

@@ -35,7 +35,13 @@ func EncodedSize(m *Message) int {
 }
 
 // Decode parses an encoding made by AppendEncoded. The message does not alias rec.
-func Decode(rec []byte) (*Message, error) {
+func Decode(rec []byte) (*Message, error) { return decode(rec, false) }
+
+// DecodeOwned is Decode for a record the caller hands over: the message's properties and body
+// alias rec instead of a copy (a large message read back is not copied once more).
+func DecodeOwned(rec []byte) (*Message, error) { return decode(rec, true) }
+
+func decode(rec []byte, owned bool) (*Message, error) {
 	if len(rec) < 3 || rec[0] != recordVersion {
 		return nil, ErrBadRecord
 	}
@@ -56,9 +62,11 @@ func Decode(rec []byte) (*Message, error) {
 	if k <= 0 || uint64(len(p)-k) < pl {
 		return nil, ErrBadRecord
 	}
-	p = p[k:]
-	data := append([]byte(nil), p...) // props and body in one allocation
-	m, err := New(exchange, key, data[:pl:pl], data[pl:])
+	data := p[k:]
+	if !owned {
+		data = append([]byte(nil), data...) // props and body in one allocation
+	}
+	m, err := New(exchange, key, data[:pl:pl], data[pl:len(data):len(data)])
 	if err != nil {
 		return nil, ErrBadRecord
 	}

@@ -56,14 +56,21 @@ func (m *Message) Headers() amqp.Table {
 	return t
 }
 
+// MaxTTL is RabbitMQ's largest message TTL and queue expiry, in milliseconds (ten years):
+// the limit of the expiration property, x-message-ttl and x-expires.
+const MaxTTL = 315_360_000_000
+
 // ExpirationMillis parses the expiration property: ok false when absent; err when malformed
-// (RabbitMQ rejects a non-integer or negative expiration with PRECONDITION_FAILED).
+// or out of range, with RabbitMQ's 406 PRECONDITION_FAILED texts (its parse is
+// string:to_integer: an optional sign, digits, nothing after them; then 0 ≤ value ≤ MaxTTL).
+// A value is refused, never cut: one past the int64 range must not wrap into a deadline in
+// the past (issue 18).
 func (m *Message) ExpirationMillis() (ms int64, ok bool, err error) {
 	if m.Props.Flags&amqp.FlagExpiration == 0 {
 		return 0, false, nil
 	}
 	s := string(m.Props.Expiration)
-	// As RabbitMQ (string:to_integer): a leading integer, nothing after it, not negative.
+	prefix := func() string { return "invalid expiration '" + s + "': " } // errors only
 	i := 0
 	if i < len(s) && (s[i] == '-' || s[i] == '+') {
 		i++
@@ -73,17 +80,18 @@ func (m *Message) ExpirationMillis() (ms int64, ok bool, err error) {
 		j++
 	}
 	if j == i {
-		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': no_integer", s)
-	}
-	v, err := strconv.ParseInt(s[:j], 10, 64)
-	if err != nil {
-		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': no_integer", s)
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "%sno_integer", prefix())
 	}
 	if j < len(s) {
-		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': {leftover_string,\"%s\"}", s, s[j:])
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "%s", erlangPair(prefix(), "leftover_string", erlangList(s[j:])))
 	}
-	if v < 0 {
-		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid expiration '%s': {value_negative,%d}", s, v)
+	negative := s[0] == '-'
+	v, perr := strconv.ParseInt(s[:j], 10, 64) // fails only beyond 64 bits: out of range either way
+	switch {
+	case negative && (perr != nil || v < 0):
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "%s", erlangPair(prefix(), "value_negative", erlangInteger(true, s[i:j])))
+	case perr != nil || v > MaxTTL:
+		return 0, true, amqp.ChannelErr(amqp.PreconditionFailed, "%s", erlangPair(prefix(), "value_too_large", erlangInteger(false, s[i:j])))
 	}
 	return v, true, nil
 }

@@ -1,6 +1,9 @@
 package queue
 
-import "github.com/warrenmq/warren/amqp"
+import (
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+)
 
 // Config is a queue's effective behaviour from its arguments (and, later, policies): TTLs,
 // length limits, dead-lettering, priorities, single active consumer, delivery limit.
@@ -36,11 +39,13 @@ func argInt(v any) (int64, bool) { return amqp.IntValue(v) }
 // ParseConfig reads the arguments RabbitMQ understands (already validated by the vhost).
 func ParseConfig(args amqp.Table) Config {
 	c := Config{MessageTTL: -1, MaxLength: -1, MaxLengthBytes: -1, Overflow: DropHead, DeliveryLimit: -1}
+	// A policy may ask for more than RabbitMQ's ten years (arguments may not): hold it there,
+	// so that deadlines never overflow.
 	if n, ok := argInt(args["x-message-ttl"]); ok {
-		c.MessageTTL = n
+		c.MessageTTL = min(n, message.MaxTTL)
 	}
 	if n, ok := argInt(args["x-expires"]); ok {
-		c.Expires = n
+		c.Expires = min(n, message.MaxTTL)
 	}
 	if n, ok := argInt(args["x-max-length"]); ok {
 		c.MaxLength = n

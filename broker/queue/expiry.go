@@ -60,6 +60,7 @@ func (q *Queue) dropLocked(e Entry, reason string) {
 	if e.LogOffset != 0 {
 		q.retireLocked(e)
 	}
+	q.freedLocked(e)
 	if q.cfg.HasDLX && q.OnDeadLetter != nil {
 		q.dead = append(q.dead, DeadLetter{Msg: e.Msg, Reason: reason})
 	}

@@ -4,13 +4,14 @@ package queue
 
 // Info is a point-in-time view of a queue's state.
 type Info struct {
-	Ready         int   // messages ready for delivery, in memory and paged out
-	Unacked       int   // delivered, awaiting ack
-	Consumers     int   // attached consumers
-	ReadyBytes    int64 // body bytes of ready messages, in memory and paged out
-	PagedOut      int   // ready messages waiting in the spill on disk (counted in Ready)
-	PagedOutBytes int64 // their body bytes (counted in ReadyBytes)
-	Memory        int64 // estimated bytes of the ready messages held in memory
+	Ready         int    // messages ready for delivery, in memory and paged out
+	Unacked       int    // delivered, awaiting ack
+	Consumers     int    // attached consumers
+	ReadyBytes    int64  // body bytes of ready messages, in memory and paged out
+	PagedOut      int    // ready messages waiting in the spill on disk (counted in Ready)
+	PagedOutBytes int64  // their body bytes (counted in ReadyBytes)
+	Memory        int64  // estimated bytes of the ready messages held in memory
+	SpillLost     uint64 // messages that could not be read back from the spill (ever)
 	Deleted       bool
 }
 
@@ -21,7 +22,7 @@ func (q *Queue) Info() Info {
 	return Info{
 		Ready: q.ready.Len() + q.spill.count, Unacked: q.unacked, Consumers: len(q.consumers),
 		ReadyBytes: q.readyBytes + q.spill.bytes, PagedOut: q.spill.count, PagedOutBytes: q.spill.bytes,
-		Memory: q.memBytes, Deleted: q.deleted,
+		Memory: q.memBytes, SpillLost: q.stats.SpillLost.Load(), Deleted: q.deleted,
 	}
 }
 

@@ -99,6 +99,9 @@ type Queue struct {
 	OnUnused func(q *Queue)
 	// OnDeadLetter is called (without the lock) with messages dead-lettered by the queue.
 	OnDeadLetter func(q *Queue, dead []DeadLetter)
+	// OnSpillError is called (without the lock) when the queue's spill failed or messages
+	// could not be read back from it (see SpillError).
+	OnSpillError func(q *Queue, err *SpillError)
 
 	mu          sync.Mutex
 	ready       readyList
@@ -107,11 +110,14 @@ type Queue struct {
 	nextOffset  uint64
 	unacked     int
 	readyBytes  int64 // body bytes of ready messages in memory
+	largeBytes  int64 // of which in large messages (LargeMessage)
 	memBytes    int64 // estimated memory of ready messages (see Budget)
 	budget      *Budget
 	spill       spillState
 	hadConsumer bool
 	deleted     bool
+	// outOfService: deleted in memory while its log stays (OutOfService): acks still retire.
+	outOfService bool
 	// stream is set for x-queue-type stream: the log, retention and positions (stream.go).
 	stream *stream
 
@@ -152,6 +158,7 @@ type Stats struct {
 	Acked       atomic.Uint64
 	Gets        atomic.Uint64
 	Duplicates  atomic.Uint64 // dropped by deduplication
+	SpillLost   atomic.Uint64 // could not be read back from the spill
 }
 
 // New creates a queue.
@@ -203,6 +210,7 @@ func (q *Queue) Persists(m *message.Message) bool {
 // Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
 // When the message is written to the queue's log, pending is true and onDurable is called
 // (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
+// A publish without onDurable may wait for the log (see persistLocked), never under q.mu.
 func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus {
 	if q.stream != nil {
 		return q.publishStream(m, onDurable)
@@ -212,9 +220,19 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		q.mu.Unlock()
 		return PubDropped
 	}
+	status, wait := q.publishLocked(m, onDurable)
+	q.unlock()
+	if wait {
+		q.waitLog()
+	}
+	return status
+}
+
+// publishLocked is Publish under q.mu; wait asks the caller to wait for the log after
+// unlocking.
+func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (status PubStatus, wait bool) {
 	if q.cfg.Dedup && q.duplicateLocked(m) {
-		q.unlock()
-		return PubQueued // dropped, and confirmed: the first copy is in the queue or was consumed
+		return PubQueued, false // dropped, and confirmed: the first copy is in the queue or was consumed
 	}
 	e := Entry{Msg: m}
 	var now int64
@@ -226,36 +244,33 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 		if q.cfg.Overflow == RejectPublishDLX {
 			q.dropLocked(e, "maxlen")
 		}
-		q.unlock()
-		return PubRejected
+		return PubRejected, false
 	}
 	e.Offset = q.nextOffset
 	q.nextOffset++
 	q.stats.Published.Add(1)
-	status := PubQueued
+	status = PubQueued
+	var pending bool
 	// A message that is already expired (TTL 0) is delivered only if a consumer takes it now.
 	if (q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0) || (e.Expires != 0 && e.Expires <= now) {
-		if q.persistLocked(&e, onDurable) {
+		if pending, wait = q.persistLocked(&e, onDurable); pending {
 			status = PubPending
 		}
 		if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
-			q.unlock()
-			return status
+			return status, wait
 		}
 		if e.Expires != 0 && e.Expires <= now {
 			q.dropLocked(e, "expired")
-			q.unlock()
-			return status
+			return status, wait
 		}
-	} else if q.persistLocked(&e, onDurable) {
+	} else if pending, wait = q.persistLocked(&e, onDurable); pending {
 		status = PubPending
 	}
 	q.enqueueLocked(e)
 	q.enforceLimitsLocked()
 	q.dispatchLocked()
 	q.scheduleExpiryLocked()
-	q.unlock()
-	return status
+	return status, wait
 }
 
 // DeliveryPropsLocked returns the raw properties to deliver e with: the message's own, or for
@@ -293,11 +308,14 @@ func (q *Queue) retireLocked(e Entry) {
 	q.retired = append(q.retired, e.LogOffset)
 }
 
-// persistLocked writes e's message to the queue's log when it persists there; true when
-// onDurable will be called.
-func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
+// persistLocked writes e's message to the queue's log when it persists there. pending: onDurable
+// will be called. wait: nobody waits for these writes (no publisher confirm), and so much was
+// appended since the last wait that the publisher must now wait for the log (waitLog), after
+// releasing q.mu: the wait may last an fsync, and every consumer and publisher of the queue
+// needs the lock meanwhile.
+func (q *Queue) persistLocked(e *Entry, onDurable func(error)) (pending, wait bool) {
 	if !q.Persists(e.Msg) {
-		return false
+		return false, false
 	}
 	q.encBuf = AppendLogRecord(q.encBuf[:0], e.Msg, e.Expires)
 	var done func(uint64, error)
@@ -306,20 +324,24 @@ func (q *Queue) persistLocked(e *Entry, onDurable func(error)) bool {
 	}
 	e.LogOffset = q.log.Append(q.encBuf, done)
 	if onDurable == nil {
-		// Nobody waits for this write (no publisher confirm): bound what can pile up in memory
-		// ahead of the disk by waiting for the log now and then.
+		// Bound what can pile up in memory ahead of the disk.
 		q.logUnsync += int64(len(q.encBuf))
 		if q.logUnsync >= logSyncBytes {
 			q.logUnsync = 0
-			if sy, ok := q.log.(syncer); ok {
-				sy.Sync()
-			}
+			wait = true
 		}
 	}
 	if cap(q.encBuf) > 1<<20 {
 		q.encBuf = nil
 	}
-	return onDurable != nil
+	return onDurable != nil, wait
+}
+
+// waitLog waits until the queue's log has written what was appended so far. Without q.mu.
+func (q *Queue) waitLog() {
+	if sy, ok := q.log.(syncer); ok {
+		sy.Sync()
+	}
 }
 
 // rejectsLocked reports whether x-overflow reject-publish(-dlx) refuses a new message.
@@ -346,7 +368,9 @@ func (q *Queue) enforceLimitsLocked() {
 			return
 		}
 		if q.ready.Len() == 0 {
-			q.pageInLocked()
+			if q.pageInLocked(); q.ready.Len() == 0 {
+				continue // the spill's records could not be read: counted, and gone
+			}
 		}
 		q.dropLocked(q.popReadyLocked(), "maxlen")
 	}
@@ -355,6 +379,10 @@ func (q *Queue) enforceLimitsLocked() {
 // enqueueLocked adds a new message at the tail: in memory, or in the spill when over budget.
 func (q *Queue) enqueueLocked(e Entry) {
 	if q.shouldSpillLocked() && q.spillLocked(e) {
+		return
+	}
+	if q.spill.count > 0 { // the spill failed with messages in it: wait behind them
+		q.tailLocked(e)
 		return
 	}
 	q.pushReadyLocked(e)
@@ -379,8 +407,24 @@ func (q *Queue) Restore(m *message.Message, logOffset uint64, delivered bool, ex
 }
 
 // unlock writes the retirements and delivery marks gathered under the lock, then unlocks.
-// The log calls only queue records for the next commit, so they are cheap.
+// The log calls only queue records for the next commit, so they are cheap. A stream's
+// consumers that stopped at messages evicted from memory get them read back from the log
+// here, after unlocking (fetchStream), and dispatched.
 func (q *Queue) unlock() {
+	for {
+		var fetch []streamFetch
+		if q.stream != nil && len(q.stream.misses) > 0 && !q.deleted {
+			fetch = q.streamFetchesLocked()
+		}
+		q.unlockOnce()
+		if len(fetch) == 0 {
+			return
+		}
+		q.fetchStream(fetch) // returns with q.mu held
+	}
+}
+
+func (q *Queue) unlockOnce() {
 	if q.log != nil {
 		if len(q.retired) > 0 {
 			q.log.Retire(q.retired...)
@@ -395,9 +439,14 @@ func (q *Queue) unlock() {
 	q.dead = nil
 	expired := q.expired
 	q.expired = false
+	lost := q.spill.lost
+	q.spill.lost = nil
 	q.mu.Unlock()
 	if len(dead) > 0 {
 		q.OnDeadLetter(q, dead)
+	}
+	if lost != nil && q.OnSpillError != nil {
+		q.OnSpillError(q, lost)
 	}
 	if expired && q.OnUnused != nil {
 		q.OnUnused(q)
@@ -442,8 +491,11 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 				if e.LogOffset != 0 && !e.Redelivered {
 					q.delivered = append(q.delivered, e.LogOffset)
 				}
-			} else if e.LogOffset != 0 {
-				q.retireLocked(e)
+			} else {
+				if e.LogOffset != 0 {
+					q.retireLocked(e)
+				}
+				q.freedLocked(e)
 			}
 			q.stats.Delivered.Add(1)
 			if e.Redelivered {
@@ -512,12 +564,12 @@ func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
 	q.unacked -= len(es)
 	q.stats.Acked.Add(uint64(len(es)))
-	if q.log != nil && !q.deleted {
-		for _, e := range es {
-			if e.LogOffset != 0 {
-				q.retireLocked(e)
-			}
+	retire := q.log != nil && (!q.deleted || q.outOfService)
+	for _, e := range es {
+		if retire && e.LogOffset != 0 {
+			q.retireLocked(e)
 		}
+		q.freedLocked(e)
 	}
 	q.dispatchLocked()
 	q.unlock()
@@ -528,6 +580,9 @@ func (q *Queue) Ack(es []Entry) {
 func (q *Queue) Requeue(es []Entry) {
 	q.mu.Lock()
 	if q.deleted {
+		for _, e := range es {
+			q.freedLocked(e)
+		}
 		q.mu.Unlock()
 		return
 	}
@@ -697,6 +752,17 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 		s.c.Cancelled(q)
 	}
 	return n, nil
+}
+
+// OutOfService deletes the queue in memory (as Delete: consumers cancelled, publishes
+// dropped) but keeps its log as it is, so that a restart recovers its messages: for a queue
+// whose state no longer matches its log. Acks of messages delivered before still retire them
+// from the log.
+func (q *Queue) OutOfService() {
+	q.mu.Lock()
+	q.outOfService = true
+	q.mu.Unlock()
+	q.Delete(false, false)
 }
 
 // Deleted reports whether the queue was deleted.

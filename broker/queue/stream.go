@@ -3,6 +3,7 @@ package queue
 import (
 	"maps"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/warrenmq/warren/amqp"
@@ -22,7 +23,7 @@ import (
 // recStream, persistent or not, as RabbitMQ streams store everything; publisher confirms wait
 // for it. Recovery replays the live records. Messages stay in memory up to the queue's memory
 // bound (Budget.MaxQueueBytes); older ones are read back from the log when a consumer reaches
-// them (the log must then have Read, as *wal.Log has).
+// them (the log must then have Read, as *wal.Log has), a batch at a time and without q.mu.
 //
 // Retention works by segment, as RabbitMQ's: records are grouped into segments of
 // x-stream-max-segment-size-bytes, and on each append the oldest segments are dropped (their
@@ -43,7 +44,21 @@ type stream struct {
 
 	cached    int64  // memory of the messages held in recs (memSize)
 	cacheFrom uint64 // records below this offset were evicted from memory (read from the log)
+
+	// Evicted messages are read back from the log without q.mu (a read can wait behind the
+	// log's fsync): dispatch notes where a consumer stopped at an evicted record (misses), the
+	// next unlock reads a batch from there (streamFetchesLocked, fetchStream) into loaded and
+	// dispatches again. loaded keeps what some consumer reaches within streamReadBatch.
+	misses   []uint64
+	loaded   map[uint64]*message.Message // stream offset → message; nil: unreadable, skipped
+	fetching bool                        // a read-back is running: it dispatches when done
 }
+
+// streamReadBatch is how many evicted records one read-back takes from a consumer's position.
+const streamReadBatch = 64
+
+// streamFetch is an evicted record to read back from the log.
+type streamFetch struct{ off, logOff uint64 }
 
 // streamRec is one message of the stream.
 type streamRec struct {
@@ -200,27 +215,108 @@ func (q *Queue) evictStreamLocked() {
 	}
 }
 
-// entryLocked returns the delivery of the message at off: the message with the header
+// streamEntryLocked returns the delivery of the message at off: the message with the header
 // x-stream-offset, Offset set to off and no LogOffset (an ack retires nothing). ok is false
-// when the message cannot be read back from the log (it is skipped).
+// when the message is not there to deliver: evicted and not read back yet (see
+// streamMissingLocked), or unreadable from the log (it is skipped).
 func (q *Queue) streamEntryLocked(off uint64) (Entry, bool) {
 	s := q.stream
-	r := &s.recs[off-s.first]
-	m := r.msg
+	m := s.recs[off-s.first].msg
 	if m == nil {
-		rd, ok := q.log.(streamReader)
-		if !ok {
-			return Entry{}, false
-		}
-		b, err := rd.Read(r.logOff)
-		if err != nil {
-			return Entry{}, false
-		}
-		if _, _, m, err = decodeStreamRecord(b); err != nil {
+		if m = s.loaded[off]; m == nil {
 			return Entry{}, false
 		}
 	}
 	return Entry{Msg: withStreamOffset(m, off), Offset: off}, true
+}
+
+// streamMissingLocked reports whether the message at off must first be read back from the log.
+func (q *Queue) streamMissingLocked(off uint64) bool {
+	s := q.stream
+	if s.recs[off-s.first].msg != nil {
+		return false
+	}
+	if _, ok := q.log.(streamReader); !ok {
+		return false // nothing to read it from: skipped
+	}
+	_, ok := s.loaded[off]
+	return !ok
+}
+
+// streamFetchesLocked takes the evicted records to read back for the consumers that stopped
+// at one: up to streamReadBatch from each such position. None while another read-back runs:
+// that one dispatches again when it is done, and reads what is still missing then.
+func (q *Queue) streamFetchesLocked() []streamFetch {
+	s := q.stream
+	if s.fetching {
+		s.misses = s.misses[:0]
+		return nil
+	}
+	slices.Sort(s.misses)
+	var fs []streamFetch
+	for _, m := range s.misses {
+		if n := len(fs); n > 0 && fs[n-1].off >= m {
+			continue
+		}
+		for off, n := max(m, s.first), 0; off < s.next && n < streamReadBatch; off, n = off+1, n+1 {
+			r := &s.recs[off-s.first]
+			if r.msg != nil {
+				break // evicted records are the oldest ones: the rest is in memory
+			}
+			if _, ok := s.loaded[off]; !ok {
+				fs = append(fs, streamFetch{off, r.logOff})
+			}
+		}
+	}
+	s.misses = s.misses[:0]
+	s.fetching = len(fs) > 0
+	return fs
+}
+
+// fetchStream reads the records of fs from the log, without q.mu, then takes q.mu, keeps them
+// for the consumers (dropping read-back messages every consumer is past) and dispatches. It
+// returns with q.mu held.
+func (q *Queue) fetchStream(fs []streamFetch) {
+	rd := q.log.(streamReader) // misses are noted only when it is one
+	ms := make([]*message.Message, len(fs))
+	for i, f := range fs {
+		if b, err := rd.Read(f.logOff); err == nil {
+			if _, _, m, err := decodeStreamRecord(b); err == nil {
+				ms[i] = m
+			}
+		}
+	}
+	q.mu.Lock()
+	s := q.stream
+	s.fetching = false
+	if q.deleted {
+		return
+	}
+	// Keep what a consumer reaches within its next streamReadBatch messages: a consumer that
+	// waits (no credit) holds at most that much in memory, however far the others read.
+	at := make([]uint64, 0, len(q.consumers))
+	for _, sl := range q.consumers {
+		at = append(at, sl.offset)
+	}
+	slices.Sort(at)
+	wanted := func(off uint64) bool {
+		i, _ := slices.BinarySearch(at, off+1) // at[i-1] is the last position <= off
+		return off >= s.first && i > 0 && off < at[i-1]+streamReadBatch
+	}
+	for off := range s.loaded {
+		if !wanted(off) {
+			delete(s.loaded, off)
+		}
+	}
+	if s.loaded == nil {
+		s.loaded = make(map[uint64]*message.Message, len(fs))
+	}
+	for i, f := range fs {
+		if wanted(f.off) {
+			s.loaded[f.off] = ms[i]
+		}
+	}
+	q.dispatchLocked()
 }
 
 // withStreamOffset returns a copy of m whose headers carry x-stream-offset (a long), as
@@ -251,6 +347,10 @@ func (q *Queue) dispatchStreamLocked() {
 			sl.offset = s.first // retention dropped what it had not read yet
 		}
 		for sl.offset < s.next {
+			if q.streamMissingLocked(sl.offset) {
+				s.misses = append(s.misses, sl.offset) // read back at the next unlock
+				break
+			}
 			e, ok := q.streamEntryLocked(sl.offset)
 			if !ok {
 				sl.offset++

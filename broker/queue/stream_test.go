@@ -553,3 +553,32 @@ func BenchmarkStream_Deliver(b *testing.B) {
 		})
 	}
 }
+
+// Messages read back from the log are kept only while a consumer is about to reach them: a
+// consumer without credit holds one read batch in memory while another reads the whole
+// backlog, and each still gets every message in order.
+func TestStream_ReadBackKeepsOnlyWhatConsumersNeed(t *testing.T) {
+	l := newMemLog()
+	q := New("s", Options{Durable: true, Args: streamArgs()})
+	q.SetLog(l)
+	q.SetBudget(&Budget{MaxQueueBytes: 4000}) // about 10 messages in memory
+	publishN(t, q, 1000)
+	waiting := &fakeConsumer{tag: "waiting", credit: 0}
+	reading := &fakeConsumer{tag: "reading", credit: -1}
+	q.AddStreamConsumer(waiting, consumeArgs("first"), nil)
+	q.AddStreamConsumer(reading, consumeArgs("first"), nil)
+	if got := offsets(t, reading.got); !sameOffsets(got, span(0, 1000)) {
+		t.Fatalf("reading consumer got %v", got)
+	}
+	q.mu.Lock()
+	held := len(q.stream.loaded)
+	waiting.credit = -1
+	q.mu.Unlock()
+	if held > 2*streamReadBatch {
+		t.Fatalf("%d read-back messages held, want at most %d", held, 2*streamReadBatch)
+	}
+	q.Kick()
+	if got := offsets(t, waiting.got); !sameOffsets(got, span(0, 1000)) {
+		t.Fatalf("waiting consumer got %v", got)
+	}
+}

@@ -29,8 +29,9 @@ type Channel struct {
 		key       string
 		mandatory bool
 		size      uint64
-		data      []byte // properties then body, one allocation
+		data      []byte // properties then body, one allocation of the announced size
 		propsLen  int
+		inflight  int64 // a large body's size, counted in the memory budget until published
 	}
 	router vhost.Router
 
@@ -79,13 +80,7 @@ func (ch *Channel) ID() uint16 { return ch.id }
 
 func (ch *Channel) handleFrame(f amqp.Frame) error {
 	if ch.closing {
-		if f.Type == amqp.FrameMethod && len(f.Payload) >= 4 && f.Payload[1] == 20 && (f.Payload[3] == 40 || f.Payload[3] == 41) {
-			if f.Payload[3] == 40 {
-				ch.c.send(ch.id, &amqp.ChannelCloseOk{})
-			}
-			ch.c.dropChannel(ch.id)
-		}
-		return nil // spec 4.2.2.1: discard frames on a closing channel
+		return ch.handleClosingFrame(f)
 	}
 	var err error
 	switch f.Type {
@@ -107,6 +102,28 @@ func (ch *Channel) handleFrame(f amqp.Frame) error {
 		return err
 	}
 	ch.closeWithError(ae)
+	return nil
+}
+
+// handleClosingFrame handles a frame on a channel we closed (spec 1.5.2.5: after sending
+// channel.close, discard every frame but channel.close and close-ok). The channel ends with
+// the client's close-ok. A channel.close means the client closed the channel at the same
+// time as we did: it gets its close-ok, and the channel still waits for the close-ok to ours
+// (RabbitMQ does the same; freeing the number now would make that close-ok a frame on an
+// unopened channel, a connection error). channel.open is a 504 connection error, as RabbitMQ
+// answers it on a channel still in use.
+func (ch *Channel) handleClosingFrame(f amqp.Frame) error {
+	if f.Type != amqp.FrameMethod || len(f.Payload) < 4 || f.Payload[0] != 0 || f.Payload[1] != 20 || f.Payload[2] != 0 {
+		return nil
+	}
+	switch f.Payload[3] {
+	case 10:
+		return &amqp.Error{Code: amqp.ChannelError, Text: "CHANNEL_ERROR - second 'channel.open' seen", ClassID: 20, MethodID: 10, Scope: amqp.ScopeConnection}
+	case 40:
+		ch.c.send(ch.id, &amqp.ChannelCloseOk{})
+	case 41:
+		ch.c.dropChannel(ch.id)
+	}
 	return nil
 }
 
@@ -469,11 +486,20 @@ func (ch *Channel) handleHeader(payload []byte) error {
 	ch.pub.header = true
 	ch.pub.size = h.BodySize
 	ch.pub.propsLen = len(h.RawProps)
-	capacity := len(h.RawProps) + int(min(h.BodySize, 1<<20))
+	// One buffer of the announced size, never grown: a large one only once its first body
+	// frame arrives (a header alone costs nothing), and counted in the node's memory budget
+	// until the message is published.
+	capacity := len(h.RawProps)
+	if h.BodySize < queue.LargeMessage {
+		capacity += int(h.BodySize)
+	} else if b := ch.c.env.Budget; b != nil {
+		ch.pub.inflight = int64(h.BodySize)
+		b.AddInflight(ch.pub.inflight)
+	}
 	ch.pub.data = make([]byte, len(h.RawProps), capacity)
 	copy(ch.pub.data, h.RawProps)
 	if h.BodySize == 0 {
-		return ch.publishAssembled()
+		return publishErr(ch.publishAssembled())
 	}
 	return nil
 }
@@ -489,9 +515,14 @@ func (ch *Channel) handleBody(payload []byte) error {
 	if have+uint64(len(payload)) > ch.pub.size {
 		return amqp.ConnErr(amqp.FrameError, "body frames exceed the content header's body size %d", ch.pub.size)
 	}
+	if need := ch.pub.propsLen + int(ch.pub.size); cap(ch.pub.data) < need {
+		data := make([]byte, len(ch.pub.data), need) // a large body's buffer (handleHeader)
+		copy(data, ch.pub.data)
+		ch.pub.data = data
+	}
 	ch.pub.data = append(ch.pub.data, payload...)
 	if have+uint64(len(payload)) == ch.pub.size {
-		return ch.publishAssembled()
+		return publishErr(ch.publishAssembled())
 	}
 	return nil
 }
@@ -504,11 +535,20 @@ func publishErr(err error) error {
 	return err
 }
 
+// dropInflight releases a large body's place in the memory budget (published, or abandoned).
+func (ch *Channel) dropInflight() {
+	if ch.pub.inflight != 0 {
+		ch.c.env.Budget.AddInflight(-ch.pub.inflight)
+		ch.pub.inflight = 0
+	}
+}
+
 func (ch *Channel) publishAssembled() error {
 	p := &ch.pub
 	p.active, p.header = false, false
 	data := p.data
 	p.data = nil
+	ch.dropInflight() // from here the message counts where it goes (queues, or nowhere)
 	msg, err := message.New(p.exchange, p.key, data[:p.propsLen:p.propsLen], data[p.propsLen:])
 	if err != nil {
 		return err
@@ -529,7 +569,7 @@ func (ch *Channel) publishAssembled() error {
 			return err
 		}
 	}
-	ch.count(StatPublish, 1)
+	ch.countPublish()
 	if ch.tx {
 		// Check the exchange now, as RabbitMQ does, so the error comes with the publish.
 		ch.router.NoDedup = true
@@ -546,8 +586,17 @@ func (ch *Channel) publishAssembled() error {
 	if ch.confirm {
 		seq = ch.cf.next()
 		ch.markDirty()
+		if testHookSeq != nil {
+			testHookSeq(seq)
+		}
 	}
-	return ch.route(msg, p.mandatory, seq)
+	if err := ch.route(msg, p.mandatory, seq); err != nil {
+		return err // never confirmed: the channel closes
+	}
+	if seq != 0 {
+		ch.cf.routed.Store(seq) // answered from now on, unless route registered it waiting or nacked
+	}
+	return nil
 }
 
 // route delivers msg to the queues it routes to, or returns it (mandatory) when none. In
@@ -601,8 +650,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	}
 	if rejected && seq != 0 {
 		if w == nil {
-			ch.cf.wait(seq)
-			ch.confirmDurable(seq, false)
+			ch.cf.nack(seq)
 		} else {
 			w.err.Store(true)
 		}
@@ -611,6 +659,9 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		w.done(nil)
 	}
 	clear(ch.router.Queues)
+	if routed {
+		ch.countRouted()
+	}
 	if !routed && !mandatory {
 		ch.count(StatDropUnroutable, 1)
 	}
@@ -646,7 +697,7 @@ func (ch *Channel) sendReturn(msg *message.Message) {
 	c := ch.c
 	c.outMu.Lock()
 	c.out = amqp.AppendMethodFrame(c.out, ch.id, &amqp.BasicReturn{ReplyCode: uint16(amqp.NoRoute), ReplyText: "NO_ROUTE", Exchange: msg.Exchange, RoutingKey: msg.RoutingKey})
-	c.out = amqp.AppendContent(c.out, ch.id, msg.RawProps, msg.Body, c.frameMax)
+	c.appendContentLocked(ch.id, msg.RawProps, msg.Body)
 	c.outMu.Unlock()
 	c.kick()
 }
@@ -698,6 +749,12 @@ func (ch *Channel) commit() error {
 				wg.Done()
 			}
 			routed = routed || st != queue.PubDropped
+		}
+		if routed {
+			ch.countRouted()
+		}
+		if !routed && !p.mandatory {
+			ch.count(StatDropUnroutable, 1)
 		}
 		if !routed && p.mandatory {
 			ch.sendReturn(p.msg)
@@ -823,7 +880,7 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	tag := ch.nextTag
 	c.outMu.Lock()
 	c.out = amqp.AppendBasicGetOk(c.out, ch.id, tag, e.Redelivered, e.Msg.Exchange, e.Msg.RoutingKey, uint32(remaining))
-	c.out = amqp.AppendContent(c.out, ch.id, props, e.Msg.Body, c.frameMax)
+	c.appendContentLocked(ch.id, props, e.Msg.Body)
 	c.outMu.Unlock()
 	if !m.NoAck {
 		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
@@ -1036,6 +1093,8 @@ func (ch *Channel) requeueAll() {
 // them: a consumer that takes over (single active consumer) then sees them in their original
 // positions, before newer messages, as in RabbitMQ.
 func (ch *Channel) release() {
+	ch.dropInflight()
+	ch.pub.data = nil
 	ch.cancelReplyTo()
 	ch.cf.mu.Lock()
 	ch.cf.closed = true // confirms still waiting for disk are dropped, as RabbitMQ does

@@ -10,18 +10,29 @@ import (
 
 // confirms tracks publisher confirms on a channel in confirm mode (RabbitMQ's extension,
 // confirm.select). Each publish gets the next sequence number. A publish that was written to
-// no queue log is confirmed at once; one written to queue logs waits until every log has it on
-// disk (pubWait counts them down from the logs' commit goroutine). flush sends one
-// basic.ack multiple=true for the longest confirmed prefix, so confirms coalesce; a failed
-// write is nacked individually.
+// no queue log is confirmed once it is routed; one written to queue logs waits until every log
+// has it on disk (pubWait counts them down from the logs' commit goroutine). flush sends one
+// basic.ack multiple=true for the longest answered prefix, so confirms coalesce; a failed or
+// refused publish is nacked individually.
+//
+// A sequence number is answered only once it is routed (routed) and no longer waiting. The
+// reader registers a publish as waiting, or as nacked, before it advances routed past it, so a
+// flush from a log's commit goroutine, which may run at any moment, never answers a publish
+// that is still being routed, and never one whose routing failed (the channel closes instead).
 type confirms struct {
+	seq    uint64        // last sequence number assigned (reader goroutine only)
+	routed atomic.Uint64 // every sequence number <= routed has been routed (written by the reader)
+
 	mu      sync.Mutex
-	seq     uint64   // last sequence number assigned
 	sent    uint64   // every sequence number <= sent has been answered
-	waiting []uint64 // assigned, not yet durable, ascending
-	nacked  []uint64 // durable writes that failed, ascending, not yet answered
+	waiting []uint64 // routed to queue logs, not yet durable, ascending
+	nacked  []uint64 // refused or failed writes, ascending, not yet answered
 	closed  bool     // the channel is gone: late log completions send nothing (its id may be reused)
 }
+
+// testHookSeq, when set (tests only), runs on the reader right after a publish got its
+// sequence number, before it is routed.
+var testHookSeq func(seq uint64)
 
 // pubWait counts down the queue logs a publish waits for.
 type pubWait struct {
@@ -42,19 +53,23 @@ func (w *pubWait) done(err error) {
 	}
 }
 
-// next assigns the next sequence number.
+// next assigns the next sequence number (reader goroutine).
 func (cf *confirms) next() uint64 {
-	cf.mu.Lock()
 	cf.seq++
-	s := cf.seq
-	cf.mu.Unlock()
-	return s
+	return cf.seq
 }
 
-// wait marks seq as waiting for durability.
+// wait marks seq as waiting for durability; before routed passes it.
 func (cf *confirms) wait(seq uint64) {
 	cf.mu.Lock()
 	cf.waiting = append(cf.waiting, seq)
+	cf.mu.Unlock()
+}
+
+// nack marks seq, the latest sequence number, as refused; before routed passes it.
+func (cf *confirms) nack(seq uint64) {
+	cf.mu.Lock()
+	cf.nacked = append(cf.nacked, seq) // every other entry is an earlier publish's
 	cf.mu.Unlock()
 }
 
@@ -91,8 +106,8 @@ func (ch *Channel) flushConfirmsLocked() {
 	if cf.closed {
 		return
 	}
-	limit := cf.seq
-	if len(cf.waiting) > 0 {
+	limit := cf.routed.Load()
+	if len(cf.waiting) > 0 && cf.waiting[0] <= limit {
 		limit = cf.waiting[0] - 1
 	}
 	if limit <= cf.sent {

@@ -1,11 +1,11 @@
 package session
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,14 +49,19 @@ type Conn struct {
 
 	outMu     sync.Mutex
 	out       []byte
+	refs      []outRef       // large bodies written from their messages (outbuf.go)
+	refBytes  int            // their bytes, counted with out against OutBufferLimit
 	blocked   []*queue.Queue // queues refused for a full buffer, kicked after the next write
 	outClosed bool
 
-	wmu   sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
-	spare []byte     // guarded by wmu
-	wake  chan struct{}
-	done  chan struct{} // closed when the reader finishes: stops the writer
-	shut  chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
+	wmu       sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
+	spare     []byte     // guarded by wmu, as the rest of this group
+	spareRefs []outRef
+	segs      [][]byte // writeOut's scratch
+	scratch   []byte   // writeCoalesced's
+	wake      chan struct{}
+	done      chan struct{} // closed when the reader finishes: stops the writer
+	shut      chan struct{} // closed by Shutdown: wakes a reader blocked by an alarm
 	// unconfirmed is the size of this connection's publishes waiting for their log writes;
 	// over Env.MaxUnconfirmedBytes the reader stops reading until the logs catch up.
 	unconfirmed     atomic.Int64
@@ -64,6 +69,8 @@ type Conn struct {
 	shutOnce        sync.Once
 	writerWG        sync.WaitGroup
 	lastSend        atomic.Int64 // unix nanos of the last write (heartbeat decisions)
+	hb              heartbeats
+	readPaused      atomic.Bool // the reader waits (alarm, unconfirmed writes): heartbeats are not missed
 
 	// Counters for management.
 	RecvBytes atomic.Uint64
@@ -106,16 +113,34 @@ func (c *Conn) Remote() string { return c.remote }
 // ClientProperties returns the client's properties from connection.start-ok.
 func (c *Conn) ClientProperties() amqp.Table { return c.clientProps }
 
-// write writes buf to the socket (with raw syscalls on TCP, see readPacer.sysWrite).
+// write writes buf to the socket (with raw syscalls on TCP, see readPacer.sysWrite). A socket
+// that takes no byte for the pacer's send timeout fails the write (errSendTimeout).
 func (c *Conn) write(buf []byte) (int, error) {
-	if c.pacer != nil && c.pacer.raw != nil {
-		return c.pacer.sysWrite(buf)
+	p := c.pacer
+	switch {
+	case p.raw != nil:
+		return p.sysWrite(buf)
+	case p.inner != nil && p.inner.raw != nil, p.sendTimeout <= 0:
+		return c.nc.Write(buf) // TLS over a paced TCP connection: its writes bound the wait
 	}
-	return c.nc.Write(buf)
+	// Other connections (TLS without a paced connection below, pipes): a deadline per chunk.
+	done := 0
+	for done < len(buf) {
+		c.nc.SetWriteDeadline(time.Now().Add(p.sendTimeout))
+		n, err := c.nc.Write(buf[done:min(len(buf), done+rawWriteChunk)])
+		done += n
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = errSendTimeout
+			}
+			return done, err
+		}
+	}
+	return done, nil
 }
 
-// countingReader counts received bytes; the writer's heartbeat tick watches the count to drop
-// a client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
+// countingReader counts received bytes; the heartbeat timer watches the count to drop a
+// client silent for two heartbeat intervals (spec 4.2.7), so reads need no deadline.
 // Reads go through the connection's read pacer (readpace.go).
 type countingReader struct{ c *Conn }
 
@@ -138,12 +163,19 @@ func (c *Conn) Serve() {
 		}
 		return
 	}
-	if c.env.Registered != nil {
-		c.env.Registered(c)
+	if c.env.Registered != nil && !c.env.Registered(c) {
+		c.handshakeFail(ShutdownError())
+		if c.env.Unregistered != nil {
+			c.env.Unregistered(c)
+		}
+		return
 	}
+	c.pacer.setSendTimeout(max(0, c.env.SendTimeout))
+	c.startHeartbeats()
 	c.writerWG.Add(1)
 	go c.writeLoop()
 	err := c.readLoop()
+	c.stopHeartbeats()
 	c.teardown()
 	close(c.done)
 	c.writerWG.Wait()
@@ -164,7 +196,7 @@ func (c *Conn) handshake() error {
 	if err := c.fr.ReadProtocolHeader(&h); err != nil {
 		return err
 	}
-	if !bytes.Equal(h[:], amqp.ProtocolHeader) {
+	if !amqp.SpeaksProtocol(h[:]) {
 		c.nc.Write(amqp.ProtocolHeader)
 		return errors.New("session: bad protocol header")
 	}
@@ -291,7 +323,11 @@ func (c *Conn) readHandshakeMethod() (amqp.Method, error) {
 		if f.Type != amqp.FrameMethod || f.Channel != 0 {
 			return nil, c.handshakeFail(amqp.ConnErr(amqp.UnexpectedFrame, "expected method frame on channel 0 during handshake"))
 		}
-		return amqp.DecodeMethod(f.Payload)
+		m, err := amqp.DecodeMethod(f.Payload)
+		if errors.Is(err, amqp.ErrMalformedUTF8) && c.frameMax != 0 {
+			return nil, c.handshakeFail(err) // connection.open: RabbitMQ sends connection.close
+		}
+		return m, err
 	}
 }
 
@@ -361,6 +397,8 @@ func (c *Conn) readLoop() error {
 			return c.drainUntilCloseOk()
 		}
 		if done {
+			c.nc.SetReadDeadline(time.Now().Add(closeLinger))
+			c.discardUntilEOF()
 			return nil
 		}
 		if c.fr.Buffered() == 0 {
@@ -369,7 +407,8 @@ func (c *Conn) readLoop() error {
 	}
 }
 
-// drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close.
+// drainUntilCloseOk waits (bounded) for connection.close-ok after we sent connection.close,
+// discarding what comes before it, then for the client to close its socket.
 func (c *Conn) drainUntilCloseOk() error {
 	c.pacer.stop()
 	c.flushNow()
@@ -377,13 +416,40 @@ func (c *Conn) drainUntilCloseOk() error {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			var ae *amqp.Error
+			if errors.As(err, &ae) {
+				c.discardUntilEOF() // frames we cannot parse: read on as bytes, still bounded
+			}
 			return nil
 		}
 		if f.Type == amqp.FrameMethod && f.Channel == 0 && len(f.Payload) >= 4 && f.Payload[1] == 10 && (f.Payload[3] == 51 || f.Payload[3] == 50) {
 			if f.Payload[3] == 50 {
 				c.send(0, &amqp.ConnectionCloseOk{})
+				c.flushNow()
 			}
+			c.discardUntilEOF()
 			return nil
+		}
+	}
+}
+
+// closeLinger bounds how long a connection whose close handshake is over keeps reading until
+// its client closes the socket.
+const closeLinger = 5 * time.Second
+
+// discardUntilEOF reads and drops what the client still sends until it closes its socket or
+// the read deadline passes. Closing a socket with unread bytes makes the kernel reset the
+// connection, and a client still writing frames it had buffered (amqplib may send
+// connection.close ahead of them) then fails with EPIPE or ECONNRESET, or loses the close-ok
+// it was about to read. RabbitMQ too waits for the client to close first.
+func (c *Conn) discardUntilEOF() {
+	c.stopHeartbeats() // nothing more goes out after the close handshake
+	c.pacer.stop()
+	buf := make([]byte, 16<<10)
+	r := countingReader{c}
+	for {
+		if _, err := r.Read(buf); err != nil {
+			return
 		}
 	}
 }
@@ -399,13 +465,22 @@ func (c *Conn) closeWithError(err error) {
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
 }
 
+// ShutdownError is the error that refuses a connection completing its handshake while the
+// broker shuts down (320, as RabbitMQ closes its connections then).
+func ShutdownError() error {
+	return &amqp.Error{Code: amqp.ConnectionForced, Text: "CONNECTION_FORCED - " + shutdownReason, Scope: amqp.ScopeConnection}
+}
+
+const shutdownReason = "broker forced connection closure with reason 'shutdown'"
+
 // Shutdown asks the connection to close with 320 CONNECTION_FORCED (broker shutdown or an
 // operator's request); safe from any goroutine. The reader ends when the client answers or the
 // socket closes after a grace period.
 func (c *Conn) Shutdown(reason string) {
 	c.shutOnce.Do(func() { close(c.shut) })
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(amqp.ConnectionForced), ReplyText: "CONNECTION_FORCED - " + reason})
-	c.flushNow()
+	// The writer sends it (not flushNow here: a writer stuck on a client that does not read
+	// holds wmu until its send timeout, and Close shuts connections down one after another).
 	go func() {
 		select {
 		case <-c.done:
@@ -428,6 +503,8 @@ func (c *Conn) unconfirmedDone(size int64) {
 // waitUnconfirmed blocks the reader while the connection's publishes waiting for disk exceed
 // the bound (credit flow, as RabbitMQ's: the client is throttled by TCP, nothing is refused).
 func (c *Conn) waitUnconfirmed() {
+	c.readPaused.Store(true)
+	defer c.readPaused.Store(false)
 	for c.unconfirmed.Load() > int64(c.env.MaxUnconfirmedBytes) {
 		select {
 		case <-c.unconfirmedWake:
@@ -450,6 +527,8 @@ func (c *Conn) waitAlarm() {
 		c.send(0, &amqp.ConnectionBlocked{Reason: "low on " + reason})
 	}
 	c.log.Debug().Str("reason", reason).Msg("connection blocked by alarm")
+	c.readPaused.Store(true)
+	defer c.readPaused.Store(false)
 	for reason != "" {
 		select {
 		case <-cleared:
@@ -598,51 +677,32 @@ func (c *Conn) flushNow() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.outMu.Lock()
-	buf := c.out
-	c.out = nil
+	buf, refs := c.takeOutLocked(nil, nil)
 	c.outMu.Unlock()
 	if len(buf) > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		c.nc.Write(buf)
-		c.SentBytes.Add(uint64(len(buf)))
+		timeout := c.pacer.sendTimeout
+		c.pacer.setSendTimeout(2 * time.Second) // just before closing: do not wait long
+		n, _ := c.writeOut(buf, refs)
+		c.pacer.setSendTimeout(timeout)
+		c.SentBytes.Add(uint64(n))
 	}
 }
 
 // writeLoop drains the outbound buffer: everything appended while the previous write ran goes
-// out in the next single write. It also sends heartbeats when nothing else was sent.
+// out in the next single write. A write that the client does not take for the send timeout
+// closes the connection (the reader then ends it and requeues its unacked messages).
 func (c *Conn) writeLoop() {
 	defer c.writerWG.Done()
-	var tick <-chan time.Time
-	hb := time.Duration(c.heartbeat) * time.Second
-	if c.heartbeat > 0 {
-		t := time.NewTicker(hb / 2)
-		defer t.Stop()
-		tick = t.C
-	}
-	lastRecv, lastRecvAt := c.RecvBytes.Load(), time.Now()
 	for {
 		stop := false
 		select {
 		case <-c.wake:
-		case now := <-tick:
-			if n := c.RecvBytes.Load(); n != lastRecv {
-				lastRecv, lastRecvAt = n, now
-			} else if now.Sub(lastRecvAt) >= 2*hb {
-				c.log.Debug().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats, closing")
-				c.nc.Close() // the reader sees the error and ends the connection
-			}
-			if time.Since(time.Unix(0, c.lastSend.Load())) >= hb/2 {
-				c.outMu.Lock()
-				c.out = amqp.AppendHeartbeat(c.out)
-				c.outMu.Unlock()
-			}
 		case <-c.done:
 			stop = true
 		}
 		c.wmu.Lock()
 		c.outMu.Lock()
-		buf := c.out
-		c.out = c.spare[:0]
+		buf, refs := c.takeOutLocked(c.spare[:0], c.spareRefs[:0])
 		blocked := c.blocked
 		c.blocked = nil
 		if stop {
@@ -651,12 +711,15 @@ func (c *Conn) writeLoop() {
 		c.outMu.Unlock()
 		if len(buf) > 0 {
 			if stop {
-				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				c.pacer.setSendTimeout(2 * time.Second) // the last words: do not linger
 			}
-			n, err := c.write(buf)
+			n, err := c.writeOut(buf, refs)
 			c.SentBytes.Add(uint64(n))
 			c.lastSend.Store(time.Now().UnixNano())
 			if err != nil {
+				if errors.Is(err, errSendTimeout) && !stop {
+					c.log.Warn().Dur("send_timeout", c.env.SendTimeout).Int("written", n).Msg("client stopped reading, closing")
+				}
 				c.nc.Close() // the reader sees the error and ends the connection
 				stop = true
 			}
@@ -665,6 +728,12 @@ func (c *Conn) writeLoop() {
 			c.spare = buf[:0]
 		} else {
 			c.spare = nil
+		}
+		clear(refs) // the bodies are written: do not keep them alive
+		if cap(refs) <= 4096 {
+			c.spareRefs = refs[:0]
+		} else {
+			c.spareRefs = nil
 		}
 		c.wmu.Unlock()
 		for _, q := range blocked {
@@ -678,13 +747,74 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// heartbeats is the connection's heartbeat timer (spec 4.2.7). It runs apart from the writer,
+// which may be stuck on a client that does not read: every half interval it queues a heartbeat
+// when nothing else went out, and it closes the socket once the client has sent nothing for
+// two intervals (RabbitMQ: "missed heartbeats from client").
+type heartbeats struct {
+	mu         sync.Mutex
+	t          *time.Timer
+	stopped    bool
+	lastRecv   uint64
+	lastRecvAt time.Time
+}
+
+func (c *Conn) startHeartbeats() {
+	if c.heartbeat == 0 {
+		return
+	}
+	h := &c.hb
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastRecv, h.lastRecvAt = c.RecvBytes.Load(), time.Now()
+	h.t = time.AfterFunc(time.Duration(c.heartbeat)*time.Second/2, c.heartbeatTick)
+}
+
+func (c *Conn) heartbeatTick() {
+	h := &c.hb
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
+	}
+	hb := time.Duration(c.heartbeat) * time.Second
+	now := time.Now()
+	if n := c.RecvBytes.Load(); n != h.lastRecv || c.readPaused.Load() {
+		// Bytes came in, or we are not reading (a blocked connection: RabbitMQ pauses its
+		// heartbeat monitor then too).
+		h.lastRecv, h.lastRecvAt = n, now
+	} else if now.Sub(h.lastRecvAt) >= 2*hb {
+		c.log.Warn().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats from client, closing")
+		c.nc.Close() // the reader sees the error and ends the connection
+		return
+	}
+	if now.Sub(time.Unix(0, c.lastSend.Load())) >= hb/2 {
+		c.outMu.Lock()
+		c.out = amqp.AppendHeartbeat(c.out)
+		c.outMu.Unlock()
+		c.kick()
+	}
+	h.t.Reset(hb / 2)
+}
+
+// stopHeartbeats stops the timer; no tick runs once it returns.
+func (c *Conn) stopHeartbeats() {
+	h := &c.hb
+	h.mu.Lock()
+	h.stopped = true
+	if h.t != nil {
+		h.t.Stop()
+	}
+	h.mu.Unlock()
+}
+
 // outFullLocked reports whether the outbound buffer is over its limit; with outMu held.
 // The queue is remembered and kicked once the buffer drains.
 func (c *Conn) outFullLocked(q *queue.Queue) bool {
 	if c.outClosed {
 		return true
 	}
-	if len(c.out) < c.env.OutBufferLimit {
+	if len(c.out)+c.refBytes < c.env.OutBufferLimit {
 		return false
 	}
 	for _, b := range c.blocked {

@@ -46,7 +46,7 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 	tag := ch.nextTag
 	m := e.Msg
 	c.out = amqp.AppendBasicDeliver(c.out, ch.id, cs.tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
-	c.out = amqp.AppendContent(c.out, ch.id, q.DeliveryPropsLocked(e), m.Body, c.frameMax)
+	c.appendContentLocked(ch.id, q.DeliveryPropsLocked(e), m.Body)
 	c.outMu.Unlock()
 	res := queue.Settled
 	if cs.noAck {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/vhost"
 )
 
@@ -53,10 +54,15 @@ type Env struct {
 	// Replies is the node's direct reply-to registry (created when nil).
 	Replies *ReplyRegistry
 	// Registered / Unregistered track live connections (for shutdown and management).
-	Registered   func(c *Conn)
+	// Registered returns false when the broker is shutting down: the connection is then
+	// closed with 320 CONNECTION_FORCED (and Unregistered is still called).
+	Registered   func(c *Conn) bool
 	Unregistered func(c *Conn)
 	// Stats are the node-wide message counters every channel adds to (nil: none kept).
 	Stats *Stats
+	// Budget, when set, is the node's memory budget: large message bodies count in it while
+	// they are received (queue.Budget.AddInflight).
+	Budget *queue.Budget
 
 	// connection.start's server properties: product and version as clients compare them
 	// (see broker.CompatVersion), platform naming the broker that actually answers.
@@ -69,7 +75,11 @@ type Env struct {
 	Heartbeat        uint16        // seconds, offered (default 60)
 	MaxMessageSize   int           // bytes (default 128 MiB)
 	HandshakeTimeout time.Duration // default 10s
-	OutBufferLimit   int           // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
+	// SendTimeout bounds how long the socket may take no bytes while the connection has
+	// some to send: past it the connection is closed, as RabbitMQ's send timeout (default
+	// 30s; negative: no bound).
+	SendTimeout    time.Duration
+	OutBufferLimit int // bytes buffered for a connection before consumers stop getting credit (default 1 MiB)
 	// MaxUnconfirmedBytes bounds a connection's publishes waiting for their log writes
 	// (default 64 MiB); past it the connection is not read until the writes complete.
 	MaxUnconfirmedBytes int
@@ -120,6 +130,9 @@ func (e *Env) setDefaults() {
 	}
 	if e.HandshakeTimeout == 0 {
 		e.HandshakeTimeout = 10 * time.Second
+	}
+	if e.SendTimeout == 0 {
+		e.SendTimeout = 30 * time.Second
 	}
 	if e.MaxUnconfirmedBytes == 0 {
 		e.MaxUnconfirmedBytes = 64 << 20

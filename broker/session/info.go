@@ -35,6 +35,11 @@ func (k Stat) String() string { return statNames[k] }
 // Stats is a set of monotonically increasing message counters. Safe for concurrent use.
 type Stats struct {
 	v [NumStats]atomic.Uint64
+
+	// Node-wide only (the node's Stats; RabbitMQ's global counters that channel message_stats
+	// lack):
+	ReceivedConfirm atomic.Uint64 // publishes received on channels in confirm mode
+	Routed          atomic.Uint64 // publishes that reached at least one queue
 }
 
 // Add adds n to counter k.
@@ -57,6 +62,29 @@ func (ch *Channel) count(k Stat, n uint64) {
 	if ns := ch.c.env.Stats; ns != nil {
 		ns.v[k].Add(n)
 	}
+}
+
+// countPublish counts a basic.publish received on the channel.
+func (ch *Channel) countPublish() {
+	ch.count(StatPublish, 1)
+	if ns := ch.c.env.Stats; ns != nil && ch.confirm {
+		ns.ReceivedConfirm.Add(1)
+	}
+}
+
+// countRouted counts, node-wide, a publish that reached at least one queue.
+func (ch *Channel) countRouted() {
+	if ns := ch.c.env.Stats; ns != nil {
+		ns.Routed.Add(1)
+	}
+}
+
+// Unconfirmed returns how many publishes on the channel (in confirm mode) are not confirmed
+// yet.
+func (ch *Channel) Unconfirmed() uint64 {
+	ch.cf.mu.Lock()
+	defer ch.cf.mu.Unlock()
+	return ch.cf.seq - ch.cf.sent
 }
 
 // Name returns the connection's name as RabbitMQ shows it: "peer:port -> local:port".

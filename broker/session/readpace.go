@@ -66,6 +66,12 @@ type readPacer struct {
 	// Counters for tests and the profile notes.
 	engaged, paused int
 
+	// sendTimeout bounds how long sysWrite waits for a socket that takes nothing (0: no
+	// bound). Only the goroutine that writes (under the connection's wmu) reads it after
+	// setSendTimeout.
+	sendTimeout time.Duration
+	iov         []syscall.Iovec // sysWritev's scratch (the writer's)
+
 	inner *readPacer // a TLS connection's: the pacer of the TCP connection below it
 }
 
@@ -259,13 +265,79 @@ func (p *readPacer) sysRead(b []byte) (int, error) {
 // sysWrite is conn.Write done with raw write(2)s on the non-blocking socket, for the same
 // reason as sysRead. It writes at most rawWriteChunk bytes per call, so that the processor is
 // never held long (a loopback write runs the receiver's network stack inside the call).
+// A socket that takes no byte for the pacer's send timeout fails the write with
+// errSendTimeout (see writeRaw).
 func (p *readPacer) sysWrite(b []byte) (int, error) {
-	done := 0
+	return p.sysWriteTimeout(b, p.sendTimeout)
+}
+
+// sysWriteTimeout is sysWrite with the given send timeout (<= 0: none).
+func (p *readPacer) sysWriteTimeout(b []byte, timeout time.Duration) (int, error) {
+	return p.writeRaw(len(b), timeout, func(fd uintptr, done int) (int, syscall.Errno) {
+		return rawWrite(fd, b[done:min(len(b), done+rawWriteChunk)])
+	})
+}
+
+// sysWritev writes segs one after the other with writev(2) (at most maxIovecs pieces and
+// about rawWriteChunk bytes per call), as sysWrite writes one buffer.
+func (p *readPacer) sysWritev(segs [][]byte) (int, error) {
+	total := 0
+	for _, s := range segs {
+		total += len(s)
+	}
+	seg, off, pos := 0, 0, 0 // where done is in segs
+	return p.writeRaw(total, p.sendTimeout, func(fd uintptr, done int) (int, syscall.Errno) {
+		for pos < done {
+			adv := min(done-pos, len(segs[seg])-off)
+			off += adv
+			pos += adv
+			if off == len(segs[seg]) {
+				seg, off = seg+1, 0
+			}
+		}
+		iov := p.iov[:0]
+		bytes := 0
+		for i := seg; i < len(segs) && len(iov) < maxIovecs && bytes < rawWriteChunk; i++ {
+			b := segs[i]
+			if i == seg {
+				b = b[off:]
+			}
+			if len(b) == 0 {
+				continue
+			}
+			b = b[:min(len(b), rawWriteChunk-bytes)]
+			iov = append(iov, syscall.Iovec{Base: &b[0]})
+			iov[len(iov)-1].SetLen(len(b))
+			bytes += len(b)
+		}
+		n, e := rawWritev(fd, iov)
+		clear(iov)
+		p.iov = iov[:0]
+		return n, e
+	})
+}
+
+// maxIovecs is Linux's IOV_MAX.
+const maxIovecs = 1024
+
+// writeRaw runs step (one raw write of the stream's bytes from done on) until total bytes
+// went out. A socket that takes no byte for timeout fails it with errSendTimeout. The
+// deadline is set only once the socket is full (EAGAIN) and moved on whenever bytes went out
+// since, so a write that does not wait costs no timer.
+func (p *readPacer) writeRaw(total int, timeout time.Duration, step func(fd uintptr, done int) (int, syscall.Errno)) (int, error) {
+	done, armedAt := 0, -1
 	var errno syscall.Errno
 	err := p.raw.Write(func(fd uintptr) bool {
-		for done < len(b) {
-			n, e := rawWrite(fd, b[done:min(len(b), done+rawWriteChunk)])
+		for done < total {
+			n, e := step(fd, done)
 			if e == syscall.EAGAIN {
+				if timeout > 0 && armedAt != done {
+					// The socket is full: wait for room at most timeout from the last progress.
+					// (Setting a deadline here is allowed: it takes only the descriptor's
+					// reference count, not the write lock this callback runs under.)
+					armedAt = done
+					p.nc.SetWriteDeadline(time.Now().Add(timeout))
+				}
 				return false
 			}
 			if e != 0 {
@@ -276,10 +348,28 @@ func (p *readPacer) sysWrite(b []byte) (int, error) {
 		}
 		return true
 	})
-	if err == nil && errno != 0 {
+	if armedAt >= 0 {
+		p.nc.SetWriteDeadline(time.Time{}) // a later write must not find this deadline passed
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = errSendTimeout
+	case err == nil && errno != 0:
 		err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
 	}
 	return done, err
+}
+
+// errSendTimeout: the peer took no byte for the send timeout (it stopped reading).
+var errSendTimeout = errors.New("session: send timeout, the client stopped reading")
+
+// setSendTimeout sets the send timeout of sysWrite (and of the TCP pacer under a TLS
+// connection); called once the handshake is over, when the connection starts its writer.
+func (p *readPacer) setSendTimeout(d time.Duration) {
+	if p.inner != nil {
+		p.inner.sendTimeout = d
+	}
+	p.sendTimeout = d
 }
 
 const rawWriteChunk = 256 << 10

@@ -32,3 +32,13 @@ func rawWrite(fd uintptr, b []byte) (int, syscall.Errno) {
 		}
 	}
 }
+
+// rawWritev is writev(2) without the runtime's syscall bookkeeping, for non-blocking sockets.
+func rawWritev(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		if e != syscall.EINTR {
+			return int(r), e
+		}
+	}
+}

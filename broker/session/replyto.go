@@ -107,7 +107,7 @@ func (ch *Channel) deliverReply(key string, m *message.Message) bool {
 	tag := target.nextTag
 	c.outMu.Lock()
 	c.out = amqp.AppendBasicDeliver(c.out, target.id, target.replyTag, tag, false, m.Exchange, m.RoutingKey)
-	c.out = amqp.AppendContent(c.out, target.id, m.RawProps, m.Body, c.frameMax)
+	c.appendContentLocked(target.id, m.RawProps, m.Body)
 	c.outMu.Unlock()
 	target.mu.Unlock()
 	c.kick()

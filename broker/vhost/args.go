@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
 )
 
 // queueArgKinds are the queue arguments RabbitMQ validates (and compares on redeclare).
@@ -33,7 +34,12 @@ func intArg(v any) (int64, bool) { return amqp.IntValue(v) }
 
 // ValidateQueueArgs checks the types and ranges of the queue arguments RabbitMQ checks, with
 // its error texts (406 PRECONDITION_FAILED).
-func ValidateQueueArgs(args amqp.Table) error {
+func ValidateQueueArgs(args amqp.Table) error { return validateQueueArgs(args, false) }
+
+// validateQueueArgs checks queue arguments, or (policy) a policy's keys turned into them:
+// RabbitMQ 3.10 checks a policy's message-ttl and expires without the ten-year limit of the
+// arguments (the queue holds them at the limit: queue.ParseConfig).
+func validateQueueArgs(args amqp.Table, policy bool) error {
 	if _, ok := args["x-dead-letter-routing-key"]; ok {
 		if _, ok := args["x-dead-letter-exchange"]; !ok {
 			return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-dead-letter-routing-key' for queue: Key x-dead-letter-exchange should also be set")
@@ -62,7 +68,7 @@ func ValidateQueueArgs(args amqp.Table) error {
 			if kind == "priority" && n > 255 {
 				return bad(fmt.Sprintf("{max_value_exceeded,%d}", n))
 			}
-			if (k == "x-message-ttl" || k == "x-expires") && n > maxTTL {
+			if (k == "x-message-ttl" || k == "x-expires") && n > message.MaxTTL && !policy {
 				return bad(fmt.Sprintf("{value_too_large,%d}", n))
 			}
 		case "string":
@@ -95,9 +101,6 @@ func ValidateQueueArgs(args amqp.Table) error {
 	}
 	return nil
 }
-
-// maxTTL is RabbitMQ's largest x-message-ttl / x-expires: ten years, in milliseconds.
-const maxTTL = 315_360_000_000
 
 // argDefaults are values equivalent to an absent argument on redeclare.
 var argDefaults = map[string]any{"x-queue-type": "classic", "x-queue-mode": "default"}

@@ -2,11 +2,12 @@ package vhost
 
 import (
 	"fmt"
-	"regexp"
+	"math"
 	"sort"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
 )
 
@@ -22,7 +23,7 @@ type Policy struct {
 	Priority   int
 	Definition amqp.Table
 
-	re *regexp.Regexp
+	re *Pattern
 }
 
 // policyQueueKeys maps policy definition keys to queue arguments; min marks numeric limits
@@ -52,7 +53,7 @@ func ValidatePolicy(p *Policy) error {
 	default:
 		return fmt.Errorf("vhost: policy %q: invalid apply-to %q", p.Name, p.ApplyTo)
 	}
-	re, err := regexp.Compile(p.Pattern)
+	re, err := CompilePattern(p.Pattern)
 	if err != nil {
 		return fmt.Errorf("vhost: policy %q: invalid pattern: %w", p.Name, err)
 	}
@@ -67,25 +68,53 @@ func ValidatePolicy(p *Policy) error {
 			}
 			continue
 		}
+		if IgnoredPolicyKey(k) {
+			continue
+		}
 		m, ok := policyQueueKeys[k]
 		if !ok {
 			return fmt.Errorf("vhost: policy %q: unknown key %q", p.Name, k)
 		}
 		args[m.arg] = normalizeNumber(v)
 	}
-	if err := ValidateQueueArgs(args); err != nil {
+	if err := validateQueueArgs(args, true); err != nil {
 		return fmt.Errorf("vhost: policy %q: %v", p.Name, err)
 	}
 	p.re = re
 	return nil
 }
 
-// normalizeNumber turns JSON numbers (float64) into integers when they are whole.
+// ignoredPolicyKeys are RabbitMQ 3.x policy keys that have no meaning in Warren: classic
+// mirrored queues' (ha-*), which a node has no use for (replication is the cluster's, not a
+// policy's). Definitions exported from RabbitMQ carry them; they are accepted, kept (so that
+// the policy exports as it was imported) and ignored.
+var ignoredPolicyKeys = map[string]bool{
+	"ha-mode": true, "ha-params": true, "ha-sync-mode": true, "ha-sync-batch-size": true,
+	"ha-promote-on-shutdown": true, "ha-promote-on-failure": true,
+}
+
+// IgnoredPolicyKey reports whether a policy key is accepted without effect (ha-*).
+func IgnoredPolicyKey(k string) bool { return ignoredPolicyKeys[k] }
+
+// same reports whether two validated policies are equal.
+func (p *Policy) same(o *Policy) bool {
+	return p.Name == o.Name && p.Pattern == o.Pattern && p.ApplyTo == o.ApplyTo && p.Priority == o.Priority &&
+		string(amqp.AppendTable(nil, p.Definition)) == string(amqp.AppendTable(nil, o.Definition))
+}
+
+// normalizeNumber turns JSON numbers (float64) into integers when they are whole; a whole
+// number beyond int64 (RabbitMQ takes any integer) becomes the nearest int64.
 func normalizeNumber(v any) any {
-	if f, ok := v.(float64); ok && f == float64(int64(f)) {
-		return int64(f)
+	f, ok := v.(float64)
+	switch {
+	case !ok || f != math.Trunc(f):
+		return v
+	case f >= math.MaxInt64:
+		return int64(math.MaxInt64)
+	case f <= math.MinInt64:
+		return int64(math.MinInt64)
 	}
-	return v
+	return int64(f)
 }
 
 func (p *Policy) applies(kind string, name string) bool {
@@ -172,37 +201,29 @@ func (v *VHost) SetPolicy(p Policy) error {
 	if err := ValidatePolicy(&p); err != nil {
 		return err
 	}
-	v.mu.Lock()
-	if old, ok := v.policyOffsets[p.Name]; ok {
-		v.retireDef(old)
+	v.mu.RLock()
+	old := v.policies[p.Name]
+	v.mu.RUnlock()
+	if old != nil && old.same(&p) {
+		return nil // unchanged: nothing to write (an import at every start adds nothing)
 	}
-	off, wait := v.persist(amqp.Table{"k": recPolicy, "n": p.Name, "p": p.Pattern, "at": p.ApplyTo, "pr": int64(p.Priority), "d": p.Definition})
-	if v.store != nil {
-		v.policyOffsets[p.Name] = off
-	}
-	v.policies[p.Name] = &p
-	apply := v.reapplyPoliciesLocked()
-	v.mu.Unlock()
-	apply()
-	return wait()
+	_, err := v.propose(policyRecord(p))
+	return err
 }
 
 // DeletePolicy removes a policy; false if there was none.
-func (v *VHost) DeletePolicy(name string) bool {
-	v.mu.Lock()
-	if _, ok := v.policies[name]; !ok {
-		v.mu.Unlock()
-		return false
+func (v *VHost) DeletePolicy(name string) (bool, error) {
+	v.mu.RLock()
+	_, ok := v.policies[name]
+	v.mu.RUnlock()
+	if !ok {
+		return false, nil
 	}
-	delete(v.policies, name)
-	if off, ok := v.policyOffsets[name]; ok {
-		delete(v.policyOffsets, name)
-		v.retireDef(off)
+	res, err := v.propose(meta.Record{Kind: meta.KindPolicy, Delete: true, Name: name})
+	if err != nil {
+		return false, err
 	}
-	apply := v.reapplyPoliciesLocked()
-	v.mu.Unlock()
-	apply()
-	return true
+	return res.(bool), nil
 }
 
 // Policies returns the vhost's policies, sorted by name.
@@ -248,18 +269,4 @@ func (v *VHost) ApplyPolicies() {
 	apply := v.reapplyPoliciesLocked()
 	v.mu.Unlock()
 	apply()
-}
-
-// restorePolicyLocked applies a policy record at startup.
-func (v *VHost) restorePolicyLocked(rec amqp.Table, offset uint64) error {
-	str := func(k string) string { s, _ := rec[k].(string); return s }
-	pr, _ := rec["pr"].(int64)
-	def, _ := rec["d"].(amqp.Table)
-	p := Policy{Name: str("n"), Pattern: str("p"), ApplyTo: str("at"), Priority: int(pr), Definition: def}
-	if err := ValidatePolicy(&p); err != nil {
-		return err
-	}
-	v.policies[p.Name] = &p
-	v.policyOffsets[p.Name] = offset
-	return nil
 }

@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/warrenmq/warren/amqp"
@@ -56,7 +57,7 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 		t.Fatalf("orders.c holds %d, want 2", got)
 	}
 	// Deleting the policy lifts the limit (the lower one applies now).
-	if !v.DeletePolicy("high") {
+	if ok, err := v.DeletePolicy("high"); !ok || err != nil {
 		t.Fatal("delete failed")
 	}
 	publishN(t, v, "orders.c", 10)
@@ -121,5 +122,62 @@ func TestPolicy_AlternateExchange(t *testing.T) {
 	}
 	if len(r.Queues) != 1 || r.Queues[0] != q {
 		t.Fatalf("routed to %d queues, want the alternate exchange's queue", len(r.Queues))
+	}
+}
+
+// RabbitMQ's policies often exclude the amq.* names with a look-ahead, which Go's RE2
+// refuses; such patterns fall back to a backtracking engine and match as in RabbitMQ.
+// RabbitMQ 3.x's classic mirroring keys (ha-*) are accepted, kept and ignored.
+func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
+	v := New("/", nil)
+	p := Policy{Name: "all-but-amq", Pattern: `^(?!amq\.).*`, ApplyTo: "queues",
+		Definition: amqp.Table{"ha-mode": "all", "ha-sync-mode": "automatic", "max-length": int64(1)}}
+	if err := v.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		want string
+	}{{"orders", "all-but-amq"}, {"amq.gen-x", ""}, {"xamq.y", "all-but-amq"}} {
+		q, _, err := v.DeclareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.QueuePolicy(q); got != c.want {
+			t.Errorf("queue %s: policy %q, want %q", c.name, got, c.want)
+		}
+	}
+	got := v.Policies()[0].Definition
+	if got["ha-mode"] != "all" || got["ha-sync-mode"] != "automatic" {
+		t.Errorf("mirroring keys not kept: %v", got)
+	}
+	if err := v.SetPolicy(Policy{Name: "x", Pattern: "(?<", Definition: amqp.Table{"max-length": int64(1)}}); err == nil {
+		t.Error("a pattern neither engine takes was accepted")
+	}
+}
+
+// RabbitMQ 3.10 accepts a policy's message-ttl and expires beyond the ten-year limit of the
+// queue arguments (any integer, 1e20 from JSON too); the queue holds them at ten years, so
+// deadlines cannot overflow (issue 18). Queue arguments beyond it are refused.
+func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
+	v := New("/", nil)
+	q, _, _ := v.DeclareQueue(QueueDecl{Name: "big"})
+	for _, val := range []any{int64(9223372036854775807), float64(1e20)} {
+		if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": val, "expires": val}}); err != nil {
+			t.Fatalf("policy with %v refused: %v", val, err)
+		}
+		if c := q.Config(); c.MessageTTL != message.MaxTTL || c.Expires != message.MaxTTL {
+			t.Fatalf("policy %v: message TTL %d, expires %d; want %d", val, c.MessageTTL, c.Expires, message.MaxTTL)
+		}
+	}
+	publishN(t, v, "big", 1)
+	if got := ready(q); got != 1 {
+		t.Fatalf("queue holds %d messages, want 1", got)
+	}
+	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": int64(-1)}}); err == nil {
+		t.Fatal("negative message-ttl accepted")
+	}
+	if _, _, err := v.DeclareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}); err == nil {
+		t.Fatal("x-message-ttl beyond ten years accepted")
 	}
 }

@@ -15,35 +15,51 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rs/zerolog"
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
+
 	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
 )
 
 // VHost is one virtual host. mu guards the maps; exchanges and queues have their own locks.
 // Lock order: vh.mu → exchange.mu → queue.mu.
+//
+// Every change of its exchanges, queues, bindings and policies is a meta.Record proposed to
+// Meta, which persists it and applies it through Apply (apply.go): the public methods check
+// what they can answer at once (passive declares, equivalence, permissions of exclusive
+// queues) and propose the rest.
 type VHost struct {
 	Name string
 
-	store Storage // nil: nothing persisted
+	store Storage // message logs and spills; nil: nothing persisted
 	// Budget is the node's memory budget for queued messages; set right after New.
 	Budget *queue.Budget
+	// Meta is the node's metadata store; set right after New. Nil applies changes at once
+	// (a vhost used on its own).
+	Meta meta.Store
+	// Counters, when set (right after New), count queue churn (counters.go).
+	Counters *QueueCounters
+	// Log receives what the vhost handles on its own (a queue's failed spill); set right
+	// after New (zero: silent).
+	Log zerolog.Logger
 
-	mu            sync.RWMutex
-	exchanges     map[string]*exchange.Exchange
-	queues        map[string]*queue.Queue
-	policies      map[string]*Policy
-	policyOffsets map[string]uint64 // definition records of policies
-	queuePolicy   map[*queue.Queue]string
-	broken        map[string]error                // durable queues out of service (damaged log)
-	brokenOffsets map[string]uint64               // their definition records
-	defOffsets    map[exchange.Destination]uint64 // definition record of each durable queue/exchange
-	bindOffsets   map[bindKey]uint64              // definition record of each durable binding
-	maxQueues     int                             // RabbitMQ's vhost limit max-queues; negative: no limit
+	mu          sync.RWMutex
+	exchanges   map[string]*exchange.Exchange
+	queues      map[string]*queue.Queue
+	policies    map[string]*Policy
+	queuePolicy map[*queue.Queue]string
+	broken      map[string]error // durable queues out of service (damaged log)
+	maxQueues   int              // RabbitMQ's vhost limit max-queues; negative: no limit
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
+
+	restoring atomic.Bool // BeginRestore..FinishRestore: dead letters wait (deadletter.go)
+	parkMu    sync.Mutex
+	parked    []parkedDead
 }
 
 // SetMaxQueues sets the vhost's max-queues limit (negative: none). Existing queues stay; new
@@ -62,8 +78,7 @@ func ServerQueueName() string { return "amq.gen-" + randomID() }
 // amq.topic, amq.headers, amq.match) and the default exchange.
 func New(name string, store Storage) *VHost {
 	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
-		defOffsets: make(map[exchange.Destination]uint64), bindOffsets: make(map[bindKey]uint64), broken: make(map[string]error), brokenOffsets: make(map[string]uint64), maxQueues: -1,
-		policies: make(map[string]*Policy), policyOffsets: make(map[string]uint64), queuePolicy: make(map[*queue.Queue]string)}
+		broken: make(map[string]error), maxQueues: -1, policies: make(map[string]*Policy), queuePolicy: make(map[*queue.Queue]string)}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
@@ -91,56 +106,52 @@ type ExchangeDecl struct {
 
 // DeclareExchange declares (or checks, when passive) an exchange.
 func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
-	wait := noWait
-	x, err := v.declareExchange(d, &wait)
+	if x, done, err := v.checkExchangeDecl(d); done {
+		return x, err
+	}
+	res, err := v.propose(exchangeRecord(d))
 	if err != nil {
 		return nil, err
 	}
-	return x, wait()
+	return res.(*exchange.Exchange), nil
 }
 
-func (v *VHost) declareExchange(d ExchangeDecl, wait *func() error) (*exchange.Exchange, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	x := v.exchanges[d.Name]
+// checkExchangeDecl answers what a declare can answer without a change: done is false when
+// the exchange must be created.
+func (v *VHost) checkExchangeDecl(d ExchangeDecl) (x *exchange.Exchange, done bool, err error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	x = v.exchanges[d.Name]
 	if d.Name == "" {
-		return nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+		return nil, true, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
 	if d.Passive {
 		if x == nil {
-			return nil, v.notFoundExchange(d.Name)
+			return nil, true, v.notFoundExchange(d.Name)
 		}
-		return x, nil
+		return x, true, nil
 	}
 	if strings.HasPrefix(d.Name, "amq.") && x == nil {
-		return nil, amqp.ChannelErr(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", d.Name)
+		return nil, true, amqp.ChannelErr(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", d.Name)
 	}
 	if !exchange.ValidType(d.Type) {
-		return nil, amqp.ConnErr(amqp.CommandInvalid, "unknown exchange type '%s'", d.Type)
+		return nil, true, amqp.ConnErr(amqp.CommandInvalid, "unknown exchange type '%s'", d.Type)
 	}
 	if x != nil {
 		if err := v.equivalentExchange(x, d); err != nil {
-			return nil, err
+			return nil, true, err
 		}
-		return x, nil
+		return x, true, nil
 	}
 	if ae, ok := d.Args["alternate-exchange"]; ok {
 		if _, ok := ae.(string); !ok {
-			return nil, amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
+			return nil, true, amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'alternate-exchange' for exchange '%s' in vhost '%s'", d.Name, v.Name)
 		}
 	}
-	w, err := dedupArgs(d.Args, d.Name, v.Name)
-	if err != nil {
-		return nil, err
+	if _, err := dedupArgs(d.Args, d.Name, v.Name); err != nil {
+		return nil, true, err
 	}
-	x, err = exchange.New(d.Name, d.Type, exchange.Options{Durable: d.Durable, AutoDelete: d.AutoDelete, Internal: d.Internal, Args: d.Args})
-	if err != nil {
-		return nil, err
-	}
-	v.exchanges[d.Name] = x
-	v.setExchangeDedup(d.Name, w)
-	*wait = v.persistExchangeLocked(x)
-	return x, nil
+	return nil, false, nil
 }
 
 func (v *VHost) equivalentExchange(x *exchange.Exchange, d ExchangeDecl) error {
@@ -190,35 +201,16 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 		}
 		return amqp.ChannelErr(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' not allowed", name, v.Name)
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	x := v.exchanges[name]
+	x := v.Exchange(name)
 	if x == nil {
 		return nil
 	}
 	if ifUnused && x.BindingCount() > 0 {
 		return amqp.ChannelErr(amqp.PreconditionFailed, "exchange '%s' in vhost '%s' in use", name, v.Name)
 	}
-	v.deleteExchangeLocked(x)
-	return nil
-}
-
-func (v *VHost) deleteExchangeLocked(x *exchange.Exchange) {
-	delete(v.exchanges, x.Name)
-	v.setExchangeDedup(x.Name, nil)
-	v.forgetEntityLocked(x)
-	for _, other := range v.exchanges {
-		if other.UnbindDest(x) > 0 {
-			v.maybeAutoDeleteLocked(other)
-		}
-	}
-}
-
-// maybeAutoDeleteLocked deletes an auto-delete exchange that has lost its last binding.
-func (v *VHost) maybeAutoDeleteLocked(x *exchange.Exchange) {
-	if x.AutoDelete && x.BindingCount() == 0 && v.exchanges[x.Name] == x {
-		v.deleteExchangeLocked(x)
-	}
+	_, err := v.propose(meta.Record{Kind: meta.KindExchange, Delete: true, Name: name, Transient: !x.Durable,
+		Fields: amqp.Table{"iu": ifUnused}})
+	return err
 }
 
 // Exchange returns the named exchange or nil.
@@ -251,6 +243,9 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+	if !d.Passive && v.Counters != nil {
+		v.Counters.Declared.Add(1)
+	}
 	serverNamed := d.ServerNamed || (d.Name == "" && !d.Passive)
 	if d.Name == "" && !d.Passive {
 		d.Name = "amq.gen-" + randomID()
@@ -290,14 +285,14 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 			}
 		}
 	}
-	v.mu.Lock()
+	v.mu.RLock()
 	if err := v.brokenErrLocked(d.Name); err != nil {
-		v.mu.Unlock()
+		v.mu.RUnlock()
 		return nil, false, err
 	}
 	q = v.queues[d.Name]
 	if q != nil {
-		defer v.mu.Unlock()
+		defer v.mu.RUnlock()
 		if err := v.checkExclusiveLocked(q, d.Owner); err != nil {
 			return nil, false, err
 		}
@@ -313,38 +308,20 @@ func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 		return q, false, nil
 	}
 	if d.Passive {
-		v.mu.Unlock()
+		v.mu.RUnlock()
 		return nil, false, v.notFoundQueue(d.Name)
 	}
 	if v.maxQueues >= 0 && len(v.queues) >= v.maxQueues {
-		v.mu.Unlock()
+		v.mu.RUnlock()
 		return nil, false, amqp.ChannelErr(amqp.PreconditionFailed, "cannot declare queue '%s': queue limit in vhost '%s' (%d) is reached", d.Name, v.Name, v.maxQueues)
 	}
-	o := queue.Options{Durable: d.Durable, Exclusive: d.Exclusive, AutoDelete: d.AutoDelete, Args: d.Args, VHost: v.Name}
-	if d.Exclusive {
-		o.Owner = d.Owner
-	}
-	q = queue.New(d.Name, o)
-	v.setupQueue(q)
-	wait, err := v.persistQueueLocked(q)
+	v.mu.RUnlock()
+	res, err := v.propose(queueRecord(d))
 	if err != nil {
-		v.mu.Unlock()
 		return nil, false, err
 	}
-	v.queues[d.Name] = q
-	var cfg queue.Config
-	withPolicy := len(v.policies) > 0
-	if withPolicy {
-		cfg = v.queuePolicyLocked(q)
-	}
-	v.mu.Unlock()
-	if withPolicy {
-		q.Configure(cfg)
-	}
-	if err := wait(); err != nil {
-		return nil, false, err
-	}
-	return q, true, nil
+	r := res.(declared)
+	return r.q, r.created, nil
 }
 
 func (v *VHost) checkExclusiveLocked(q *queue.Queue, owner any) error {
@@ -418,31 +395,32 @@ func (v *VHost) Queues() []*queue.Queue {
 
 // DeleteQueue deletes a queue by name (queue.delete); a missing queue is not an error (count 0).
 func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int, error) {
-	v.mu.Lock()
+	v.mu.RLock()
 	q := v.queues[name]
+	_, broken := v.broken[name]
+	var err error
+	if q != nil {
+		err = v.checkExclusiveLocked(q, owner)
+	}
+	v.mu.RUnlock()
 	if q == nil {
-		if _, ok := v.broken[name]; ok {
+		if broken {
 			// Deleting an out-of-service queue drops its definition and its damaged log.
-			v.retireDef(v.brokenOffsets[name])
-			delete(v.broken, name)
-			delete(v.brokenOffsets, name)
-			if v.store != nil {
-				v.store.RemoveQueueLog(v.Name, name)
-			}
+			_, err := v.propose(meta.Record{Kind: meta.KindQueue, Delete: true, Name: name})
+			return 0, err
 		}
-		v.mu.Unlock()
 		return 0, nil
 	}
-	if err := v.checkExclusiveLocked(q, owner); err != nil {
-		v.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
-	v.mu.Unlock()
 	n, err := q.Delete(ifUnused, ifEmpty)
 	if err != nil {
 		return 0, err
 	}
-	v.removeQueue(q)
+	if _, err := v.propose(deleteQueueRecord(q)); err != nil {
+		return 0, err
+	}
 	return n, nil
 }
 
@@ -455,67 +433,55 @@ func (v *VHost) DeleteQueueObject(q *queue.Queue) {
 		return
 	}
 	q.Delete(false, false)
-	v.removeQueue(q)
-}
-
-func (v *VHost) removeQueue(q *queue.Queue) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.queues[q.Name] == q {
-		delete(v.queues, q.Name)
-	}
-	_, persisted := v.defOffsets[q]
-	delete(v.queuePolicy, q)
-	v.forgetEntityLocked(q)
-	for _, x := range v.exchanges {
-		if x.UnbindDest(q) > 0 {
-			v.maybeAutoDeleteLocked(x)
-		}
-	}
-	if v.store != nil {
-		if persisted {
-			v.store.RemoveQueueLog(v.Name, q.Name)
-		}
-		v.store.RemoveSpill(v.Name, q.Name)
-	}
+	v.propose(deleteQueueRecord(q)) // a failure to persist is the store's to report; q is gone here
 }
 
 // BindQueue binds queue to exchange with key and args.
 func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
 	// RabbitMQ's order: the default exchange, the exchange, the queue, then exclusivity.
 	if exchangeName == "" {
+		v.mu.RUnlock()
 		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
 	x := v.exchanges[exchangeName]
 	if x == nil {
+		v.mu.RUnlock()
 		return v.notFoundExchange(exchangeName)
 	}
 	q := v.queues[queueName]
 	if q == nil {
+		v.mu.RUnlock()
 		return v.notFoundQueue(queueName)
 	}
-	if err := v.checkExclusiveLocked(q, owner); err != nil {
+	err := v.checkExclusiveLocked(q, owner)
+	v.mu.RUnlock()
+	if err != nil {
 		return err
 	}
-	return v.bindLocked(x, q, key, args)
+	return v.bind(x, q, key, args, owner)
 }
 
-// bindLocked adds a binding from x to dest and persists it when both ends are durable. It is
-// called with v.mu held and releases it before waiting for the definition to be on disk (the
-// caller's deferred Unlock must then find it locked again: see the end).
-func (v *VHost) bindLocked(x *exchange.Exchange, dest exchange.Destination, key string, args amqp.Table) error {
+// bind proposes a new binding (nothing when an equal one exists).
+func (v *VHost) bind(x *exchange.Exchange, dest exchange.Destination, key string, args amqp.Table, owner any) error {
 	if err := checkBindArgs(x, args); err != nil {
 		return err
 	}
-	wait := noWait
-	if x.Bind(exchange.Binding{Dest: dest, Key: key, Args: args}) {
-		wait = v.persistBindingLocked(x, dest, key, args)
+	if x.HasBinding(exchange.Binding{Dest: dest, Key: key, Args: args}) {
+		return nil
 	}
-	v.mu.Unlock()
-	err := wait()
-	v.mu.Lock() // for the caller's deferred Unlock
+	rec := bindingRecord(x, dest, key, args, false)
+	rec.Owner = owner
+	_, err := v.propose(rec)
+	return err
+}
+
+// unbind proposes removing a binding (nothing when there is none).
+func (v *VHost) unbind(x *exchange.Exchange, dest exchange.Destination, key string, args amqp.Table) error {
+	if !x.HasBinding(exchange.Binding{Dest: dest, Key: key, Args: args}) {
+		return nil
+	}
+	_, err := v.propose(bindingRecord(x, dest, key, args, true))
 	return err
 }
 
@@ -523,64 +489,52 @@ func (v *VHost) bindLocked(x *exchange.Exchange, dest exchange.Destination, key 
 // when the queue or exchange does not exist. As in RabbitMQ 3.10, another connection's
 // exclusive queue can be unbound.
 func (v *VHost) UnbindQueue(queueName, exchangeName, key string, args amqp.Table) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if exchangeName == "" {
 		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
-	q := v.queues[queueName]
-	if q == nil {
+	v.mu.RLock()
+	q, x := v.queues[queueName], v.exchanges[exchangeName]
+	v.mu.RUnlock()
+	if q == nil || x == nil {
 		return nil
 	}
-	x := v.exchanges[exchangeName]
-	if x == nil {
-		return nil
+	return v.unbind(x, q, key, args)
+}
+
+// exchangePair looks up the ends of an exchange-to-exchange binding.
+func (v *VHost) exchangePair(dst, src string) (*exchange.Exchange, *exchange.Exchange, error) {
+	if dst == "" || src == "" {
+		return nil, nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
-	if x.Unbind(exchange.Binding{Dest: q, Key: key, Args: args}) {
-		v.forgetBindingLocked(x, q, key, args)
-		v.maybeAutoDeleteLocked(x)
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	d := v.exchanges[dst]
+	if d == nil {
+		return nil, nil, v.notFoundExchange(dst)
 	}
-	return nil
+	s := v.exchanges[src]
+	if s == nil {
+		return nil, nil, v.notFoundExchange(src)
+	}
+	return d, s, nil
 }
 
 // BindExchange binds destination exchange dst to source src (exchange.bind).
 func (v *VHost) BindExchange(dst, src, key string, args amqp.Table) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if dst == "" || src == "" {
-		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	d, s, err := v.exchangePair(dst, src)
+	if err != nil {
+		return err
 	}
-	d := v.exchanges[dst]
-	if d == nil {
-		return v.notFoundExchange(dst)
-	}
-	s := v.exchanges[src]
-	if s == nil {
-		return v.notFoundExchange(src)
-	}
-	return v.bindLocked(s, d, key, args)
+	return v.bind(s, d, key, args, nil)
 }
 
 // UnbindExchange removes an exchange-to-exchange binding.
 func (v *VHost) UnbindExchange(dst, src, key string, args amqp.Table) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if dst == "" || src == "" {
-		return amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
+	d, s, err := v.exchangePair(dst, src)
+	if err != nil {
+		return err
 	}
-	d := v.exchanges[dst]
-	if d == nil {
-		return v.notFoundExchange(dst)
-	}
-	s := v.exchanges[src]
-	if s == nil {
-		return v.notFoundExchange(src)
-	}
-	if s.Unbind(exchange.Binding{Dest: d, Key: key, Args: args}) {
-		v.forgetBindingLocked(s, d, key, args)
-		v.maybeAutoDeleteLocked(s)
-	}
-	return nil
+	return v.unbind(s, d, key, args)
 }
 
 // Router holds scratch space for routing, reused across publishes on one channel.
@@ -603,18 +557,24 @@ type Router struct {
 //
 // Sender-selected distribution (RabbitMQ): routing keys in the CC and BCC headers (arrays of
 // strings) are routed too; r.BCC reports a BCC header, which the publisher strips.
+//
+// VHost.mu is held only for the lookups by name (the exchange, a default-exchange queue, an
+// alternate exchange), never while an exchange matches: a slow topic match delays only its
+// own publisher, not declares, other publishers or management (issue 18). A route that runs
+// beside a delete can still return the deleted queue; queue.Publish refuses it.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
 	r.Queues = r.Queues[:0]
 	r.BCC, r.Duplicate = false, false
-	v.mu.RLock()
-	defer v.mu.RUnlock()
 	var x *exchange.Exchange
+	v.mu.RLock()
 	if exchangeName != "" {
 		x = v.exchanges[exchangeName]
 		if x == nil {
+			v.mu.RUnlock()
 			return v.notFoundExchange(exchangeName)
 		}
 		if x.Internal {
+			v.mu.RUnlock()
 			return amqp.ChannelErr(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", exchangeName, v.Name)
 		}
 	}
@@ -623,13 +583,16 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		if counted = x; counted == nil {
 			counted = v.exchanges[""]
 		}
+	}
+	v.mu.RUnlock()
+	if counted != nil {
 		counted.PublishIn.Add(1)
 	}
 	if x != nil && !r.NoDedup && v.duplicate(exchangeName, m) {
 		r.Duplicate = true
 		return nil
 	}
-	v.routeKeyLocked(r, x, key, m)
+	v.routeKey(r, x, key, m)
 	if m.Props.Headers != nil && (amqp.TableHasKey(m.Props.Headers, "CC") || amqp.TableHasKey(m.Props.Headers, "BCC")) {
 		h := m.Headers()
 		for _, name := range []string{"CC", "BCC"} {
@@ -643,9 +606,9 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 			for _, k := range keys {
 				switch k := k.(type) {
 				case string:
-					v.routeKeyLocked(r, x, k, m)
+					v.routeKey(r, x, k, m)
 				case []byte:
-					v.routeKeyLocked(r, x, string(k), m)
+					v.routeKey(r, x, string(k), m)
 				}
 			}
 		}
@@ -656,10 +619,13 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 	return nil
 }
 
-// routeKeyLocked adds the queues for one routing key (x nil: the default exchange).
-func (v *VHost) routeKeyLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+// routeKey adds the queues for one routing key (x nil: the default exchange).
+func (v *VHost) routeKey(r *Router, x *exchange.Exchange, key string, m *message.Message) {
 	if x == nil {
-		if q := v.queues[key]; q != nil {
+		v.mu.RLock()
+		q := v.queues[key]
+		v.mu.RUnlock()
+		if q != nil {
 			for _, have := range r.Queues {
 				if have == q {
 					return
@@ -670,11 +636,12 @@ func (v *VHost) routeKeyLocked(r *Router, x *exchange.Exchange, key string, m *m
 		return
 	}
 	r.visited = r.visited[:0]
-	v.routeLocked(r, x, key, m)
+	v.route(r, x, key, m)
 	clear(r.visited)
 }
 
-func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *message.Message) {
+// route adds the queues x routes key to; called without v.mu.
+func (v *VHost) route(r *Router, x *exchange.Exchange, key string, m *message.Message) {
 	for _, seen := range r.visited {
 		if seen == x {
 			return
@@ -698,16 +665,20 @@ func (v *VHost) routeLocked(r *Router, x *exchange.Exchange, key string, m *mess
 				r.Queues = append(r.Queues, d)
 			}
 		case *exchange.Exchange:
-			v.routeLocked(r, d, key, m)
+			v.route(r, d, key, m)
 		}
 	}
 	clear(r.dests[start:])
 	r.dests = r.dests[:start]
 	if len(r.Queues) == before {
+		v.mu.RLock()
+		var ax *exchange.Exchange
 		if ae, ok := v.alternateLocked(x); ok {
-			if ax := v.exchanges[ae]; ax != nil {
-				v.routeLocked(r, ax, key, m)
-			}
+			ax = v.exchanges[ae]
+		}
+		v.mu.RUnlock()
+		if ax != nil {
+			v.route(r, ax, key, m)
 		}
 	}
 }

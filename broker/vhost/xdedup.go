@@ -252,10 +252,12 @@ func (k xkeys) RestoredMessage(m *message.Message) {
 	d.mu.Unlock()
 }
 
-// FinishRestore puts the keys found in the queues' logs at startup into their exchanges'
-// windows, once every definition is back; key records no window wants (the exchange is gone,
-// or no longer deduplicates, or the key expired) are retired.
+// FinishRestore runs once every definition is back at startup: it puts the keys found in the
+// queues' logs into their exchanges' windows (key records no window wants, because the
+// exchange is gone, no longer deduplicates or the key expired, are retired), and dead-letters
+// what expired meanwhile (BeginRestore).
 func (v *VHost) FinishRestore() {
+	defer v.releaseParked()
 	d := &v.xd
 	now := time.Now().UnixMilli()
 	var drop []xRef

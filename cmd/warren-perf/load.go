@@ -333,38 +333,57 @@ func (r *loadRun) publish(ctx context.Context, p *producer) {
 	if cfg.Persistent {
 		msg.DeliveryMode = amqp.Persistent
 	}
-	pacer := NewPacer(float64(cfg.Rate), defaultMaxLag, time.Now())
+	err := sendLoop(ctx, float64(cfg.Rate), p.inflight, func(stampNs int64) error {
+		// The body buffer is reused: Publish writes it to the socket before returning.
+		stamp(&msg, stampNs)
+		if err := p.ch.Publish(p.exchange, p.key, false, false, msg); err != nil {
+			return err
+		}
+		r.c.Published.Add(1)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		r.errs.add("%s: publish: %v", p.name, err)
+	}
+}
+
+// sendLoop calls send until ctx ends or send fails, at rate messages per second (0: as fast as
+// possible), each time with the timestamp (Unix ns) the message is to carry: its intended send
+// time, so that latency counts the waits of the send path (no coordinated omission). With a
+// rate that is the message's slot in the Pacer's schedule, or, when the producer was ahead of
+// the schedule and slept until the slot, the moment it woke: the timer's own lateness (up to
+// about a millisecond, Go's timer resolution on Linux) is the tool's, not the broker's.
+// Without a rate it is when the loop became ready to send, before the wait for the confirm
+// window. inflight, when not nil, is the confirm window: a slot is taken before each send (the
+// confirm listener frees it).
+func sendLoop(ctx context.Context, rate float64, inflight chan struct{}, send func(stampNs int64) error) error {
+	pacer := NewPacer(rate, time.Now())
 	var w Waiter
 	done := ctx.Done()
 	for {
-		if p.inflight != nil {
+		intended, wait := pacer.Reserve(time.Now())
+		if wait > 0 {
+			if !w.Wait(ctx, wait) {
+				return nil
+			}
+			intended = time.Now()
+		}
+		if inflight != nil {
 			select {
-			case p.inflight <- struct{}{}:
+			case inflight <- struct{}{}:
 			case <-done:
-				return
+				return nil
 			}
 		} else {
 			select {
 			case <-done:
-				return
+				return nil
 			default:
 			}
 		}
-		if pacer != nil {
-			if !w.Wait(ctx, pacer.Reserve(time.Now())) {
-				return
-			}
+		if err := send(intended.UnixNano()); err != nil {
+			return err
 		}
-		// The body buffer is reused: Publish writes it to the socket
-		// before returning.
-		stamp(&msg, time.Now().UnixNano())
-		if err := p.ch.Publish(p.exchange, p.key, false, false, msg); err != nil {
-			if ctx.Err() == nil {
-				r.errs.add("%s: publish: %v", p.name, err)
-			}
-			return
-		}
-		r.c.Published.Add(1)
 	}
 }
 

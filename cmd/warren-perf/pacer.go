@@ -5,53 +5,43 @@ import (
 	"time"
 )
 
-// Pacer is a token-bucket rate limiter expressed as a schedule (GCRA): the
-// k-th message is due at start + k/rate. A caller that falls behind schedule
-// (e.g. because a timer overslept) may send immediately until it has caught
-// up, but never more than maxLag worth of messages in a burst, so a long stall
-// (flow control, GC) does not turn into an unbounded catch-up burst.
+// Pacer is an open-loop schedule: the k-th message is due at start + k/rate, whatever happened
+// to the messages before it. A caller that falls behind (a timer overslept, the broker applied
+// flow control, the confirm window was full, a GC pause) sends immediately until it has caught
+// up. A message's due time is its intended send time: latency is measured from it (see
+// sendLoop), so a stall shows up in the latency of every message that was due during it, not
+// only in the throughput (measuring from the actual send would hide it: coordinated omission).
 //
 // Pacer is not safe for concurrent use; each producer owns one.
 type Pacer struct {
 	interval float64 // nanoseconds between two messages
-	maxLag   float64 // nanoseconds of credit that may accumulate
 	origin   time.Time
 	next     float64 // due time of the next message, ns since origin
 }
 
-// defaultMaxLag bounds the catch-up burst of a Pacer.
-const defaultMaxLag = 50 * time.Millisecond
-
-// NewPacer returns a pacer for rate messages per second starting at now, or
-// nil when rate <= 0 (unlimited). A nil *Pacer never asks to wait.
-func NewPacer(rate float64, maxLag time.Duration, now time.Time) *Pacer {
+// NewPacer returns a pacer for rate messages per second starting at now, or nil when rate <= 0
+// (unlimited). A nil *Pacer never asks to wait.
+func NewPacer(rate float64, now time.Time) *Pacer {
 	if rate <= 0 {
 		return nil
 	}
-	iv := float64(time.Second) / rate
-	lag := float64(maxLag)
-	if lag < iv {
-		lag = iv
-	}
-	return &Pacer{interval: iv, maxLag: lag, origin: now}
+	return &Pacer{interval: float64(time.Second) / rate, origin: now}
 }
 
-// Reserve takes one token at time now and returns how long the caller must
-// wait before sending (0 = send now).
-func (p *Pacer) Reserve(now time.Time) time.Duration {
+// Reserve takes the next slot of the schedule at time now and returns its due time (the
+// message's intended send time) and how long the caller must wait for it (0: it is due, send
+// now). A nil Pacer returns now and 0.
+func (p *Pacer) Reserve(now time.Time) (due time.Time, wait time.Duration) {
 	if p == nil {
-		return 0
+		return now, 0
 	}
-	t := float64(now.Sub(p.origin))
-	due := p.next
-	if due < t-p.maxLag {
-		due = t - p.maxLag
+	d := p.next
+	p.next += p.interval
+	due = p.origin.Add(time.Duration(d))
+	if wait = due.Sub(now); wait < 0 {
+		wait = 0
 	}
-	p.next = due + p.interval
-	if due <= t {
-		return 0
-	}
-	return time.Duration(due - t)
+	return due, wait
 }
 
 // Waiter sleeps for pacer waits on a reusable timer and can be interrupted

@@ -7,25 +7,26 @@ import (
 )
 
 func TestPacerUnlimited(t *testing.T) {
-	p := NewPacer(0, defaultMaxLag, time.Now())
+	p := NewPacer(0, time.Now())
 	if p != nil {
 		t.Fatal("rate 0 should give a nil pacer")
 	}
-	if d := p.Reserve(time.Now()); d != 0 {
-		t.Fatalf("nil pacer asked to wait %s", d)
+	now := time.Now()
+	if due, d := p.Reserve(now); d != 0 || !due.Equal(now) {
+		t.Fatalf("nil pacer: due %s, wait %s; want now, 0", due, d)
 	}
 }
 
 func TestPacerSchedule(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	p := NewPacer(1000, defaultMaxLag, t0) // 1 ms apart
-	// A caller that always sleeps exactly as asked sends at 0,1,2,... ms.
+	p := NewPacer(1000, t0) // 1 ms apart
+	// A caller that always sleeps exactly as asked sends at 0,1,2,... ms, each at its due time.
 	now := t0
 	for k := 0; k < 100; k++ {
-		d := p.Reserve(now)
+		due, d := p.Reserve(now)
 		now = now.Add(d)
-		if want := t0.Add(time.Duration(k) * time.Millisecond); !now.Equal(want) {
-			t.Fatalf("message %d sent at %s, want %s", k, now.Sub(t0), want.Sub(t0))
+		if want := t0.Add(time.Duration(k) * time.Millisecond); !now.Equal(want) || !due.Equal(want) {
+			t.Fatalf("message %d sent at %s due %s, want %s", k, now.Sub(t0), due.Sub(t0), want.Sub(t0))
 		}
 	}
 }
@@ -35,11 +36,11 @@ func TestPacerAverageRateWithOversleep(t *testing.T) {
 	// because late messages are sent immediately until caught up.
 	t0 := time.Unix(1000, 0)
 	const rate = 10000.0
-	p := NewPacer(rate, defaultMaxLag, t0)
+	p := NewPacer(rate, t0)
 	now := t0
 	sent := 0
 	for now.Sub(t0) < time.Second {
-		d := p.Reserve(now)
+		_, d := p.Reserve(now)
 		if d > 0 {
 			now = now.Add(d + 300*time.Microsecond) // oversleep 0.3 ms each time
 		}
@@ -50,32 +51,32 @@ func TestPacerAverageRateWithOversleep(t *testing.T) {
 	}
 }
 
-func TestPacerBoundedBurstAfterStall(t *testing.T) {
+func TestPacerKeepsScheduleAfterStall(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	p := NewPacer(1000, 10*time.Millisecond, t0)
+	p := NewPacer(1000, t0)
 	p.Reserve(t0)
-	// Stall for a whole second: at most maxLag worth (10 msgs) + 1 may go
-	// out back to back, not the 1000 "owed".
+	// Stall for a whole second: the 999 messages that were due during it go out at once,
+	// each with its own due time (so their latency counts the stall), then the schedule
+	// goes on at 1 ms.
 	now := t0.Add(time.Second)
-	burst := 0
-	for p.Reserve(now) == 0 {
-		burst++
-		if burst > 1000 {
-			break
+	for k := 1; k <= 1000; k++ {
+		due, d := p.Reserve(now)
+		if d != 0 || !due.Equal(t0.Add(time.Duration(k)*time.Millisecond)) {
+			t.Fatalf("message %d after the stall: due %s, wait %s; want due %dms, no wait", k, due.Sub(t0), d, k)
 		}
 	}
-	if burst < 10 || burst > 12 {
-		t.Fatalf("burst after stall = %d, want ~11", burst)
+	if due, d := p.Reserve(now); d != time.Millisecond || !due.Equal(t0.Add(1001*time.Millisecond)) {
+		t.Fatalf("caught up: due %s, wait %s; want 1001ms, 1ms", due.Sub(t0), d)
 	}
 }
 
 func TestPacerLowRate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	p := NewPacer(2, defaultMaxLag, t0)
-	if d := p.Reserve(t0); d != 0 {
+	p := NewPacer(2, t0)
+	if _, d := p.Reserve(t0); d != 0 {
 		t.Fatalf("first message should go at once, waited %s", d)
 	}
-	if d := p.Reserve(t0); d != 500*time.Millisecond {
+	if _, d := p.Reserve(t0); d != 500*time.Millisecond {
 		t.Fatalf("second message wait %s, want 500ms", d)
 	}
 }

@@ -8,51 +8,43 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"time"
 
 	"github.com/warrenmq/warren/broker"
 )
 
-// securityFlags are the TLS, definitions and connection-limit flags.
+// securityFlags are the TLS, definitions and connection-limit flags. Those that are broker
+// settings are bound to the broker.Config given to registerSecurityFlags.
 type securityFlags struct {
-	amqpsListen   string
-	tlsCert       string
-	tlsKey        string
-	tlsCA         string
-	verifyPeer    bool
-	failNoCert    bool
-	httpTLS       bool
-	certLoginFrom string
-	definitions   string
-	maxConns      int
-	handshake     time.Duration
+	tlsCert     string
+	tlsKey      string
+	tlsCA       string
+	verifyPeer  bool
+	failNoCert  bool
+	httpTLS     bool
+	definitions string
 
 	tls *tls.Config // built by prepare
 }
 
-func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
+func registerSecurityFlags(fs *flag.FlagSet, b *broker.Config) *securityFlags {
 	f := &securityFlags{}
-	fs.StringVar(&f.amqpsListen, "amqps-listen", "127.0.0.1:5671", "AMQP over TLS listen address (used when --tls-cert and --tls-key are set)")
+	fs.StringVar(&b.AMQPSListen, "amqps-listen", b.AMQPSListen, "AMQP over TLS listen address (used when --tls-cert and --tls-key are set)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) of the server, for amqps and --http-tls")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM CA bundle that client certificates are verified against")
 	fs.BoolVar(&f.verifyPeer, "tls-verify-peer", false, "ask amqps clients for a certificate and verify it against --tls-ca (RabbitMQ's verify_peer)")
 	fs.BoolVar(&f.failNoCert, "tls-fail-if-no-peer-cert", false, "with --tls-verify-peer, refuse clients without a certificate")
 	fs.BoolVar(&f.httpTLS, "http-tls", false, "serve the management HTTP endpoint over TLS with --tls-cert/--tls-key")
-	fs.StringVar(&f.certLoginFrom, "ssl-cert-login-from", "distinguished_name", "user name of SASL EXTERNAL logins: distinguished_name or common_name")
-	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits)")
-	fs.IntVar(&f.maxConns, "max-connections", 0, "most client sockets on this node; at the limit new clients wait to be accepted (0: no limit)")
-	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "time a client has from TCP connect to connection.open-ok (TLS handshake included)")
+	fs.StringVar(&b.CertLoginFrom, "ssl-cert-login-from", b.CertLoginFrom, "user name of SASL EXTERNAL logins: distinguished_name or common_name")
+	fs.StringVar(&f.definitions, "definitions", "", "RabbitMQ definitions JSON to import at start (users, vhosts, permissions, topic_permissions, vhost limits, policies, queues, exchanges, bindings)")
+	fs.IntVar(&b.MaxConnections, "max-connections", b.MaxConnections, "most client sockets on this node; at the limit new clients wait to be accepted (0: no limit)")
+	fs.DurationVar(&b.HandshakeTimeout, "handshake-timeout", b.HandshakeTimeout, "time a client has from TCP connect to connection.open-ok (TLS handshake included)")
+	fs.DurationVar(&b.SendTimeout, "send-timeout", b.SendTimeout, "close a connection whose client takes no bytes for this long (it stopped reading); its unacked messages are requeued (negative: never)")
 	return f
 }
 
 // prepare validates the flags and loads the certificates.
 func (f *securityFlags) prepare() error {
-	switch f.certLoginFrom {
-	case "distinguished_name", "common_name":
-	default:
-		return fmt.Errorf("--ssl-cert-login-from: %q is neither distinguished_name nor common_name", f.certLoginFrom)
-	}
 	if f.tlsCert == "" && f.tlsKey == "" {
 		if f.httpTLS || f.tlsCA != "" || f.verifyPeer {
 			return errors.New("--http-tls, --tls-ca and --tls-verify-peer need --tls-cert and --tls-key")
@@ -90,15 +82,9 @@ func (f *securityFlags) prepare() error {
 	return nil
 }
 
-// apply sets the broker configuration.
+// apply sets the broker's TLS configuration (built by prepare).
 func (f *securityFlags) apply(cfg *broker.Config) {
 	cfg.TLS = f.tls
-	if f.tls != nil {
-		cfg.AMQPSListen = f.amqpsListen
-	}
-	cfg.CertLoginFrom = f.certLoginFrom
-	cfg.MaxConnections = f.maxConns
-	cfg.HandshakeTimeout = f.handshake
 }
 
 // load imports --definitions into the started server.

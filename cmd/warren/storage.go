@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/warrenmq/warren/broker"
+	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
-	"github.com/warrenmq/warren/broker/vhost"
 	"github.com/warrenmq/warren/wal"
 )
 
 // The storage seams are satisfied structurally; these assertions keep them honest.
 var (
 	_ queue.Log      = (*wal.Log)(nil)
-	_ vhost.DefLog   = (*wal.Log)(nil)
+	_ meta.Log       = metaLog{}
 	_ broker.Storage = (*walStorage)(nil)
 	_ queue.Spill    = (*wal.Log)(nil)
 )
 
-// walStorage adapts a wal.Manager to broker.Storage: one log "defs" for definitions and one
-// log per durable queue, named "q-" + a hash of vhost and queue name (queue names may be 255
+// walStorage adapts a wal.Manager to broker.Storage: one log "defs" for the metadata store
+// (every durable definition: vhosts, users, permissions, limits, policies, exchanges, queues,
+// bindings) and one log per durable queue, named "q-" + a hash of vhost and queue name (queue names may be 255
 // bytes and contain anything; file names may not).
 type walStorage struct {
 	m     *wal.Manager
@@ -81,7 +82,15 @@ func queueLogName(vh, q string) string {
 	return "q-" + hex.EncodeToString(h[:20])
 }
 
-func (s *walStorage) Defs() vhost.DefLog { return s.defs }
+// MetaLog returns the metadata store's log.
+func (s *walStorage) MetaLog() meta.Log { return metaLog{s.defs} }
+
+// metaLog adapts the definitions log to meta.Log (its Replay reports offsets and payloads).
+type metaLog struct{ *wal.Log }
+
+func (l metaLog) Replay(fn func(offset uint64, payload []byte) error) error {
+	return l.Log.Replay(func(e wal.Entry) error { return fn(e.Offset, e.Payload) })
+}
 
 func (s *walStorage) OpenQueueLog(vh, q string, replay func(offset uint64, payload []byte, delivered bool) error) (queue.Log, error) {
 	name := queueLogName(vh, q)
@@ -103,10 +112,6 @@ func (s *walStorage) OpenQueueLog(vh, q string, replay func(offset uint64, paylo
 
 func (s *walStorage) RemoveQueueLog(vh, q string) error {
 	return s.m.Remove(queueLogName(vh, q))
-}
-
-func (s *walStorage) ReplayDefs(fn func(offset uint64, payload []byte) error) error {
-	return s.defs.Replay(func(e wal.Entry) error { return fn(e.Offset, e.Payload) })
 }
 
 func (s *walStorage) SweepQueueLogs() error {

@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const { test } = require('node:test');
 const amqp = require('amqplib');
-const { brokerTest, brokerUrl, connect, expectChannelError, withTimeout, WAIT } = require('./support');
+const { brokerTest, brokerUrl, connect, expectChannelError, watch, withTimeout, WAIT } = require('./support');
 
 test('connection: connect, announce capabilities, close cleanly', { timeout: 10000 }, async () => {
   const conn = await connect();
@@ -24,6 +24,22 @@ test('connection: connect, announce capabilities, close cleanly', { timeout: 100
   }
   await conn.close();
   assert.equal(await withTimeout(conn.closed, WAIT, 'close'), null, 'a clean close carries no error');
+});
+
+// amqplib may write connection.close ahead of channel frames it still buffers: a broker that
+// closes its socket right after close-ok resets the connection under those writes (EPIPE,
+// ECONNRESET). RabbitMQ reads on until the client closes, and so must Warren (issue 11 item 9).
+test('connection: close right after publishing until sendToQueue returns false', { timeout: 20000 }, async () => {
+  const conn = await connect();
+  const ch = watch(await conn.createChannel());
+  const q = (await ch.assertQueue('', { exclusive: true })).queue;
+  const body = Buffer.alloc(1024, 'x');
+  let sent = 0;
+  while (ch.sendToQueue(q, body)) sent++;
+  assert.ok(sent > 0, 'sendToQueue refused the first message');
+  await withTimeout(conn.close(), WAIT, 'connection.close to complete');
+  assert.equal(await withTimeout(conn.closed, WAIT, 'close'), null, 'a clean close carries no error');
+  assert.deepEqual(ch.errors, [], 'the channel saw no error');
 });
 
 test('connection: a wrong password is refused with 403 ACCESS_REFUSED', { timeout: 10000 }, async () => {

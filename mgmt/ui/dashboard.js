@@ -1,6 +1,13 @@
 // Warren dashboard: polls the management API (/api/...) and renders the overview, two live
 // charts and the connection, exchange and queue tables. Read-only. Names come from clients,
 // so text only ever goes into the page through textContent, never innerHTML.
+//
+// Signing in: the page's own form checks the user with /api/whoami and keeps the
+// Authorization value in sessionStorage (this tab only, gone when it closes); every API call
+// sends it explicitly, with credentials: 'omit'. The browser itself never holds Basic
+// credentials or cookies for the origin, so requests other sites make it send carry none.
+// X-Requested-With asks the API to answer 401 without a WWW-Authenticate challenge, which
+// would make the browser prompt for a password and then cache it. Sign out forgets it.
 'use strict';
 
 (() => {
@@ -51,13 +58,19 @@
     }
   }
 
-  // api fetches path with the browser's cached basic credentials (it prompts on the first 401).
-  // The URL is absolute: a page opened as http://user:pass@host/ has the credentials in its
-  // base URL, and fetch refuses to build a request from a URL that carries credentials.
-  async function api(path) {
-    const r = await fetch(location.origin + path, {
-      headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin',
-    });
+  const AUTH_KEY = 'warren.auth';
+  let auth = null; // "Basic ..." of the signed-in user
+  try { auth = sessionStorage.getItem(AUTH_KEY); } catch (e) { /* no storage: sign in per page */ }
+
+  // basic encodes user:pass as an Authorization value (UTF-8, as RabbitMQ reads it).
+  const basic = (user, pass) => 'Basic ' + btoa(String.fromCharCode(...new TextEncoder().encode(user + ':' + pass)));
+
+  // api fetches path with the signed-in user's credentials (or authz, while signing in). The
+  // URL is absolute: fetch refuses a relative URL on a page opened as http://user:pass@host/.
+  async function api(path, authz) {
+    const headers = { Accept: 'application/json', 'X-Requested-With': 'XMLHttpRequest' };
+    if (authz || auth) headers.Authorization = authz || auth;
+    const r = await fetch(location.origin + path, { headers, cache: 'no-store', credentials: 'omit' });
     let body = null;
     try { body = await r.json(); } catch (e) { /* no JSON body */ }
     // The health checks answer 503 with a JSON report while an alarm is in effect.
@@ -399,21 +412,22 @@
 
   // ---- tabs, polling, errors --------------------------------------------------------------
   let tab = 'overview';
+  let signedIn = false;
   function showTab() {
     const want = location.hash.replace(/^#\/?/, '') || 'overview';
     tab = $('tab-' + want) ? want : 'overview';
     for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('active', a.dataset.tab === tab);
-    for (const s of document.querySelectorAll('section.tab')) s.hidden = s.id !== 'tab-' + tab;
+    for (const s of document.querySelectorAll('section.tab')) s.hidden = !signedIn || s.id !== 'tab-' + tab;
     if (tab === 'overview') { ratesChart.draw(); queuedChart.draw(); }
   }
 
-  let stopped = false; // after 401/403: polling again would only repeat the browser's prompt
+  let stopped = true; // signed out, or after 401/403: no polling
   function report(err) {
     if (err instanceof HTTPError && (err.status === 401 || err.status === 403)) {
       stopped = true;
       clearTimeout(timer);
       if (err.status === 401) {
-        banner('api', 'error', 'Sign in to see the broker: the management API needs a user with a management tag.', { href: '/ui/login', text: 'Sign in' });
+        signOut('Signed out: the broker refused the credentials (password changed or user deleted?).');
       } else {
         banner('api', 'error', `Access refused: ${err.message}. The user needs the management, monitoring, policymaker or administrator tag.`);
       }
@@ -437,8 +451,75 @@
     if (!stopped) timer = setTimeout(tick, Number($('refresh').value) * 1000);
   }
 
+  // ---- sign-in and sign-out ----------------------------------------------------------------
+  function showLogin(message) {
+    signedIn = false;
+    $('login').hidden = false;
+    $('tabs').hidden = true;
+    $('signout').hidden = true;
+    $('user').textContent = '–';
+    $('login-error').textContent = message || '';
+    showTab();
+    $(($('login-user').value ? 'login-pass' : 'login-user')).focus();
+  }
+
+  function signOut(message) {
+    auth = null;
+    try { sessionStorage.removeItem(AUTH_KEY); } catch (e) { /* no storage */ }
+    stopped = true;
+    clearTimeout(timer);
+    unbanner('api');
+    showLogin(message);
+  }
+
+  async function signIn(ev) {
+    ev.preventDefault();
+    const value = basic($('login-user').value, $('login-pass').value);
+    $('login-submit').disabled = true;
+    try {
+      await api('/api/whoami', value);
+    } catch (err) {
+      $('login-error').textContent = !(err instanceof HTTPError) ? `Cannot reach the management API (${err.message}).`
+        : err.status === 401 ? 'Wrong user name or password.'
+          : err.status === 403 ? `Access refused: ${err.message}. The user needs the management, monitoring, policymaker or administrator tag.`
+            : `The management API answered ${err.status}: ${err.message}.`;
+      return;
+    } finally {
+      $('login-submit').disabled = false;
+    }
+    auth = value;
+    try { sessionStorage.setItem(AUTH_KEY, value); } catch (e) { /* no storage: this page only */ }
+    $('login-pass').value = '';
+    begin();
+  }
+
+  // begin shows the signed-in dashboard and starts polling.
+  async function begin() {
+    try {
+      const me = await api('/api/whoami');
+      $('user').textContent = me.name;
+    } catch (err) {
+      if (err instanceof HTTPError && err.status === 401) signOut();
+      else report(err);
+      return;
+    }
+    signedIn = true;
+    stopped = false;
+    $('login').hidden = true;
+    $('tabs').hidden = false;
+    $('signout').hidden = false;
+    $('login-error').textContent = '';
+    showTab();
+    // Fill every table once, so switching tabs shows data at once; later ticks poll the
+    // overview and the visible tab only.
+    await Promise.allSettled(Object.keys(TABLES).filter((n) => n !== tab).map((n) => loadTable(n)));
+    tick();
+  }
+
   async function start() {
     for (const name of Object.keys(TABLES)) buildTable(name);
+    $('login-form').addEventListener('submit', signIn);
+    $('signout').addEventListener('click', () => signOut());
     showTab();
     window.addEventListener('hashchange', () => { showTab(); if (tab !== 'overview' && !stopped) loadTable(tab).catch(report); });
     window.addEventListener('resize', () => { ratesChart.draw(); queuedChart.draw(); });
@@ -452,17 +533,8 @@
       try { localStorage.setItem('warren.refresh', $('refresh').value); } catch (e) { /* no storage */ }
       tick();
     });
-    try {
-      const me = await api('/api/whoami');
-      $('user').textContent = me.name;
-    } catch (err) {
-      report(err);
-      return;
-    }
-    // Fill every table once, so switching tabs shows data at once; later ticks poll the
-    // overview and the visible tab only.
-    await Promise.allSettled(Object.keys(TABLES).filter((n) => n !== tab).map((n) => loadTable(n)));
-    tick();
+    if (auth) begin();
+    else showLogin();
   }
 
   start();

@@ -1,0 +1,4 @@
+package clustertest
+
+// sysSetns is setns(2)'s number (the syscall package predates it).
+const sysSetns = 308
