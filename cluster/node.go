@@ -104,6 +104,11 @@ func Start(cfg Config) (*Node, error) {
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	// Followers learn the commit index from the leader's next AppendEntries, sent at least
+	// every CommitTimeout: a change forwarded from a follower is answered once that follower
+	// applied it, so this bounds its latency (the default 50 ms made a declare on a follower
+	// take 80 ms). The cost is an empty AppendEntries per follower every 2-4 ms.
+	rc.CommitTimeout = 2 * time.Millisecond
 	rc.SnapshotThreshold = 16384
 	rc.TrailingLogs = 10240
 	existing, err := raft.HasExistingState(logs, store, snaps)
@@ -632,4 +637,11 @@ func (n *Node) Forget(ctx context.Context, name string) error {
 	}
 	n.log.Info().Str("member", name).Msg("node forgotten")
 	return nil
+}
+
+// SetAddrs updates the client and management addresses this node gossips (once its listeners
+// are bound).
+func (n *Node) SetAddrs(amqp, http string) {
+	n.ml.setTag(tagAMQP, amqp)
+	n.ml.setTag(tagHTTP, http)
 }
