@@ -51,9 +51,9 @@ type VHost struct {
 	queues      map[string]*queue.Queue
 	policies    map[string]*Policy
 	queuePolicy map[*queue.Queue]string
-	broken      map[string]error // durable queues out of service (damaged log)
+	broken      map[string]error  // durable queues out of service (damaged log)
 	home        map[string]string // cluster node each queue was declared on (cluster only)
-	maxQueues   int              // RabbitMQ's vhost limit max-queues; negative: no limit
+	maxQueues   int               // RabbitMQ's vhost limit max-queues; negative: no limit
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
