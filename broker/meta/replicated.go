@@ -124,40 +124,62 @@ func (s *ReplicatedStore) Propose(rec Record) (any, error) {
 // propose returns Apply's result and error, or the replicated log's error (rerr).
 func (s *ReplicatedStore) propose(typ byte, rec Record) (res any, err, rerr error) {
 	rec.Node = s.node
-	p := &pending{rec: rec, done: make(chan struct{})}
-	s.mu.Lock()
-	s.seq++
-	seq := s.seq
-	s.waiting[seq] = p
-	s.mu.Unlock()
 	var payload []byte
 	if typ == entryRecord {
 		payload = rec.Encode()
 	}
-	_, perr := s.rep.Propose(context.Background(), encodeEntry(typ, s.node, s.boot, seq, payload))
+	for attempt := 0; ; attempt++ {
+		p := &pending{rec: rec, done: make(chan struct{})}
+		s.mu.Lock()
+		s.seq++
+		seq := s.seq
+		s.waiting[seq] = p
+		s.mu.Unlock()
+		_, perr := s.rep.Propose(context.Background(), encodeEntry(typ, s.node, s.boot, seq, payload))
+		if perr != nil && errors.Is(perr, ErrUncertain) && typ != entryBarrier && attempt < 3 {
+			// The leader changed while the entry was in flight: it is committed or lost for
+			// good once the new leader commits anything. A barrier applied here settles it,
+			// and an entry that was lost can be proposed again without applying twice.
+			_, _, berr := s.propose(entryBarrier, Record{})
+			if s.settled(seq, p) {
+				return p.res, p.err, nil
+			}
+			if berr == nil {
+				continue
+			}
+			if errors.Is(berr, ErrNoQuorum) {
+				perr = errors.Join(ErrNoQuorum, ErrUncertain)
+			}
+		}
+		if s.settled(seq, p) {
+			return p.res, p.err, nil
+		}
+		if perr != nil {
+			return nil, nil, perr
+		}
+		// The replicator returns after the local apply; this would be its broken promise.
+		return nil, nil, errors.New("metadata change committed but not applied on this node")
+	}
+}
+
+// settled stops waiting for entry seq and reports whether this node applied it.
+func (s *ReplicatedStore) settled(seq uint64, p *pending) bool {
 	s.mu.Lock()
 	delete(s.waiting, seq)
 	s.mu.Unlock()
-	if perr != nil {
-		select {
-		case <-p.done: // applied after all (the answer was lost, not the entry)
-			return p.res, p.err, nil
-		default:
-		}
-		return nil, nil, perr
-	}
 	select {
 	case <-p.done:
-		return p.res, p.err, nil
-	case <-time.After(time.Second):
-		// The replicator returns after the local apply; this would be its broken promise.
-		return nil, nil, errors.New("metadata change committed but not applied on this node")
+		return true
+	default:
+		return false
 	}
 }
 
 // ReplicationErr turns a replicated log's error into the AMQP error a client gets.
 func ReplicationErr(err error) error {
 	switch {
+	case errors.Is(err, ErrNoQuorum) && errors.Is(err, ErrUncertain):
+		return amqp.ChannelErr(amqp.InternalError, "%v: this node cannot reach a majority of the cluster, metadata changes are refused until it can (this one may still be applied when it does)", ErrNoQuorum)
 	case errors.Is(err, ErrNoQuorum):
 		return amqp.ChannelErr(amqp.InternalError, "%v: this node cannot reach a majority of the cluster, metadata changes are refused until it can", ErrNoQuorum)
 	case errors.Is(err, ErrUncertain):

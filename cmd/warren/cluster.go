@@ -138,6 +138,14 @@ func (r *clusterRun) close() {
 	}
 }
 
+// clusterNode is the started node (nil without a cluster).
+func (r *clusterRun) clusterNode() *cluster.Node {
+	if r == nil {
+		return nil
+	}
+	return r.node
+}
+
 // fatal delivers an error that must stop the node (nil channel without a cluster).
 func (r *clusterRun) fatal() <-chan error {
 	if r == nil || r.node == nil {

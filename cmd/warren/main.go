@@ -117,7 +117,7 @@ func run(args []string) error {
 	}
 	var mg *mgmt.Server
 	if c.httpListen != "" || c.prometheusListen != "" {
-		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins)})
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name()})
 		defer mg.Close()
 	}
 	var httpSrv *http.Server
