@@ -66,6 +66,19 @@ type testNode struct {
 	cfg Config
 }
 
+func startBenchNode(b *testing.B, name string, join ...string) *testNode {
+	sm := newKV()
+	cfg := Config{
+		NodeName: name, GossipListen: "127.0.0.1:0", RPCListen: "127.0.0.1:0", Join: join, Expect: 3,
+		DataDir: b.TempDir(), StateMachine: sm, FastFailureDetection: true,
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		b.Fatalf("start %s: %v", name, err)
+	}
+	return &testNode{n, sm, cfg}
+}
+
 func startTestNode(t *testing.T, name, dir string, key []byte, expect int, join ...string) *testNode {
 	t.Helper()
 	sm := newKV()
