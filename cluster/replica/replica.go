@@ -98,13 +98,13 @@ const (
 // leader's log) and carries the message to its peer.
 type Msg struct {
 	Kind      Kind
-	Peer      string // the other side: destination of outgoing, source of incoming messages
-	Epoch     uint64 // the leader epoch the sender knows
-	LastEpoch uint64 // EpochQuery
-	QEpoch    uint64 // EpochEnd
-	End       uint64 // EpochEnd
-	From, To  uint64 // Append, Rebuild (From)
-	Commit    uint64 // Append
+	Peer      string  // the other side: destination of outgoing, source of incoming messages
+	Epoch     uint64  // the leader epoch the sender knows
+	LastEpoch uint64  // EpochQuery
+	QEpoch    uint64  // EpochEnd
+	End       uint64  // EpochEnd
+	From, To  uint64  // Append, Rebuild (From)
+	Commit    uint64  // Append
 	Hist      History // Append: the leader's epochs that the records From..To belong to
 	Held      uint64  // Ack: held durably
 	// Ack after a truncation, a rebuild or a gap (Rewind): the follower's log ends at End, and
