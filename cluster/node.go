@@ -37,6 +37,7 @@ type Node struct {
 	ml    *membership
 	raft  *raft.Raft
 	fsm   *fsm
+	bus   *Bus
 	store *raftboltdb.BoltStore
 	id    string
 
@@ -122,6 +123,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.raft = r
 	tr.handle(KindPropose, n.serveForward)
+	n.bus = newBus(n)
 
 	tags := map[string]string{
 		tagID:      n.id,
@@ -167,6 +169,9 @@ func (n *Node) GossipAddr() string {
 	return net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))
 }
 
+// Bus is the node's message bus to the other nodes.
+func (n *Node) Bus() *Bus { return n.bus }
+
 // Members returns every node gossip knows, sorted by name.
 func (n *Node) Members() []Member { return n.ml.members() }
 
@@ -180,6 +185,9 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) closeParts() {
+	if n.bus != nil {
+		n.bus.close()
+	}
 	if n.ml != nil {
 		n.ml.close()
 	}
