@@ -49,10 +49,10 @@ type rlog struct {
 	leader  string // the leader's node name
 	lead    *replica.Leader
 	fol     *replica.Follower
-	waiting []waitDone // leader: appends answered once committed
-	heard   time.Time  // follower: last message from the leader
-	failed  error      // leader: the log failed; every append fails
-	synced  uint64     // durable here, as OnAppend reported (the worker hands it on)
+	waiting []waitDone      // leader: appends answered once committed
+	heard   time.Time       // follower: last message from the leader
+	failed  error           // leader: the log failed; every append fails
+	synced  uint64          // durable here, as OnAppend reported (the worker hands it on)
 	hist    replica.History // as last saved
 }
 
