@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -339,5 +341,42 @@ func TestStorage_QueueLogCreationFailureNacks(t *testing.T) {
 	}
 	if _, ok, _ := ch.Get("q", true); ok {
 		t.Fatal("more than the confirmed message came back")
+	}
+}
+
+// BenchmarkQueueLog measures what a durable queue's log costs the storage (with fsync, as a node
+// runs): op=declare opens the log of a new queue (a queue.declare), op=declare+write also
+// appends one record and waits until it is durable (a queue's first persistent message).
+func BenchmarkQueueLog(b *testing.B) {
+	for _, op := range []string{"declare", "declare+write"} {
+		b.Run("op="+op, func(b *testing.B) {
+			data := filepath.Join(b.TempDir(), "data")
+			enc, err := registerEncryptionFlags(flag.NewFlagSet("b", flag.ContinueOnError)).load(data, zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := openStorage(wal.Config{Dir: filepath.Join(data, "wal")}, filepath.Join(data, "spill"), enc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			payload := make([]byte, 100)
+			done := make(chan error, 1)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				l, err := s.OpenQueueLog("/", fmt.Sprintf("q%d", i), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if op == "declare+write" {
+					l.Append(payload, func(_ uint64, err error) { done <- err })
+					if err := <-done; err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
