@@ -52,6 +52,10 @@ type Config struct {
 	ProposeTimeout time.Duration
 	// FastFailureDetection makes gossip probe more often (tests on loopback).
 	FastFailureDetection bool
+
+	// raftStore picks the Raft log and stable stores (storeWAL, storeBolt; storeAuto: a
+	// data folder that has a raft.db keeps it, any other uses the faster logStore).
+	raftStore string
 }
 
 func (c *Config) validate() error {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -37,7 +36,7 @@ type Node struct {
 	ml    *membership
 	raft  *raft.Raft
 	fsm   *fsm
-	store *raftboltdb.BoltStore
+	store io.Closer // the Raft log and stable stores
 	id    string
 
 	bootstrapped bool // this node had or created Raft state (reconciler only)
@@ -76,12 +75,12 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	logStore, stable, closer, storeKind, err := openRaftStores(cfg.DataDir, cfg.raftStore, log)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft store: %w", err)
+		return nil, err
 	}
-	n.store = store
-	logs, err := raft.NewLogCache(1024, store)
+	n.store = closer
+	logs, err := raft.NewLogCache(1024, logStore)
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +110,12 @@ func Start(cfg Config) (*Node, error) {
 	rc.CommitTimeout = 2 * time.Millisecond
 	rc.SnapshotThreshold = 16384
 	rc.TrailingLogs = 10240
-	existing, err := raft.HasExistingState(logs, store, snaps)
+	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
 	n.bootstrapped = existing
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft: %w", err)
 	}
@@ -140,7 +139,7 @@ func Start(cfg Config) (*Node, error) {
 	ok = true
 	n.wg.Add(1)
 	go n.reconcileLoop()
-	log.Info().Str("gossip", cfg.GossipListen).Str("rpc", rpcAddr).Bool("raft_state", existing).Int("expect", cfg.Expect).Bool("key", cfg.Key != nil).Msg("cluster node started")
+	log.Info().Str("gossip", cfg.GossipListen).Str("rpc", rpcAddr).Bool("raft_state", existing).Str("raft_store", storeKind).Int("expect", cfg.Expect).Bool("key", cfg.Key != nil).Msg("cluster node started")
 	return n, nil
 }
 
