@@ -56,6 +56,10 @@ type Config struct {
 	// raftStore picks the Raft log and stable stores (storeWAL, storeBolt; storeAuto: a
 	// data folder that has a raft.db keeps it, any other uses the faster logStore).
 	raftStore string
+	// commitTimeout overrides Raft's CommitTimeout; noNudge turns off the barrier that tells
+	// followers the commit of a change they forwarded (both for benchmarks).
+	commitTimeout time.Duration
+	noNudge       bool
 }
 
 func (c *Config) validate() error {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -707,19 +708,22 @@ func TestLogStore_KillMidWrite(t *testing.T) {
 			}
 		}
 		if !ok {
-			t.Fatalf("round %d (seed %d): after %d acknowledged operations (next: %+v) the log holds %s; want %s or %s",
-				round, seed, n, ops[n], describe(got), describe(before), describe(after))
+			t.Fatalf("round %d (seed %d): after %d acknowledged operations (next: %s) the log holds %s; want %s or %s",
+				round, seed, n, describeOp(ops[n]), describe(got), describe(before), describe(after))
 		}
 		// Still writable where raft would go on.
 		last, _ := s.LastIndex()
 		must(t, s.StoreLogs(testLogs(last+1, last+3, 99)))
 		must(t, s.Close())
-		next := "store"
-		if ops[n].store == nil {
-			next = fmt.Sprintf("delete %d-%d of %d-%d", ops[n].delMin, ops[n].delMax, ops[n].first, ops[n].end-1)
-		}
-		t.Logf("round %d: %d operations acknowledged (next: %s); reopened %s: %s", round, n, next, state, describe(got))
+		t.Logf("round %d: %d operations acknowledged (next: %s); reopened %s: %s", round, n, describeOp(ops[n]), state, describe(got))
 	}
+}
+
+func describeOp(op crashOp) string {
+	if op.store != nil {
+		return fmt.Sprintf("store %d-%d of term %d", op.store[0].Index, op.store[len(op.store)-1].Index, op.store[0].Term)
+	}
+	return fmt.Sprintf("delete %d-%d of %d-%d", op.delMin, op.delMax, op.first, op.end-1)
 }
 
 func readAllEntries(t *testing.T, s raft.LogStore) map[uint64]*raft.Log {
@@ -1091,6 +1095,47 @@ func TestLogStore_UnderRaft(t *testing.T) {
 			if bytes.HasPrefix(e.Data, []byte("lost")) {
 				t.Fatalf("%s: an uncommitted entry of the deposed leader is back at %d", p.id, i)
 			}
+		}
+	}
+}
+
+// Benchmark knobs: go test -bench Propose ./cluster/ -args -raft-store=bolt -raft-nudge=false
+var (
+	benchStore         = flag.String("raft-store", storeAuto, "BenchmarkPropose: Raft store (wal or bolt)")
+	benchCommitTimeout = flag.Duration("raft-commit-timeout", 0, "BenchmarkPropose: Raft CommitTimeout (0: the node's default)")
+	benchNudge         = flag.Bool("raft-nudge", true, "BenchmarkPropose: barrier after a forwarded change")
+)
+
+func benchOptions(cfg *Config) {
+	cfg.raftStore, cfg.commitTimeout, cfg.noNudge = *benchStore, *benchCommitTimeout, !*benchNudge
+}
+
+// BenchmarkRaftLogStore measures StoreLogs of one entry (raft's batch under serial
+// proposals) and of 64, each durable on return.
+func BenchmarkRaftLogStore(b *testing.B) {
+	for _, k := range storeKinds {
+		for _, batch := range []int{1, 64} {
+			b.Run(fmt.Sprintf("store=%s/batch=%d", k.name, batch), func(b *testing.B) {
+				s := k.open(b, b.TempDir())
+				defer s.Close()
+				if ws, ok := s.(*logStore); ok {
+					ws.segSize = defaultRaftSegment
+				}
+				data := bytes.Repeat([]byte("q"), 200)
+				next := uint64(1)
+				logs := make([]*raft.Log, batch)
+				b.SetBytes(int64(batch * len(data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					for i := range logs {
+						logs[i] = &raft.Log{Index: next, Term: 1, Data: data, AppendedAt: time.Now()}
+						next++
+					}
+					if err := s.StoreLogs(logs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

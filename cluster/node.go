@@ -40,6 +40,7 @@ type Node struct {
 	id    string
 
 	bootstrapped bool // this node had or created Raft state (reconciler only)
+	nudge        nudger
 
 	fwdMu sync.Mutex
 	fwd   map[string][]net.Conn // idle forwarding connections per leader address
@@ -108,6 +109,9 @@ func Start(cfg Config) (*Node, error) {
 	// applied it, so this bounds its latency (the default 50 ms made a declare on a follower
 	// take 80 ms). The cost is an empty AppendEntries per follower every 2-4 ms.
 	rc.CommitTimeout = 2 * time.Millisecond
+	if cfg.commitTimeout > 0 {
+		rc.CommitTimeout = cfg.commitTimeout
+	}
 	rc.SnapshotThreshold = 16384
 	rc.TrailingLogs = 10240
 	existing, err := raft.HasExistingState(logs, stable, snaps)
@@ -184,6 +188,7 @@ func (n *Node) closeParts() {
 	}
 	if n.raft != nil {
 		n.raft.Shutdown().Error()
+		n.nudge.wait()
 	}
 	if n.tr != nil {
 		n.tr.close()
@@ -410,6 +415,9 @@ func (n *Node) serveForward(c net.Conn, peer string) {
 			case err == nil:
 				if af != nil {
 					payload, _ = af.Response().([]byte)
+					if !n.cfg.noNudge {
+						n.nudge.kick(n.raft, n.cfg.ProposeTimeout) // the sender waits to apply it
+					}
 				}
 				idx = f.Index()
 			case errors.Is(err, raft.ErrNotLeader):
