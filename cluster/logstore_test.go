@@ -1139,3 +1139,59 @@ func BenchmarkRaftLogStore(b *testing.B) {
 		}
 	}
 }
+
+// FuzzRaftLogOpen replaces the end of the last segment with arbitrary bytes (a torn or damaged
+// tail): opening must not panic; it fails with errLogCorrupt or keeps every entry that lies
+// wholly before the damage, and the log then takes appends.
+func FuzzRaftLogOpen(f *testing.F) {
+	base := f.TempDir()
+	s, err := openLogStore(base, 4096, zerolog.Nop())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := uint64(1); i <= 100; i += 10 {
+		if err := s.StoreLogs(testLogs(i, i+9, 1)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	s.Close()
+	segs, _, _ := raftSegments(base, false)
+	last := segs[len(segs)-1]
+	orig, err := os.ReadFile(filepath.Join(base, last.name()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint16(len(orig)), []byte{})
+	f.Add(uint16(len(orig)-3), []byte{})
+	f.Add(uint16(len(orig)), make([]byte, 600))
+	f.Add(uint16(10), orig[20:])
+	f.Add(uint16(0), appendRaftRecord(nil, testLog(last.start, 1)))
+	f.Fuzz(func(t *testing.T, cut uint16, tail []byte) {
+		dir := t.TempDir()
+		for _, sg := range segs[:len(segs)-1] {
+			b, err := os.ReadFile(filepath.Join(base, sg.name()))
+			must(t, err)
+			must(t, os.WriteFile(filepath.Join(dir, sg.name()), b, 0o640))
+		}
+		c := int(cut) % (len(orig) + 1)
+		must(t, os.WriteFile(filepath.Join(dir, last.name()), append(slices.Clone(orig[:c]), tail...), 0o640))
+		s, err := openLogStore(dir, 4096, zerolog.Nop())
+		if err != nil {
+			if !errors.Is(err, errLogCorrupt) {
+				t.Fatalf("open: %v", err)
+			}
+			return
+		}
+		defer s.Close()
+		whole, _, _ := scanRaftSegment(orig[:c], last.start)
+		keep := last.start - 1 + uint64(whole)
+		got := readAllEntries(t, s)
+		for i := uint64(1); i <= keep; i++ {
+			if l, ok := got[i]; !ok || !sameLog(l, testLog(i, 1)) {
+				t.Fatalf("entry %d lost or changed (kept %d, log %s)", i, keep, describe(got))
+			}
+		}
+		lastIdx, _ := s.LastIndex()
+		must(t, s.StoreLogs(testLogs(lastIdx+1, lastIdx+2, 2)))
+	})
+}
