@@ -52,6 +52,14 @@ type Config struct {
 	ProposeTimeout time.Duration
 	// FastFailureDetection makes gossip probe more often (tests on loopback).
 	FastFailureDetection bool
+
+	// raftStore picks the Raft log and stable stores (storeWAL, storeBolt; storeAuto: a
+	// data folder that has a raft.db keeps it, any other uses the faster logStore).
+	raftStore string
+	// commitTimeout overrides Raft's CommitTimeout; noNudge turns off the barrier that tells
+	// followers the commit of a change they forwarded (both for benchmarks).
+	commitTimeout time.Duration
+	noNudge       bool
 }
 
 func (c *Config) validate() error {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -38,10 +37,11 @@ type Node struct {
 	raft  *raft.Raft
 	fsm   *fsm
 	bus   *Bus
-	store *raftboltdb.BoltStore
+	store io.Closer // the Raft log and stable stores
 	id    string
 
 	bootstrapped bool // this node had or created Raft state (reconciler only)
+	nudge        nudger
 
 	fwdMu sync.Mutex
 	fwd   map[string][]net.Conn // idle forwarding connections per leader address
@@ -77,12 +77,12 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	logStore, stable, closer, storeKind, err := openRaftStores(cfg.DataDir, cfg.raftStore, log)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft store: %w", err)
+		return nil, err
 	}
-	n.store = store
-	logs, err := raft.NewLogCache(1024, store)
+	n.store = closer
+	logs, err := raft.NewLogCache(1024, logStore)
 	if err != nil {
 		return nil, err
 	}
@@ -110,14 +110,17 @@ func Start(cfg Config) (*Node, error) {
 	// applied it, so this bounds its latency (the default 50 ms made a declare on a follower
 	// take 80 ms). The cost is an empty AppendEntries per follower every 2-4 ms.
 	rc.CommitTimeout = 2 * time.Millisecond
+	if cfg.commitTimeout > 0 {
+		rc.CommitTimeout = cfg.commitTimeout
+	}
 	rc.SnapshotThreshold = 16384
 	rc.TrailingLogs = 10240
-	existing, err := raft.HasExistingState(logs, store, snaps)
+	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
 	n.bootstrapped = existing
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft: %w", err)
 	}
@@ -142,7 +145,7 @@ func Start(cfg Config) (*Node, error) {
 	ok = true
 	n.wg.Add(1)
 	go n.reconcileLoop()
-	log.Info().Str("gossip", cfg.GossipListen).Str("rpc", rpcAddr).Bool("raft_state", existing).Int("expect", cfg.Expect).Bool("key", cfg.Key != nil).Msg("cluster node started")
+	log.Info().Str("gossip", cfg.GossipListen).Str("rpc", rpcAddr).Bool("raft_state", existing).Str("raft_store", storeKind).Int("expect", cfg.Expect).Bool("key", cfg.Key != nil).Msg("cluster node started")
 	return n, nil
 }
 
@@ -193,6 +196,7 @@ func (n *Node) closeParts() {
 	}
 	if n.raft != nil {
 		n.raft.Shutdown().Error()
+		n.nudge.wait()
 	}
 	if n.tr != nil {
 		n.tr.close()
@@ -419,6 +423,9 @@ func (n *Node) serveForward(c net.Conn, peer string) {
 			case err == nil:
 				if af != nil {
 					payload, _ = af.Response().([]byte)
+					if !n.cfg.noNudge {
+						n.nudge.kick(n.raft, n.cfg.ProposeTimeout) // the sender waits to apply it
+					}
 				}
 				idx = f.Index()
 			case errors.Is(err, raft.ErrNotLeader):

@@ -72,6 +72,7 @@ func startBenchNode(b *testing.B, name string, join ...string) *testNode {
 		NodeName: name, GossipListen: "127.0.0.1:0", RPCListen: "127.0.0.1:0", Join: join, Expect: 3,
 		DataDir: b.TempDir(), StateMachine: sm, FastFailureDetection: true,
 	}
+	benchOptions(&cfg)
 	n, err := Start(cfg)
 	if err != nil {
 		b.Fatalf("start %s: %v", name, err)

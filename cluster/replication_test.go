@@ -79,7 +79,7 @@ func appendN(t *testing.T, l *ReplicatedLog, prefix string, n int, wait time.Dur
 }
 
 // sameLog checks that b's log holds exactly a's records (kinds, offsets, bodies).
-func sameLog(t *testing.T, a, b *wal.Log) {
+func sameQueueLog(t *testing.T, a, b *wal.Log) {
 	t.Helper()
 	ra, err := a.ReadRaw(a.FirstOffset(), 1<<20)
 	if err != nil {
@@ -142,8 +142,8 @@ func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
 	waitFor(t, 5*time.Second, "followers hold everything", func() bool {
 		return wlb.SyncedOffset() == wla.SyncedOffset() && wlc.SyncedOffset() == wla.SyncedOffset()
 	})
-	sameLog(t, wla, wlb)
-	sameLog(t, wla, wlc)
+	sameQueueLog(t, wla, wlb)
+	sameQueueLog(t, wla, wlc)
 
 	// c stops following: a and b are a majority, appends still commit.
 	c.rep.Stop("q", false)
@@ -178,8 +178,8 @@ func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
 	waitFor(t, 10*time.Second, "followers of the new leader hold everything", func() bool {
 		return wla2.SyncedOffset() == wlb2.SyncedOffset() && wlc2.SyncedOffset() == wlb2.SyncedOffset()
 	})
-	sameLog(t, wlb2, wla2)
-	sameLog(t, wlb2, wlc2)
+	sameQueueLog(t, wlb2, wla2)
+	sameQueueLog(t, wlb2, wlc2)
 	recs, _ := wla2.ReadRaw(wla2.FirstOffset(), 1<<20)
 	for _, r := range recs {
 		if bytes.HasPrefix(r.Body, []byte("lost-")) {
@@ -191,7 +191,7 @@ func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
 		t.Fatalf("deposed leader: %d committed, %d failed", ok, failed)
 	}
 	time.Sleep(100 * time.Millisecond)
-	sameLog(t, wlb2, wla2) // and it wrote nothing into the log it follows
+	sameQueueLog(t, wlb2, wla2) // and it wrote nothing into the log it follows
 	b.stop()
 	c.stop()
 }
