@@ -49,6 +49,14 @@ func (r Record) Offsets() ([]uint64, error) {
 	return out, err
 }
 
+// isVoid reports whether the body of a retire record at offset off makes it a void record: the
+// place of an append whose write failed (see Log.faulted), a retire record naming its own offset
+// only. Readers skip it: a retire record retires offsets below its own.
+func isVoid(off uint64, body []byte) bool {
+	o, n := binary.Uvarint(body)
+	return n == len(body) && o == off
+}
+
 // headerSize is the envelope header: kind (1 byte) and CRC-32C (4 bytes, little endian).
 const headerSize = 5
 
