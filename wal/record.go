@@ -39,7 +39,8 @@ type Record struct {
 	Body []byte
 }
 
-// Offsets decodes the offset list of a KindRetire or KindDelivered record.
+// Offsets decodes the offset list of a KindRetire or KindDelivered record. A void record (the
+// place of a failed append) is a KindRetire record whose list is its own offset alone.
 func (r Record) Offsets() ([]uint64, error) {
 	if r.Kind != KindRetire && r.Kind != KindDelivered {
 		return nil, errors.New("wal: record has no offset list")
