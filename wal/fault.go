@@ -209,6 +209,18 @@ func (l *Log) faulted(p *pending, err error) {
 		l.holdoff = true
 	}
 	l.mu.Unlock()
+	l.faultFails++
+	if l.faultFails == 1 { // OnFault first: the node's disk alarm is on before the first nack
+		l.faultSince = time.Now()
+		l.m.faults.Add(1)
+		l.log.Warn().Err(err).Int("appends_failed", len(dones)).
+			Msg("write failed: the log cut back to its acknowledged records, fails appends and retries until a write succeeds")
+		if h := l.m.cfg.OnFault; h != nil {
+			h(l.name, err)
+		}
+	} else {
+		l.log.Debug().Err(err).Int("appends_failed", len(dones)).Int("attempt", l.faultFails).Msg("write failed again")
+	}
 	for _, d := range dones {
 		d.fn(d.off, err)
 	}
@@ -220,18 +232,6 @@ func (l *Log) faulted(p *pending, err error) {
 	clear(p.waiters)
 	p.waiters = p.waiters[:0]
 	l.wp = nil
-	l.faultFails++
-	if l.faultFails == 1 {
-		l.faultSince = time.Now()
-		l.m.faults.Add(1)
-		l.log.Warn().Err(err).Int("appends_failed", len(dones)).
-			Msg("write failed: the log cut back to its acknowledged records, fails appends and retries until a write succeeds")
-		if h := l.m.cfg.OnFault; h != nil {
-			h(l.name, err)
-		}
-	} else {
-		l.log.Debug().Err(err).Int("appends_failed", len(dones)).Int("attempt", l.faultFails).Msg("write failed again")
-	}
 	if l.closeNow {
 		return
 	}
