@@ -84,9 +84,12 @@
 // delivery hints: nobody was told they failed) go back, at the same offsets, in front of the
 // records gathered meanwhile. Offsets handed out stay valid and dense: a void offset is no longer
 // live, so Read returns ErrRetired and Retire and MarkDelivered ignore it. The log then writes
-// nothing until it retries, 100 ms later, then after pauses doubling up to 1 s; appends and Sync
-// calls meanwhile wait for that attempt, and get the error if it fails too. The first write that
-// succeeds ends the fault. Log.Fault reports a fault, Manager.WriteFaults counts them, and
+// nothing until it retries, 100 ms later, then after pauses doubling up to 1 s; after ENOSPC an
+// attempt also waits (looking every 50 ms) until the file system has room for what the log holds,
+// so that a full device costs no failed writes, logs with little to write (retirements and
+// delivery hints) get the room first, and each log writes within 50 ms of space coming back.
+// Appends and Sync calls meanwhile wait for that attempt, and get the error if it fails too. The
+// first write that succeeds ends the fault. Log.Fault reports a fault, Manager.WriteFaults counts them, and
 // Config.OnFault is called when one starts and ends (cmd/warren raises the disk alarm then).
 // Config.FailWrite injects faults for tests.
 //

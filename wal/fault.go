@@ -16,14 +16,22 @@ import (
 // Write faults: a write or fsync that fails with an error that passes (transient) does not put
 // the log out of service. The log cuts its files back to the acknowledged records, fails the
 // appends of the batch, puts the batch back in front of the gathering one and writes it again
-// after a pause (retryFirst, doubling up to retryMax) until a write succeeds. See "Write
-// faults" in the package documentation.
+// after a pause (retryFirst, doubling up to retryMax) until a write succeeds. After ENOSPC, an
+// attempt waits until the device has room for what the log holds (checked every probeEvery):
+// a full device costs no failed writes, a log with much to write leaves the room to those with
+// little (retirements and delivery hints), and the log writes within probeEvery of space
+// coming back. See "Write faults" in the package documentation.
 
-// Pauses between the attempts of a log in a write fault.
+// Pauses of a log in a write fault: between attempts, and between looks at the free space.
 const (
 	retryFirst = 100 * time.Millisecond
 	retryMax   = time.Second
+	probeEvery = 50 * time.Millisecond
 )
+
+// probeSlack is the room beyond the bytes to write that an attempt after ENOSPC waits for: a
+// new segment file, page rounding, the records gathered meanwhile.
+const probeSlack = 64 << 10
 
 // pageSize is the unit in which the page cache writes a file back.
 const pageSize = 4096
@@ -244,11 +252,19 @@ func (l *Log) faulted(p *pending, err error) {
 	} else {
 		l.backoff = min(2*l.backoff, most)
 	}
+	l.armRetry(l.backoff)
+}
+
+// armRetry starts the retry timer. Only one party arms it at a time: faulted after a failed
+// attempt, then the timer's own retryNow while the device is still full.
+func (l *Log) armRetry(d time.Duration) {
+	l.mu.Lock()
 	if l.retry == nil {
-		l.retry = time.AfterFunc(l.backoff, l.retryNow)
+		l.retry = time.AfterFunc(d, l.retryNow)
 	} else {
-		l.retry.Reset(l.backoff)
+		l.retry.Reset(d)
 	}
+	l.mu.Unlock()
 }
 
 // requeueLocked puts the failed batch p back in front of the gathering one, at the same offsets:
@@ -300,8 +316,27 @@ func (l *Log) requeueLocked(p *pending) ([]doneEntry, []chan error) {
 	return p.dones, p.waiters
 }
 
-// retryNow runs on the retry timer: the log may write again.
+// retryNow runs on the retry timer: the log may write again, unless the fault is a full
+// device that still has no room for what the log holds.
 func (l *Log) retryNow() {
+	l.mu.Lock()
+	need := int64(len(l.cur.buf)) + probeSlack
+	full := !l.closeReq && errors.Is(l.faultErr, syscall.ENOSPC)
+	l.mu.Unlock()
+	if full {
+		look := freeSpace
+		if f := l.m.cfg.testFree; f != nil {
+			look = f
+		}
+		if free, ok := look(l.dir); ok && free < need {
+			d := probeEvery
+			if t := l.m.cfg.testRetry; t > 0 {
+				d = t
+			}
+			l.armRetry(d)
+			return
+		}
+	}
 	l.mu.Lock()
 	l.holdoff = false
 	q := l.markQueuedLocked()
@@ -327,9 +362,11 @@ func (l *Log) recovered() {
 
 // endFault ends a write fault when the log closes (finishClose).
 func (l *Log) endFault() {
+	l.mu.Lock()
 	if l.retry != nil {
 		l.retry.Stop()
 	}
+	l.mu.Unlock()
 	if l.faultFails == 0 {
 		return
 	}

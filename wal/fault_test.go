@@ -564,3 +564,70 @@ func TestFault_ReclaimPostponed(t *testing.T) {
 	}
 	checkMirror(t, l)
 }
+
+// After ENOSPC a log waits until the device has room for what it holds before it tries again:
+// no attempt while the device is full, a log with little to write goes first (its retirements
+// are durable while a log with much to write still waits), and each writes soon after room
+// comes back.
+func TestFault_FullDeviceWaitsForRoom(t *testing.T) {
+	var full atomic.Bool
+	var free atomic.Int64
+	var attempts sync.Map // log name → *atomic.Int32
+	cfg := testConfig(t, t.TempDir())
+	cfg.testRetry = time.Millisecond
+	cfg.testFree = func(string) (int64, bool) { return free.Load(), true }
+	cfg.testHook = func(l *Log, point string) error {
+		if point != "write" {
+			return nil
+		}
+		n, _ := attempts.LoadOrStore(l.name, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		if full.Load() {
+			return errNoSpace()
+		}
+		return nil
+	}
+	count := func(name string) int32 {
+		n, _ := attempts.LoadOrStore(name, new(atomic.Int32))
+		return n.(*atomic.Int32).Load()
+	}
+	m := openManager(t, cfg)
+	small, big := openLog(t, m, "small"), openLog(t, m, "big")
+	acked := appendWait(t, small, payloadFor(1))
+	full.Store(true)
+	errs := make(chan error, 2)
+	small.Append(payloadFor(2), func(_ uint64, err error) { errs <- err })
+	big.Append(bytes.Repeat([]byte{'b'}, 1<<20), nil) // nobody waits: kept until it can be written
+	big.Append(payloadFor(3), func(_ uint64, err error) { errs <- err })
+	for range 2 {
+		if err := waitErr(t, errs); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("append: %v, want ENOSPC", err)
+		}
+	}
+	// The device is full: no more attempts, however long it lasts.
+	time.Sleep(20 * time.Millisecond)
+	s0, b0 := count("small"), count("big")
+	time.Sleep(50 * time.Millisecond)
+	if s, b := count("small"), count("big"); s != s0 || b != b0 {
+		t.Fatalf("attempts on a full device: small %d→%d, big %d→%d", s0, s, b0, b)
+	}
+	// Room for the small log's retirement, not for the big log's megabyte.
+	full.Store(false)
+	free.Store(512 << 10)
+	small.Retire(acked)
+	for deadline := time.Now().Add(10 * time.Second); small.Fault() != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the small log did not write once there was room for it")
+		}
+	}
+	syncLog(t, small)
+	time.Sleep(20 * time.Millisecond)
+	if big.Fault() == nil || count("big") != b0 {
+		t.Fatalf("the big log tried without room: Fault() = %v, attempts %d→%d", big.Fault(), b0, count("big"))
+	}
+	free.Store(1 << 40)
+	syncLog(t, big) // waits for its attempt, which now has room
+	if big.Fault() != nil || big.Len() != 1 {
+		t.Fatalf("big: Fault() = %v, %d live records, want the kept one", big.Fault(), big.Len())
+	}
+}

@@ -66,11 +66,12 @@ type Log struct {
 	written  uint64 // last offset written to tw
 	first    uint64 // first offset held in tw
 	live     liveSet
-	cur      *pending // gathering work
-	inflight *pending // sealed and being written (or written) by the commit goroutine
-	holdoff  bool     // a write failed: nothing is written until the retry timer fires (fault.go)
-	raw      bool     // written by ApplyRaw: a failed batch goes back unchanged
-	faultErr error    // the current write fault, nil when writes work (fault.go)
+	cur      *pending    // gathering work
+	inflight *pending    // sealed and being written (or written) by the commit goroutine
+	holdoff  bool        // a write failed: nothing is written until the retry timer fires (fault.go)
+	raw      bool        // written by ApplyRaw: a failed batch goes back unchanged
+	faultErr error       // the current write fault, nil when writes work (fault.go)
+	retry    *time.Timer // the retry timer of a write fault (fault.go)
 
 	// owned by the commit goroutine
 	segs     []segInfo
@@ -86,8 +87,7 @@ type Log struct {
 	cutDue     bool    // the files may hold more than the acknowledged records: cut them first
 	faultSince time.Time
 	faultFails int           // failed commits in the current fault
-	backoff    time.Duration // until the next retry
-	retry      *time.Timer
+	backoff    time.Duration // until the next attempt
 }
 
 type doneEntry struct {

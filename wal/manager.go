@@ -73,6 +73,7 @@ type Config struct {
 	testSyncHook func(l *Log, last uint64)        // called at each log sync with the last synced offset
 	testHook     func(l *Log, point string) error // see Log.hook
 	testRetry    time.Duration                    // first pause of a log in a write fault (0: retryFirst)
+	testFree     func(dir string) (int64, bool)   // replaces freeSpace
 }
 
 // syncWorkers bounds how many logs are fsynced in parallel in one commit: a device absorbs a few
