@@ -594,6 +594,7 @@ func TestFault_FullDeviceWaitsForRoom(t *testing.T) {
 	m := openManager(t, cfg)
 	small, big := openLog(t, m, "small"), openLog(t, m, "big")
 	acked := appendWait(t, small, payloadFor(1))
+	free.Store(1 << 40) // the writes fail while the file system says it has room (as it may)
 	full.Store(true)
 	errs := make(chan error, 2)
 	small.Append(payloadFor(2), func(_ uint64, err error) { errs <- err })
@@ -604,7 +605,8 @@ func TestFault_FullDeviceWaitsForRoom(t *testing.T) {
 			t.Fatalf("append: %v, want ENOSPC", err)
 		}
 	}
-	// The device is full: no more attempts, however long it lasts.
+	// The device is full, and says so: no more attempts, however long it lasts.
+	free.Store(0)
 	time.Sleep(20 * time.Millisecond)
 	s0, b0 := count("small"), count("big")
 	time.Sleep(50 * time.Millisecond)
