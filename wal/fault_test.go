@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -632,4 +633,45 @@ func TestFault_FullDeviceWaitsForRoom(t *testing.T) {
 	if big.Fault() != nil || big.Len() != 1 {
 		t.Fatalf("big: Fault() = %v, %d live records, want the kept one", big.Fault(), big.Len())
 	}
+}
+
+// A log closed while its writes fail answers every append (nothing hangs) and says what it could
+// not write; the next open finds the acknowledged records.
+func TestFault_CloseDuringAFault(t *testing.T) {
+	var full atomic.Bool
+	logs := &logBuf{}
+	cfg := Config{Dir: t.TempDir(), NoSync: true, Logger: testLogger(t, logs)}
+	cfg.FailWrite = func(string) error {
+		if full.Load() {
+			return errNoSpace()
+		}
+		return nil
+	}
+	m := openManager(t, cfg)
+	l := openLog(t, m, "q")
+	want := map[uint64][]byte{}
+	want[appendWait(t, l, payloadFor(0))] = payloadFor(0)
+	full.Store(true)
+	errs := make(chan error, 2)
+	l.Append(payloadFor(1), func(_ uint64, err error) { errs <- err })
+	if err := waitErr(t, errs); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append: %v", err)
+	}
+	l.Append(payloadFor(2), nil)
+	l.Append(payloadFor(3), func(_ uint64, err error) { errs <- err })
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	if err := waitErr(t, errs); err == nil {
+		t.Fatal("an append into a full disk succeeded at close")
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs during a write fault")
+	}
+	if m.WriteFaults() != 0 || !strings.Contains(logs.String(), "records nobody waited for were not written") {
+		t.Fatalf("after close: WriteFaults() = %d; log: %s", m.WriteFaults(), logs.String())
+	}
+	full.Store(false)
+	checkEntries(t, "reopened", replayAll(t, openLog(t, openManager(t, cfg), "q")), want)
 }

@@ -978,9 +978,12 @@ func (l *Log) finishClose() {
 		}
 		l.mu.Lock()
 		l.closing, l.closeReq = true, true
-		stray := l.cur // nothing is accepted once closing; this is defensive
+		stray := l.cur // nothing is accepted once closing; only a write fault leaves records here
 		l.cur = &pending{}
 		l.mu.Unlock()
+		if len(stray.ends) > 0 {
+			l.log.Warn().Int("records", len(stray.ends)).Msg("closed in a write fault: records nobody waited for were not written")
+		}
 		for _, d := range stray.dones {
 			d.fn(d.off, ErrClosed)
 		}
