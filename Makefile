@@ -11,7 +11,7 @@ PKGS      := ./amqp/... ./broker/... ./crypt/... ./wal/... ./mgmt/... ./cmd/... 
 NODES     ?= 3
 ROUNDS    ?= 10
 
-.PHONY: help run build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports chaos
+.PHONY: help run cluster build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-22s %s\n", $$1, $$2}'
@@ -19,10 +19,14 @@ help: ## list targets
 run: ## start a single node: AMQP 127.0.0.1:5672, HTTP 127.0.0.1:15672, data in ./data
 	$(GO) run ./cmd/warren
 
-build: ## build bin/warren, bin/warren-perf, bin/warren-chaos
+cluster: ## start a 3-node cluster on loopback in the foreground: AMQP 5672-5674, HTTP 15672-15674, data in ./data/node1..3
+	scripts/cluster.sh
+
+build: ## build bin/warren, bin/warren-perf, bin/warren-chaos, bin/warrenctl
 	$(GO) build -o bin/warren ./cmd/warren
 	$(GO) build -o bin/warren-perf ./cmd/warren-perf
 	$(GO) build -o bin/warren-chaos ./cmd/warren-chaos
+	$(GO) build -o bin/warrenctl ./cmd/warrenctl
 
 gen: ## regenerate the AMQP codec from the spec XML
 	$(GO) generate ./amqp

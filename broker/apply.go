@@ -21,6 +21,11 @@ func (s *Server) Apply(rec meta.Record, fx meta.Effects) (any, error) {
 	case meta.KindInit:
 		fx.Keep()
 		return nil, nil
+	case meta.KindNodeBoot:
+		for _, v := range s.VHosts() {
+			v.DropNode(rec.Name, fx)
+		}
+		return nil, nil
 	case meta.KindVHost:
 		if rec.Delete {
 			return nil, s.applyDeleteVHost(rec, fx)

@@ -20,6 +20,7 @@
 package mgmt
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/broker"
+	"github.com/warrenmq/warren/cluster"
 )
 
 // CompatVersion is the RabbitMQ version whose management API Warren mirrors; it is reported
@@ -51,6 +53,8 @@ type Config struct {
 	// call the API from another site, as RabbitMQ's management.cors.allow_origins. Empty (the
 	// default): no CORS headers, and state-changing requests from other origins are refused.
 	CORSOrigins []string
+	// Cluster is this node's cluster membership (nil: a single node).
+	Cluster *cluster.Node
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
@@ -64,6 +68,8 @@ type Server struct {
 	rates   *sampler
 	// patterns are the authenticated API routes, for tests that must cover every one.
 	patterns []string
+	// peerHTTP asks other cluster nodes' management listeners (cluster.go).
+	peerHTTP *http.Client
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -79,8 +85,12 @@ func New(cfg Config) *Server {
 		host, _ := os.Hostname()
 		cfg.Node = "warren@" + host
 	}
+	if cfg.Cluster != nil {
+		cfg.Node = cfg.Cluster.Name()
+	}
 	s := &Server{
-		cfg: cfg, b: cfg.Broker,
+		peerHTTP: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
+		cfg:      cfg, b: cfg.Broker,
 		log:     cfg.Log.With().Str("component", "mgmt").Logger(),
 		mux:     http.NewServeMux(),
 		started: time.Now(),
@@ -166,6 +176,8 @@ func (s *Server) routes() {
 	user("GET /api/nodes", s.nodes)
 	user("GET /api/nodes/{node}", s.node)
 	user("GET /api/whoami", s.whoami)
+	user("GET /api/cluster", s.clusterStatus)
+	admin("DELETE /api/cluster/nodes/{node}", s.forgetNode)
 	user("GET /api/health/checks/alarms", s.alarms)
 	user("GET /api/health/checks/local-alarms", s.alarms)
 	user("GET /api/aliveness-test/{vhost}", s.aliveness)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -87,7 +88,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		"management_version": CompatVersion, "rabbitmq_version": CompatVersion,
 		"product_name": "Warren", "product_version": broker.Version,
 		"erlang_version": runtime.Version(), "erlang_full_version": runtime.Version(),
-		"rates_mode": "basic", "cluster_name": s.cfg.Node, "node": s.cfg.Node,
+		"rates_mode": "basic", "cluster_name": s.clusterName(), "node": s.cfg.Node,
 		"disable_stats": false, "enable_queue_totals": false, "statistics_db_event_queue": 0,
 		"exchange_types": exchangeTypes, "listeners": listeners, "contexts": []obj{},
 		"message_stats": s.nodeMessageStats(),
@@ -166,22 +167,47 @@ func (s *Server) nodeJSON() obj {
 		"fd_used": ns.fdUsed, "fd_total": ns.fdTotal, "sockets_used": len(s.b.Connections()), "sockets_total": ns.fdTotal,
 		"proc_used": ns.goroutines, "proc_total": ns.procsMax, "processors": runtime.NumCPU(),
 		"run_queue": 0, "uptime": time.Since(s.started).Milliseconds(), "os_pid": strconv.Itoa(os.Getpid()),
-		"rates_mode": "basic", "net_ticktime": 60, "partitions": []string{},
+		"rates_mode": "basic", "net_ticktime": 60, "partitions": s.partitions(),
 		"exchange_types": exchangeTypes, "applications": []obj{}, "contexts": []obj{},
 		"db_dir": s.b.Config().DataDir, "enabled_plugins": []string{"rabbitmq_management", "rabbitmq_prometheus"},
 	}
 }
 
 func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
-	writeList(w, r, []obj{s.nodeJSON()})
+	if s.cfg.Cluster == nil {
+		writeList(w, r, []obj{s.nodeJSON()})
+		return
+	}
+	members := s.cfg.Cluster.Members()
+	out := make([]obj, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		if m.Name == s.cfg.Node {
+			out[i] = s.nodeJSON()
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = s.memberJSON(r, m) }()
+	}
+	wg.Wait()
+	writeList(w, r, out)
 }
 
 func (s *Server) node(w http.ResponseWriter, r *http.Request) {
-	if pathValue(r, "node") != s.cfg.Node {
-		notFound(w)
+	name := pathValue(r, "node")
+	if name == s.cfg.Node {
+		writeObj(w, r, s.nodeJSON())
 		return
 	}
-	writeObj(w, r, s.nodeJSON())
+	if s.cfg.Cluster != nil {
+		for _, m := range s.cfg.Cluster.Members() {
+			if m.Name == name {
+				writeObj(w, r, s.memberJSON(r, m))
+				return
+			}
+		}
+	}
+	notFound(w)
 }
 
 func (s *Server) vhostJSON(vh *vhost.VHost) obj {

@@ -45,6 +45,10 @@ const (
 	// KindBinding: VHost; "s" source exchange, "d" destination, "de" destination is an
 	// exchange, "rk" routing key, "a" arguments. No Name.
 	KindBinding Kind = "binding"
+	// KindNodeBoot says that a cluster node (Name) started: what lived only in its memory
+	// (exclusive and non-durable queues homed there, with their bindings) is gone. Written by a
+	// ReplicatedStore only; never live in a LogStore. No fields.
+	KindNodeBoot Kind = "node-boot"
 )
 
 // rank orders replay: what others refer to comes first. Within a rank, records keep their
@@ -76,6 +80,9 @@ type Record struct {
 	// restart): non-durable or exclusive queues, non-durable exchanges, bindings with a
 	// transient end. A replicated store may still replicate them.
 	Transient bool
+	// Node is the cluster node that proposed the record (set by a ReplicatedStore; empty on a
+	// single node): a queue's home.
+	Node string
 	// Owner is the connection owning an exclusive queue, and Object the very entity a delete
 	// is about (a queue that must still be the one registered under its name). Both live in
 	// this process only: they are never encoded.
@@ -208,7 +215,7 @@ func BindingKey(vh, src, dest string, destIsExchange bool, rk string, args amqp.
 }
 
 // reserved are the table keys of the envelope; kinds' fields use others.
-var reserved = [...]string{"k", "v", "n", "del"}
+var reserved = [...]string{"k", "v", "n", "del", "nd"}
 
 // Encode returns the record's stored form (an AMQP field table; Transient, Owner and Object
 // are not part of it).
@@ -226,6 +233,9 @@ func (r *Record) Encode() []byte {
 	}
 	if r.Delete {
 		t["del"] = true
+	}
+	if r.Node != "" {
+		t["nd"] = r.Node
 	}
 	return amqp.AppendTable(nil, t)
 }
@@ -245,6 +255,7 @@ func Decode(b []byte) (Record, error) {
 	r.VHost, _ = t["v"].(string)
 	r.Name, _ = t["n"].(string)
 	r.Delete, _ = t["del"].(bool)
+	r.Node, _ = t["nd"].(string)
 	for _, f := range reserved {
 		delete(t, f)
 	}

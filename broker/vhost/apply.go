@@ -182,27 +182,24 @@ func (v *VHost) applyDeleteExchange(rec meta.Record, fx meta.Effects) error {
 func (v *VHost) deleteExchangeLocked(x *exchange.Exchange, fx meta.Effects) {
 	delete(v.exchanges, x.Name)
 	v.setExchangeDedup(x.Name, nil)
-	if x.Durable {
-		fx.Drop(meta.ExchangeKey(v.Name, x.Name))
-		for _, b := range x.Bindings() {
-			fx.Drop(v.bindingKey(x, b))
-		}
+	// Dropped whether durable or not: a replicated store keeps transient records too (a
+	// log store holds none, and dropping an absent key is a no-op).
+	fx.Drop(meta.ExchangeKey(v.Name, x.Name))
+	for _, b := range x.Bindings() {
+		fx.Drop(v.bindingKey(x, b))
 	}
 	v.unbindDestLocked(x, fx)
 }
 
 // unbindDestLocked removes every binding to d, dropping their records.
 func (v *VHost) unbindDestLocked(d exchange.Destination, fx meta.Effects) {
-	durable := isDurable(d)
 	for _, other := range v.exchanges {
 		removed := other.UnbindDest(d)
 		if len(removed) == 0 {
 			continue
 		}
-		if durable && other.Durable {
-			for _, b := range removed {
-				fx.Drop(v.bindingKey(other, b))
-			}
+		for _, b := range removed {
+			fx.Drop(v.bindingKey(other, b))
 		}
 		v.maybeAutoDeleteLocked(other, fx)
 	}
@@ -274,6 +271,9 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		q.SetLog(l)
 	}
 	v.queues[d.Name] = q
+	if rec.Node != "" {
+		v.home[d.Name] = rec.Node
+	}
 	fx.Keep()
 	if v.Counters != nil && !replay {
 		v.Counters.Created.Add(1)
@@ -329,9 +329,8 @@ func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	}
 	delete(v.queuePolicy, q)
 	durable := isDurable(q)
-	if durable {
-		fx.Drop(meta.QueueKey(v.Name, q.Name))
-	}
+	fx.Drop(meta.QueueKey(v.Name, q.Name))
+	delete(v.home, q.Name)
 	v.unbindDestLocked(q, fx)
 	if v.store != nil {
 		if durable {
@@ -468,5 +467,29 @@ func (v *VHost) Drop(fx meta.Effects) {
 	for name := range v.policies {
 		fx.Drop(meta.PolicyKey(v.Name, name))
 		delete(v.policies, name)
+	}
+}
+
+// Home returns the cluster node a queue was declared on ("" on a single node).
+func (v *VHost) Home(queue string) string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.home[queue]
+}
+
+// DropNode removes what lived only in the memory of cluster node `node`, which has restarted:
+// its exclusive and non-durable queues (with their bindings), as RabbitMQ loses a node's
+// transient queues when the node goes down.
+func (v *VHost) DropNode(node string, fx meta.Effects) {
+	v.mu.RLock()
+	var gone []*queue.Queue
+	for name, h := range v.home {
+		if q := v.queues[name]; h == node && q != nil && !isDurable(q) {
+			gone = append(gone, q)
+		}
+	}
+	v.mu.RUnlock()
+	for _, q := range gone {
+		v.applyDeleteQueue(meta.Record{Kind: meta.KindQueue, Delete: true, Name: q.Name, Object: q}, fx)
 	}
 }

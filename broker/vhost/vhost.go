@@ -51,8 +51,9 @@ type VHost struct {
 	queues      map[string]*queue.Queue
 	policies    map[string]*Policy
 	queuePolicy map[*queue.Queue]string
-	broken      map[string]error // durable queues out of service (damaged log)
-	maxQueues   int              // RabbitMQ's vhost limit max-queues; negative: no limit
+	broken      map[string]error  // durable queues out of service (damaged log)
+	home        map[string]string // cluster node each queue was declared on (cluster only)
+	maxQueues   int               // RabbitMQ's vhost limit max-queues; negative: no limit
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
@@ -78,7 +79,7 @@ func ServerQueueName() string { return "amq.gen-" + randomID() }
 // amq.topic, amq.headers, amq.match) and the default exchange.
 func New(name string, store Storage) *VHost {
 	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
-		broken: make(map[string]error), maxQueues: -1, policies: make(map[string]*Policy), queuePolicy: make(map[*queue.Queue]string)}
+		broken: make(map[string]error), home: make(map[string]string), maxQueues: -1, policies: make(map[string]*Policy), queuePolicy: make(map[*queue.Queue]string)}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},

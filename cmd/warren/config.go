@@ -38,6 +38,7 @@ type config struct {
 
 	sec *securityFlags   // security.go
 	enc *encryptionFlags // encryption.go
+	cl  *clusterFlags    // cluster.go
 }
 
 // defaultConfig is the configuration with no flag, variable or file.
@@ -77,6 +78,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.DefaultPass, "default-pass", b.DefaultPass, "initial user's password")
 	c.sec = registerSecurityFlags(fs, b)
 	c.enc = registerEncryptionFlags(fs)
+	c.cl = registerClusterFlags(fs)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", c.cpuProfile, "write a CPU profile to this file until shutdown (for performance work)")
 	fs.StringVar(&c.memProfile, "memprofile", c.memProfile, "write a heap profile to this file at shutdown (for performance work)")
 }
@@ -171,6 +173,9 @@ func (c *config) validate() error {
 	}
 	if _, err := zerolog.ParseLevel(c.logLevel); err != nil || c.logLevel == "" {
 		bad("log-level %q: want trace, debug, info, warn or error", c.logLevel)
+	}
+	if err := c.cl.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -72,8 +72,7 @@ func run(args []string) error {
 	} else {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
 	}
-	host, _ := os.Hostname()
-	log = log.Level(level).With().Timestamp().Str("node", "warren@"+host).Logger()
+	log = log.Level(level).With().Timestamp().Str("node", c.cl.name()).Logger()
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -94,11 +93,20 @@ func run(args []string) error {
 	bcfg := c.Config
 	bcfg.Log, bcfg.Storage = log, store
 	c.sec.apply(&bcfg)
+	var cl *clusterRun
+	if c.cl.enabled() {
+		if cl, err = c.cl.setup(&bcfg, store, c.httpListen, log); err != nil {
+			store.Close()
+			return err
+		}
+	}
 	srv, err := broker.New(bcfg)
 	if err != nil {
+		cl.close()
 		store.Close()
 		return err
 	}
+	defer cl.close() // after the broker closed its connections
 	if err := c.sec.load(srv); err != nil {
 		srv.Close()
 		return fmt.Errorf("--definitions: %w", err)
@@ -109,7 +117,7 @@ func run(args []string) error {
 	}
 	var mg *mgmt.Server
 	if c.httpListen != "" || c.prometheusListen != "" {
-		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins)})
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name()})
 		defer mg.Close()
 	}
 	var httpSrv *http.Server
@@ -149,10 +157,18 @@ func run(args []string) error {
 		}
 	}
 
+	if cl != nil {
+		cl.node.SetAddrs(srv.Addr().String(), httpAddr)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info().Str("signal", s.String()).Msg("shutting down")
+	var fatal error
+	select {
+	case s := <-sig:
+		log.Info().Str("signal", s.String()).Msg("shutting down")
+	case fatal = <-cl.fatal():
+		log.Error().Err(fatal).Msg("leaving the cluster")
+	}
 	for _, hs := range []*http.Server{httpSrv, promSrv} {
 		if hs != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -160,7 +176,10 @@ func run(args []string) error {
 			cancel()
 		}
 	}
-	return srv.Close()
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	return fatal
 }
 
 // splitList splits a comma-separated flag value, dropping blanks ("" gives nil).

@@ -4,11 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/meta"
@@ -23,14 +28,24 @@ var (
 	_ broker.Storage     = (*walStorage)(nil)
 	_ broker.WriteFaults = (*walStorage)(nil)
 	_ queue.Spill        = (*wal.Log)(nil)
+	_ queue.Log          = (*queueLog)(nil)
+	// What the queue package asks of its log besides queue.Log: Sync (a publisher without
+	// confirms waits for the disk) and Read (a stream reads evicted messages back).
+	_ interface {
+		Sync() error
+		Read(offset uint64) ([]byte, error)
+	} = (*queueLog)(nil)
 )
 
 // walStorage adapts a wal.Manager to broker.Storage: one log "defs" for the metadata store
 // (every durable definition: vhosts, users, permissions, limits, policies, exchanges, queues,
 // bindings) and one log per durable queue, named "q-" + a hash of vhost and queue name (queue names may be 255
-// bytes and contain anything; file names may not).
+// bytes and contain anything; file names may not). A queue's log is created at its first write
+// (queueLog).
 type walStorage struct {
 	m     *wal.Manager
+	dir   string // the logs' folder: each log is dir/<name>/ (wal.Config.Dir)
+	log   zerolog.Logger
 	defs  *wal.Log
 	spill *wal.Manager // no fsync; wiped at start
 	enc   *encryption  // ciphers of the queue and spill logs (encryption.go)
@@ -120,7 +135,8 @@ func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage,
 		m.Close()
 		return nil, err
 	}
-	return &walStorage{m: m, defs: defs, spill: sm, enc: enc, tried: map[string]bool{}, faults: faults}, nil
+	return &walStorage{m: m, dir: cfg.Dir, log: cfg.Logger.With().Str("component", "storage").Logger(),
+		defs: defs, spill: sm, enc: enc, tried: map[string]bool{}, faults: faults}, nil
 }
 
 func (s *walStorage) OpenSpill(vh, q string) (queue.Spill, error) {
@@ -148,12 +164,23 @@ func (l metaLog) Replay(fn func(offset uint64, payload []byte) error) error {
 	return l.Log.Replay(func(e wal.Entry) error { return fn(e.Offset, e.Payload) })
 }
 
+// OpenQueueLog opens a durable queue's log and replays it when it exists on disk; otherwise it
+// creates nothing: the log is created at the queue's first write (queueLog). The name counts as
+// tried either way, so the start-up sweep keeps a log created later.
 func (s *walStorage) OpenQueueLog(vh, q string, replay func(offset uint64, payload []byte, delivered bool) error) (queue.Log, error) {
 	name := queueLogName(vh, q)
 	s.mu.Lock()
 	s.tried[name] = true
 	s.mu.Unlock()
 	s.enc.bind(name, vh)
+	ql := &queueLog{s: s, name: name, vh: vh}
+	ok, err := s.hasLog(name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return ql, nil // a declared queue never written to: empty
+	}
 	l, err := s.m.Log(name)
 	if err != nil {
 		return nil, s.enc.explain(err)
@@ -163,11 +190,30 @@ func (s *walStorage) OpenQueueLog(vh, q string, replay func(offset uint64, paylo
 			return nil, s.enc.explain(err)
 		}
 	}
-	return l, nil
+	ql.l.Store(l)
+	return ql, nil
 }
 
+// RemoveQueueLog deletes a queue's log; a queue never written to has none, and costs no
+// directory fsync.
 func (s *walStorage) RemoveQueueLog(vh, q string) error {
-	return s.m.Remove(queueLogName(vh, q))
+	name := queueLogName(vh, q)
+	if ok, err := s.hasLog(name); err == nil && !ok {
+		return nil
+	}
+	return s.m.Remove(name)
+}
+
+// hasLog reports whether the log called name exists on disk.
+func (s *walStorage) hasLog(name string) (bool, error) {
+	_, err := os.Stat(filepath.Join(s.dir, name))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("wal: look for log %q: %w", name, err)
 }
 
 func (s *walStorage) SweepQueueLogs() error {

@@ -87,6 +87,20 @@ func (cmd *command) dispatch(args []string) error {
 			return err
 		}
 		return cmd.importDefs(rest[0])
+	case "cluster":
+		if err := need(1, "status or forget NODE"); err != nil {
+			return err
+		}
+		switch rest[0] {
+		case "status":
+			return cmd.clusterStatus()
+		case "forget":
+			if err := need(2, "forget NODE"); err != nil {
+				return err
+			}
+			return cmd.c.do("DELETE", "/cluster/nodes/"+seg(rest[1]), nil, nil)
+		}
+		return usageError("warrenctl cluster: status or forget NODE\n" + usage)
 	}
 	return usageError("unknown command " + verb + "\n" + usage)
 }
@@ -366,4 +380,37 @@ func str(v any) string {
 		return strings.Join(parts, ",")
 	}
 	return fmt.Sprint(v)
+}
+
+// clusterStatus prints the members, their state and their Raft role, the leader and the log
+// positions as the asked node sees them.
+func (cmd *command) clusterStatus() error {
+	var o map[string]any
+	if err := cmd.c.do("GET", "/cluster", nil, &o); err != nil {
+		return err
+	}
+	if cmd.json {
+		return cmd.printJSON(o)
+	}
+	var rows [][]string
+	members, _ := o["members"].([]any)
+	for _, m := range members {
+		m, _ := m.(map[string]any)
+		leader := ""
+		if b, _ := m["leader"].(bool); b {
+			leader = "leader"
+		}
+		rows = append(rows, []string{str(m["name"]), str(m["status"]), str(m["raft"]), leader, str(m["amqp"]), str(m["version"])})
+	}
+	if err := cmd.table([]string{"node", "status", "raft", "", "amqp", "version"}, rows); err != nil {
+		return err
+	}
+	if c, _ := o["clustered"].(bool); !c {
+		return nil
+	}
+	return cmd.table([]string{"field", "value"}, [][]string{
+		{"cluster", str(o["name"])}, {"asked", str(o["node"])}, {"state", str(o["state"])},
+		{"leader", str(o["leader"])}, {"applied_index", str(o["applied_index"])},
+		{"commit_index", str(o["commit_index"])}, {"last_contact", str(o["last_contact"])},
+	})
 }

@@ -54,6 +54,8 @@ commands:
   add user NAME PASSWORD [--tags a,b]
   delete user NAME
   set permissions USER [--configure RE] [--write RE] [--read RE]
+  cluster status                            members, their state and Raft role, the leader
+  cluster forget NODE                       remove a stopped node from the cluster for good
 `
 
 func run(args []string, out io.Writer) error {

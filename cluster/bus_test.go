@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBus_InOrderAndDownOnPeerLoss(t *testing.T) {
+	a := startTestNode(t, "a", t.TempDir(), nil, 1)
+	b := startTestNode(t, "b", t.TempDir(), nil, 0, a.GossipAddr())
+	defer a.Close()
+	waitFor(t, 10*time.Second, "b known to a", func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "b" && m.Status == "alive" && m.RPC != "" {
+				return true
+			}
+		}
+		return false
+	})
+	const n = 20000
+	var mu sync.Mutex
+	var got []uint64
+	done := make(chan struct{})
+	b.Bus().Handle('t', func(peer string, p []byte) {
+		mu.Lock()
+		got = append(got, binary.BigEndian.Uint64(p))
+		if len(got) == n {
+			close(done)
+		}
+		mu.Unlock()
+		if peer != "a" {
+			t.Errorf("from %q", peer)
+		}
+	})
+	downs := make(chan string, 4)
+	a.Bus().OnDown(func(p string) { downs <- p })
+	for i := range uint64(n) {
+		if err := a.Bus().Send("b", 't', binary.BigEndian.AppendUint64(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d of %d messages arrived", len(got), n)
+	}
+	for i, v := range got {
+		if v != uint64(i) {
+			t.Fatalf("message %d is %d: out of order", i, v)
+		}
+	}
+	b.Close()
+	select {
+	case p := <-downs:
+		if p != "b" {
+			t.Fatalf("down for %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no down after the peer stopped")
+	}
+	if err := a.Bus().Send("nobody", 't', nil); err == nil {
+		t.Fatal("send to an unknown peer succeeded")
+	}
+}
+
+func BenchmarkBus_Send(b *testing.B) {
+	x := startBenchNode(b, "x")
+	y := startBenchNode(b, "y", x.GossipAddr())
+	defer x.Close()
+	defer y.Close()
+	for {
+		ok := false
+		for _, m := range x.Members() {
+			ok = ok || (m.Name == "y" && m.RPC != "")
+		}
+		if ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	y.Bus().Handle('t', func(string, []byte) { wg.Done() })
+	payload := make([]byte, 1024)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		wg.Add(1)
+		if err := x.Bus().Send("y", 't', payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,343 @@
+package clustertest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Cluster I, proven on real processes: three warren nodes form one cluster whatever their
+// start order, agree on every kind of metadata through their Raft log, keep it across
+// restarts, elect a new leader when the leader is killed, refuse changes on a node cut off from
+// the majority (and catch it up after), bring a wiped node back, and keep out a node with
+// another key.
+
+func startCluster(t *testing.T, n int, extra ...string) *Cluster {
+	t.Helper()
+	c, err := Start(Options{Binary: warrenBin(t), Nodes: n, Args: append(append([]string(nil), ClusterArgs...), extra...), Logf: t.Logf, StartTimeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range c.Nodes {
+				t.Logf("node %d log tail:\n%s", nd.Args.Index, tail(nd.LogPath, 30))
+			}
+		}
+		c.Close()
+	})
+	if err := c.WaitClustered(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// api performs a management request on node i as the harness's user.
+func api(t *testing.T, c *Cluster, i int, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	nd := c.Node(i)
+	req, err := http.NewRequest(method, "http://"+nd.Args.HTTP+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(nd.Args.User, nd.Args.Pass)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func channel(t *testing.T, c *Cluster, i int) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	conn, err := amqp.DialConfig(c.Node(i).URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("node %d: %v", i, err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, ch
+}
+
+// sees checks that node i has everything TestCluster_MetadataEverywhere declared.
+func sees(t *testing.T, c *Cluster, i int) error {
+	_, ch := channel(t, c, i)
+	if _, err := ch.QueueDeclarePassive("orders", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("node %d: queue: %w", i, err)
+	}
+	if err := ch.ExchangeDeclarePassive("events", "topic", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("node %d: exchange: %w", i, err)
+	}
+	for _, p := range []string{"/api/bindings/%2F/e/events/q/orders", "/api/users/alice", "/api/permissions/%2F/alice", "/api/policies/%2F/cap", "/api/vhosts/shop"} {
+		code, body := api(t, c, i, "GET", p, nil)
+		if code != 200 || (strings.Contains(p, "bindings") && !strings.Contains(string(body), "order.*")) {
+			return fmt.Errorf("node %d: GET %s: %d %s", i, p, code, body)
+		}
+	}
+	return nil
+}
+
+func TestCluster_MetadataEverywhereAndAcrossRestarts(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("orders", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("events", "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("orders", "order.*", "events", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		path string
+		body any
+	}{
+		{"/api/users/alice", map[string]any{"password": "pw", "tags": "management"}},
+		{"/api/permissions/%2F/alice", map[string]any{"configure": "^a", "write": ".*", "read": ".*"}},
+		{"/api/policies/%2F/cap", map[string]any{"pattern": "^orders$", "definition": map[string]any{"max-length": 100}}},
+		{"/api/vhosts/shop", nil},
+	} {
+		if code, body := api(t, c, 1, "PUT", w.path, w.body); code/100 != 2 {
+			t.Fatalf("PUT %s: %d %s", w.path, code, body)
+		}
+	}
+	// Answered on node 1 means committed: nodes 2 and 3 have it as soon as they applied it.
+	for i := 2; i <= 3; i++ {
+		eventually(t, 5*time.Second, func() error { return sees(t, c, i) })
+	}
+	// The user logs in on another node.
+	u := c.Node(3)
+	conn, err := amqp.Dial(fmt.Sprintf("amqp://alice:pw@%s/", u.Args.AMQP))
+	if err != nil {
+		t.Fatalf("alice on node 3: %v", err)
+	}
+	conn.Close()
+
+	// kill -9 every node, restart them in another order: everything is still there.
+	for _, nd := range c.Nodes {
+		nd.Kill()
+	}
+	errs := make(chan error, 3)
+	for _, i := range []int{3, 1, 2} {
+		go func() { errs <- c.Node(i).Start() }()
+		time.Sleep(300 * time.Millisecond)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if err := sees(t, c, i); err != nil {
+			t.Fatalf("after restarting every node: %v", err)
+		}
+	}
+}
+
+// leader returns the index of the node leading the Raft log, as node i reports it.
+func leader(t *testing.T, c *Cluster, i int) int {
+	code, body := api(t, c, i, "GET", "/api/cluster", nil)
+	if code != 200 {
+		return 0
+	}
+	var st struct{ Leader string }
+	json.Unmarshal(body, &st)
+	for _, nd := range c.Nodes {
+		if nd.Args.Name == st.Leader {
+			return nd.Args.Index
+		}
+	}
+	return 0
+}
+
+func TestCluster_LeaderKilledDeclaresResume(t *testing.T) {
+	c := startCluster(t, 3)
+	var l int
+	eventually(t, 10*time.Second, func() error {
+		if l = leader(t, c, 1); l == 0 {
+			return errors.New("no leader")
+		}
+		return nil
+	})
+	other := l%3 + 1
+	_, ch := channel(t, c, other)
+	if _, err := ch.QueueDeclare("before", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Node(l).Kill()
+	start := time.Now()
+	var took time.Duration
+	for {
+		conn, err := amqp.Dial(c.Node(other).URL())
+		if err == nil {
+			ch, err := conn.Channel()
+			if err == nil {
+				_, err = ch.QueueDeclare("after", true, false, false, false, nil)
+			}
+			conn.Close()
+			if err == nil {
+				took = time.Since(start)
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no declare accepted within 30 s of the leader's kill -9: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("leader (node %d) killed: a declare on node %d committed %v later", l, other, took.Round(time.Millisecond))
+	if nl := leader(t, c, other); nl == 0 || nl == l {
+		t.Fatalf("leader after the kill: %d", nl)
+	}
+	// The old leader comes back as a follower and catches up.
+	if err := c.Node(l).Start(); err != nil {
+		t.Fatal(err)
+	}
+	_, ch = channel(t, c, l)
+	if _, err := ch.QueueDeclarePassive("after", true, false, false, false, nil); err != nil {
+		t.Fatalf("restarted node misses what was declared while it was down: %v", err)
+	}
+}
+
+func TestCluster_WipedNodeRejoinsAndReceivesEverything(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("early", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	n3 := c.Node(3)
+	n3.Kill()
+	if err := os.RemoveAll(n3.HostDataDir()); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(n3.HostDataDir(), 0o755)
+	for i := range 50 {
+		if _, err := ch.QueueDeclare(fmt.Sprintf("late-%d", i), true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n3.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_, ch3 := channel(t, c, 3)
+	for _, q := range []string{"early", "late-0", "late-49"} {
+		if _, err := ch3.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+			t.Fatalf("wiped node 3 misses %s: %v", q, err)
+		}
+	}
+}
+
+func TestCluster_IsolatedNodeRefusesThenCatchesUp(t *testing.T) {
+	c := startCluster(t, 3)
+	if !c.Netns {
+		t.Skipf("partitions need network namespaces (%s)", c.Why)
+	}
+	if err := c.Isolate(3); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Heal()
+	_, ch1 := channel(t, c, 1)
+	_, ch3 := channel(t, c, 3)
+	start := time.Now()
+	_, err := ch3.QueueDeclare("minority", true, false, false, false, nil)
+	took := time.Since(start)
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.InternalError || !strings.Contains(ae.Reason, "no quorum") {
+		t.Fatalf("declare on the isolated node: %v, want 541 ... no quorum", err)
+	}
+	if took > 15*time.Second {
+		t.Fatalf("the refusal took %v", took)
+	}
+	t.Logf("isolated node refused a declare after %v: %s", took.Round(time.Millisecond), ae.Reason)
+	// The majority goes on.
+	eventually(t, 15*time.Second, func() error {
+		_, err := ch1.QueueDeclare("majority", true, false, false, false, nil)
+		if err != nil {
+			_, ch1 = channel(t, c, 1)
+		}
+		return err
+	})
+	if err := c.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		_, ch := channel(t, c, 3)
+		_, err := ch.QueueDeclarePassive("majority", true, false, false, false, nil)
+		return err
+	})
+	// And node 3 takes changes again.
+	eventually(t, 20*time.Second, func() error {
+		_, ch := channel(t, c, 3)
+		_, err := ch.QueueDeclare("healed", true, false, false, false, nil)
+		return err
+	})
+}
+
+func TestCluster_WrongKeyCannotJoin(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "other.key")
+	os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	host := "127.0.0.1"
+	if c.Netns {
+		host = c.ClientIP()
+	}
+	cmd := exec.Command(warrenBin(t), "--node-name", "mallory", "--data-dir", filepath.Join(dir, "data"),
+		"--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "",
+		"--cluster-listen", host+":0", "--cluster-rpc-listen", host+":0", "--cluster-join", c.Node(1).Args.Gossip,
+		"--cluster-key-file", key)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(5 * time.Second)
+	code, body := api(t, c, 1, "GET", "/api/cluster", nil)
+	if code != 200 {
+		t.Fatalf("/api/cluster: %d %s", code, body)
+	}
+	if strings.Contains(string(body), "mallory") {
+		t.Fatalf("a node with another key joined:\n%s\nits log:\n%s", body, out.String())
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("not within %v: %v", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,621 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/cluster/replica"
+	"github.com/warrenmq/warren/wal"
+)
+
+// TopicReplica is the bus topic of queue-log replication.
+const TopicReplica byte = 'r'
+
+// Replication mirrors queue logs between nodes: for each replicated log this node leads it
+// runs a replica.Leader over the local wal.Log and streams records to the followers on the bus;
+// for each it follows, a replica.Follower that truncates and applies what the leader sends.
+// The roles come from the metadata (the queue's placement: leader, replicas, epoch), which
+// calls Lead, Follow and Stop on every node as it applies.
+type Replication struct {
+	n   *Node
+	m   *wal.Manager
+	dir string // epoch histories
+	log zerolog.Logger
+
+	mu    sync.Mutex
+	logs  map[string]*rlog
+	dirty map[*rlog]struct{} // logs with records made durable since the worker last looked
+	kick  chan struct{}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// rlog is one replicated log on this node.
+type rlog struct {
+	r    *Replication
+	name string
+
+	mu      sync.Mutex
+	wl      *wal.Log
+	epoch   uint64
+	leader  string // the leader's node name
+	lead    *replica.Leader
+	fol     *replica.Follower
+	waiting []waitDone      // leader: appends answered once committed
+	heard   time.Time       // follower: last message from the leader
+	failed  error           // leader: the log failed; every append fails
+	synced  uint64          // durable here, as OnAppend reported (the worker hands it on)
+	hist    replica.History // as last saved
+}
+
+type waitDone struct {
+	off  uint64
+	done func(uint64, error)
+}
+
+// ErrNotLeader: this node does not lead that log (any more).
+var ErrNotLeader = errors.New("cluster: not the leader of this queue log")
+
+// NewReplication starts the node's replication over the queue logs of m. Wire m's
+// Config.OnAppend to OnAppend.
+func (n *Node) NewReplication(m *wal.Manager) (*Replication, error) {
+	dir := filepath.Join(n.cfg.DataDir, "epochs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &Replication{n: n, m: m, dir: dir, log: n.log.With().Str("component", "replication").Logger(), logs: map[string]*rlog{},
+		dirty: map[*rlog]struct{}{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	n.bus.Handle(TopicReplica, r.receive)
+	n.bus.OnDown(r.peerDown)
+	r.wg.Add(2)
+	go r.tick()
+	go r.work()
+	return r, nil
+}
+
+// Close stops replication (the logs stay open: their owner closes them).
+func (r *Replication) Close() {
+	close(r.stop)
+	r.wg.Wait()
+}
+
+// ReplicatedLog is the leader's queue log: the queue appends through it, and an append is
+// answered once a majority of the replicas hold it durably (or once it is durable here, for
+// an async log).
+type ReplicatedLog struct{ rl *rlog }
+
+// Lead makes this node the leader of log name at epoch, with the given followers. The local
+// log is opened (it holds what this replica had); the queue replays it and then appends
+// through the returned log.
+func (r *Replication) Lead(name string, epoch uint64, followers []string, async bool) (*ReplicatedLog, *wal.Log, error) {
+	rl, err := r.open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.epoch, rl.leader, rl.fol = epoch, r.n.cfg.NodeName, nil
+	rl.lead = replica.NewLeader(replica.LeaderConfig{
+		Epoch: epoch, History: rl.hist, First: rl.wl.FirstOffset(), End: rl.wl.SyncedOffset(),
+		Durable: rl.wl.SyncedOffset(), Followers: followers, Async: async,
+	})
+	if err := r.saveHistory(name, rl.lead.History()); err != nil {
+		return nil, nil, err
+	}
+	rl.hist = append(replica.History(nil), rl.lead.History()...)
+	r.log.Info().Str("log", name).Uint64("epoch", epoch).Strs("followers", followers).Msg("leading queue log")
+	return &ReplicatedLog{rl}, rl.wl, nil
+}
+
+// Follow makes this node a follower of log name, led by leader at epoch.
+func (r *Replication) Follow(name string, epoch uint64, leader string) error {
+	rl, err := r.open(name)
+	if err != nil {
+		return err
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.epoch, rl.leader, rl.lead = epoch, leader, nil
+	rl.failWaitingLocked(ErrNotLeader)
+	rl.startFollowerLocked()
+	r.log.Info().Str("log", name).Uint64("epoch", epoch).Str("leader", leader).Msg("following queue log")
+	return nil
+}
+
+// Stop ends this node's part in log name (the queue was deleted or moved away); remove
+// deletes its files too.
+func (r *Replication) Stop(name string, remove bool) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	delete(r.logs, name)
+	r.mu.Unlock()
+	if rl != nil {
+		rl.mu.Lock()
+		rl.lead, rl.fol = nil, nil
+		rl.failWaitingLocked(ErrNotLeader)
+		rl.mu.Unlock()
+	}
+	if remove {
+		r.m.Remove(name)
+		os.Remove(filepath.Join(r.dir, name))
+	}
+}
+
+// Status reports this node's epoch and log end for log name (what the controller compares to
+// pick a new leader: the highest epoch, then the highest offset).
+func (r *Replication) Status(name string) (epoch, lastEpoch, end uint64, ok bool) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return 0, 0, 0, false
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.epoch, rl.hist.Last(), rl.wl.SyncedOffset(), true
+}
+
+func (r *Replication) open(name string) (*rlog, error) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	if rl == nil {
+		rl = &rlog{r: r, name: name}
+		r.logs[name] = rl
+	}
+	r.mu.Unlock()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.wl == nil {
+		wl, err := r.m.Log(name)
+		if err != nil {
+			return nil, err
+		}
+		rl.wl, rl.synced, rl.hist = wl, wl.SyncedOffset(), r.loadHistory(name)
+	}
+	return rl, nil
+}
+
+func (rl *rlog) startFollowerLocked() {
+	f, ready := replica.NewFollower(replica.FollowerConfig{
+		Epoch: rl.epoch, Leader: rl.leader, History: rl.hist, First: rl.wl.FirstOffset(),
+		End: rl.wl.LastOffset(), Durable: rl.wl.SyncedOffset(),
+	})
+	rl.fol = f
+	rl.heard = time.Now()
+	rl.doLocked(ready, nil)
+}
+
+// ---- the leader's log
+
+// Append appends a record and calls done once it is committed. A log this node no longer
+// leads takes nothing (a deposed leader must not write into the log it now follows).
+func (l *ReplicatedLog) Append(payload []byte, done func(offset uint64, err error)) uint64 {
+	rl := l.rl
+	rl.mu.Lock()
+	if rl.lead == nil || rl.failed != nil {
+		rl.mu.Unlock()
+		if done != nil {
+			done(0, ErrNotLeader)
+		}
+		return 0
+	}
+	off := rl.wl.Append(payload, func(off uint64, err error) {
+		if err != nil && done != nil {
+			rl.mu.Lock()
+			rl.dropWaitingLocked(off)
+			rl.mu.Unlock()
+			done(off, err)
+		}
+	})
+	if done == nil {
+		rl.mu.Unlock()
+		return off
+	}
+	if rl.lead.Commit() >= off {
+		rl.mu.Unlock()
+		done(off, nil)
+		return off
+	}
+	rl.waiting = append(rl.waiting, waitDone{off, done})
+	rl.mu.Unlock()
+	return off
+}
+
+// Retire retires records (a replicated record like any other); nothing once not leading.
+func (l *ReplicatedLog) Retire(offsets ...uint64) {
+	l.rl.mu.Lock()
+	if l.rl.lead != nil {
+		l.rl.wl.Retire(offsets...)
+	}
+	l.rl.mu.Unlock()
+}
+
+// MarkDelivered marks records delivered; nothing once not leading.
+func (l *ReplicatedLog) MarkDelivered(offsets ...uint64) {
+	l.rl.mu.Lock()
+	if l.rl.lead != nil {
+		l.rl.wl.MarkDelivered(offsets...)
+	}
+	l.rl.mu.Unlock()
+}
+
+// Commit is the commit offset.
+func (l *ReplicatedLog) Commit() uint64 {
+	l.rl.mu.Lock()
+	defer l.rl.mu.Unlock()
+	if l.rl.lead == nil {
+		return 0
+	}
+	return l.rl.lead.Commit()
+}
+
+func (rl *rlog) dropWaitingLocked(off uint64) {
+	for i, w := range rl.waiting {
+		if w.off == off {
+			rl.waiting = append(rl.waiting[:i], rl.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+func (rl *rlog) failWaitingLocked(err error) {
+	ws := rl.waiting
+	rl.waiting = nil
+	for _, w := range ws {
+		go w.done(w.off, err) // never under rl.mu
+	}
+}
+
+// OnAppend is wal.Config.OnAppend: a record of log name is durable here. It runs on the
+// wal's commit goroutine, so it only notes the offset; the worker streams and answers.
+func (r *Replication) OnAppend(name string, rec wal.Record) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	if rl != nil {
+		r.dirty[rl] = struct{}{}
+	}
+	r.mu.Unlock()
+	if rl == nil {
+		return
+	}
+	rl.mu.Lock()
+	rl.synced = max(rl.synced, rec.Offset)
+	rl.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// work hands what became durable to the replication state machines: a leader streams it (one
+// Append per batch of records, not per record) and may commit; a follower acknowledges it.
+func (r *Replication) work() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.kick:
+		}
+		r.mu.Lock()
+		ls := make([]*rlog, 0, len(r.dirty))
+		for rl := range r.dirty {
+			ls = append(ls, rl)
+		}
+		clear(r.dirty)
+		r.mu.Unlock()
+		for _, rl := range ls {
+			rl.mu.Lock()
+			var ready replica.Ready
+			switch {
+			case rl.lead != nil:
+				ready = rl.lead.Appended(rl.synced)
+				d := rl.lead.Durable(rl.synced)
+				ready.CommitMoved = ready.CommitMoved || d.CommitMoved
+			case rl.fol != nil:
+				ready = rl.fol.Durable(rl.synced)
+			}
+			done := rl.doLocked(ready, nil)
+			rl.mu.Unlock()
+			for _, w := range done {
+				w.done(w.off, nil)
+			}
+		}
+	}
+}
+
+// doLocked carries out a Ready: local log changes, then messages. It returns the appends the
+// commit answered (to be called without the lock).
+func (rl *rlog) doLocked(rd replica.Ready, recs []wal.Record) []waitDone {
+	r := rl.r
+	if rd.StepDown {
+		// A newer epoch exists: stop answering appends; the metadata will make us follow.
+		rl.lead = nil
+		rl.failWaitingLocked(ErrNotLeader)
+		return nil
+	}
+	if rd.Truncate != nil && rl.fol != nil && *rd.Truncate < rl.wl.LastOffset() {
+		// The wal cannot cut its tail yet: start the log over and take it all from the leader.
+		r.log.Info().Str("log", rl.name).Uint64("to", *rd.Truncate).Msg("follower log diverged: rebuilding it from the leader")
+		r.m.Remove(rl.name)
+		os.Remove(filepath.Join(r.dir, rl.name))
+		wl, err := r.m.Log(rl.name)
+		if err != nil {
+			r.log.Error().Err(err).Str("log", rl.name).Msg("cannot recreate follower log")
+			rl.fol = nil
+			return nil
+		}
+		rl.wl, rl.synced, rl.hist = wl, 0, nil
+		rl.startFollowerLocked()
+		return nil
+	}
+	if rd.RebuildAt != 0 && rl.fol != nil {
+		r.m.Remove(rl.name)
+		wl, err := r.m.LogAt(rl.name, rd.RebuildAt)
+		if err != nil {
+			r.log.Error().Err(err).Str("log", rl.name).Msg("cannot rebuild follower log")
+			rl.fol = nil
+			return nil
+		}
+		rl.wl = wl
+		r.saveHistory(rl.name, nil)
+		rl.hist, rl.synced = nil, 0
+	}
+	if rd.Write != nil && rl.fol != nil {
+		var batch []wal.Record
+		for _, rec := range recs {
+			if rec.Offset >= rd.Write.From && rec.Offset <= rd.Write.To {
+				batch = append(batch, rec)
+			}
+		}
+		if h := rl.fol.History(); !slicesEqual(h, rl.hist) {
+			if err := r.saveHistory(rl.name, h); err != nil {
+				r.log.Error().Err(err).Str("log", rl.name).Msg("epoch history not saved")
+				return nil
+			}
+			rl.hist = append(rl.hist[:0:0], h...)
+		}
+		if err := rl.wl.ApplyRaw(batch, nil); err != nil {
+			r.log.Warn().Err(err).Str("log", rl.name).Msg("applying leader records failed: asking again")
+			rl.startFollowerLocked()
+			return nil
+		}
+	}
+	for _, m := range rd.Msgs {
+		r.sendLocked(rl, m)
+	}
+	if rd.CommitMoved && rl.lead != nil {
+		c := rl.lead.Commit()
+		i := 0
+		for i < len(rl.waiting) && rl.waiting[i].off <= c {
+			i++
+		}
+		done := rl.waiting[:i:i]
+		rl.waiting = rl.waiting[i:]
+		return done
+	}
+	return nil
+}
+
+// ---- wire format: name, message fields, history, records
+
+func (r *Replication) sendLocked(rl *rlog, m replica.Msg) {
+	var recs []wal.Record
+	if m.Kind == replica.Append {
+		var err error
+		recs, err = rl.wl.ReadRaw(m.From, int(m.To-m.From+1))
+		if err != nil || len(recs) == 0 || recs[len(recs)-1].Offset != m.To {
+			r.log.Warn().Err(err).Str("log", rl.name).Uint64("from", m.From).Uint64("to", m.To).Msg("cannot read records to replicate")
+			return
+		}
+	}
+	err := r.n.bus.SendBuf(m.Peer, TopicReplica, func(b []byte) []byte { return appendMsg(b, rl.name, m, recs) })
+	if err != nil {
+		r.log.Debug().Err(err).Str("log", rl.name).Str("peer", m.Peer).Msg("replication message not sent")
+	}
+}
+
+func appendMsg(b []byte, name string, m replica.Msg, recs []wal.Record) []byte {
+	b = append(b, byte(len(name)))
+	b = append(b, name...)
+	var flags byte
+	if m.Rewind {
+		flags = 1
+	}
+	b = append(b, byte(m.Kind), flags)
+	for _, v := range []uint64{m.Epoch, m.LastEpoch, m.QEpoch, m.End, m.From, m.To, m.Commit, m.Held} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Hist)))
+	for _, e := range m.Hist {
+		b = binary.BigEndian.AppendUint64(b, e.Epoch)
+		b = binary.BigEndian.AppendUint64(b, e.Start)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(recs)))
+	for _, rec := range recs {
+		b = binary.BigEndian.AppendUint64(b, rec.Offset)
+		b = append(b, byte(rec.Kind))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(rec.Body)))
+		b = append(b, rec.Body...)
+	}
+	return b
+}
+
+var errShortMsg = errors.New("cluster: short replication message")
+
+func decodeMsg(p []byte) (name string, m replica.Msg, recs []wal.Record, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0])+2+64+2 {
+		return "", m, nil, errShortMsg
+	}
+	n := int(p[0])
+	name = string(p[1 : 1+n])
+	p = p[1+n:]
+	m.Kind, m.Rewind = replica.Kind(p[0]), p[1]&1 != 0
+	p = p[2:]
+	vals := make([]uint64, 8)
+	for i := range vals {
+		vals[i] = binary.BigEndian.Uint64(p[8*i:])
+	}
+	m.Epoch, m.LastEpoch, m.QEpoch, m.End, m.From, m.To, m.Commit, m.Held = vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7]
+	p = p[64:]
+	h := int(binary.BigEndian.Uint16(p))
+	p = p[2:]
+	if len(p) < 16*h+4 {
+		return "", m, nil, errShortMsg
+	}
+	for i := 0; i < h; i++ {
+		m.Hist = append(m.Hist, replica.EpochStart{Epoch: binary.BigEndian.Uint64(p), Start: binary.BigEndian.Uint64(p[8:])})
+		p = p[16:]
+	}
+	k := int(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	for i := 0; i < k; i++ {
+		if len(p) < 13 {
+			return "", m, nil, errShortMsg
+		}
+		off, kind, l := binary.BigEndian.Uint64(p), wal.Kind(p[8]), int(binary.BigEndian.Uint32(p[9:]))
+		p = p[13:]
+		if len(p) < l {
+			return "", m, nil, errShortMsg
+		}
+		recs = append(recs, wal.Record{Offset: off, Kind: kind, Body: p[:l]})
+		p = p[l:]
+	}
+	return name, m, recs, nil
+}
+
+func (r *Replication) receive(peer string, payload []byte) {
+	name, m, recs, err := decodeMsg(payload)
+	if err != nil {
+		r.log.Warn().Err(err).Str("peer", peer).Msg("bad replication message")
+		return
+	}
+	m.Peer = peer
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return
+	}
+	rl.mu.Lock()
+	var ready replica.Ready
+	switch {
+	case rl.lead != nil:
+		ready = rl.lead.Step(m)
+	case rl.fol != nil:
+		if peer == rl.leader {
+			rl.heard = time.Now()
+		}
+		ready = rl.fol.Step(m)
+	}
+	done := rl.doLocked(ready, recs)
+	rl.mu.Unlock()
+	for _, w := range done {
+		w.done(w.off, nil)
+	}
+}
+
+// peerDown restarts the follower sessions with a peer whose link broke (messages may be lost).
+func (r *Replication) peerDown(peer string) {
+	r.mu.Lock()
+	var ls []*rlog
+	for _, rl := range r.logs {
+		ls = append(ls, rl)
+	}
+	r.mu.Unlock()
+	for _, rl := range ls {
+		rl.mu.Lock()
+		if rl.fol != nil && rl.leader == peer {
+			rl.startFollowerLocked()
+		}
+		rl.mu.Unlock()
+	}
+}
+
+// tick restarts follower sessions that heard nothing from their leader for a while (a lost
+// query, a leader that was down when we asked).
+func (r *Replication) tick() {
+	defer r.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		var ls []*rlog
+		for _, rl := range r.logs {
+			ls = append(ls, rl)
+		}
+		r.mu.Unlock()
+		for _, rl := range ls {
+			rl.mu.Lock()
+			if rl.fol != nil && time.Since(rl.heard) > 2*time.Second {
+				rl.startFollowerLocked()
+			}
+			rl.mu.Unlock()
+		}
+	}
+}
+
+// ---- epoch histories: DATA_DIR/cluster/epochs/<log>, pairs of u64, written atomically
+
+func (r *Replication) loadHistory(name string) replica.History {
+	b, err := os.ReadFile(filepath.Join(r.dir, name))
+	if err != nil {
+		return nil
+	}
+	var h replica.History
+	for len(b) >= 16 {
+		h = append(h, replica.EpochStart{Epoch: binary.BigEndian.Uint64(b), Start: binary.BigEndian.Uint64(b[8:])})
+		b = b[16:]
+	}
+	return h
+}
+
+func (r *Replication) saveHistory(name string, h replica.History) error {
+	var b []byte
+	for _, e := range h {
+		b = binary.BigEndian.AppendUint64(b, e.Epoch)
+		b = binary.BigEndian.AppendUint64(b, e.Start)
+	}
+	p := filepath.Join(r.dir, name)
+	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
+		return nil
+	}
+	tmp := p + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("cluster: epoch history: %w", err)
+	}
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("cluster: epoch history: %w", err)
+	}
+	return nil
+}
+
+func slicesEqual(a, b replica.History) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,273 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenmq/warren/wal"
+)
+
+// replNode is a test node with a queue-log manager and its replication.
+type replNode struct {
+	*testNode
+	m   *wal.Manager
+	rep *Replication
+}
+
+func startReplNode(t *testing.T, name string, expect int, join ...string) *replNode {
+	t.Helper()
+	tn := startTestNode(t, name, t.TempDir(), nil, expect, join...)
+	rn := &replNode{testNode: tn}
+	var mu sync.Mutex
+	m, err := wal.Open(wal.Config{Dir: t.TempDir(), OnAppend: func(n string, rec wal.Record) {
+		mu.Lock()
+		r := rn.rep
+		mu.Unlock()
+		if r != nil {
+			r.OnAppend(n, rec)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := tn.NewReplication(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	rn.m, rn.rep = m, rep
+	mu.Unlock()
+	return rn
+}
+
+func (rn *replNode) stop() {
+	rn.rep.Close()
+	rn.m.Close()
+	rn.Close()
+}
+
+// appendN appends n records through the leader's log and waits for every answer.
+func appendN(t *testing.T, l *ReplicatedLog, prefix string, n int, wait time.Duration) (ok, failed int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wg.Add(n)
+	for i := range n {
+		l.Append([]byte(fmt.Sprintf("%s-%d", prefix, i)), func(_ uint64, err error) {
+			mu.Lock()
+			if err == nil {
+				ok++
+			} else {
+				failed++
+			}
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return ok, failed
+}
+
+// sameLog checks that b's log holds exactly a's records (kinds, offsets, bodies).
+func sameLog(t *testing.T, a, b *wal.Log) {
+	t.Helper()
+	ra, err := a.ReadRaw(a.FirstOffset(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.ReadRaw(b.FirstOffset(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ra) != len(rb) {
+		t.Fatalf("%d records, follower %d", len(ra), len(rb))
+	}
+	for i := range ra {
+		if ra[i].Offset != rb[i].Offset || ra[i].Kind != rb[i].Kind || !bytes.Equal(ra[i].Body, rb[i].Body) {
+			t.Fatalf("record %d differs: %+v vs %+v", i, ra[i], rb[i])
+		}
+	}
+}
+
+func waitMembers(t *testing.T, n *replNode, k int) {
+	waitFor(t, 10*time.Second, "members", func() bool {
+		c := 0
+		for _, m := range n.Members() {
+			if m.Status == "alive" && m.RPC != "" {
+				c++
+			}
+		}
+		return c >= k
+	})
+}
+
+func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
+	a := startReplNode(t, "a", 1)
+	b := startReplNode(t, "b", 0, a.GossipAddr())
+	c := startReplNode(t, "c", 0, a.GossipAddr())
+	defer a.stop()
+	waitMembers(t, a, 3)
+	waitMembers(t, b, 3)
+	waitMembers(t, c, 3)
+
+	la, wla, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rep.Follow("q", 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.rep.Follow("q", 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := appendN(t, la, "e1", 1000, 10*time.Second); ok != 1000 {
+		t.Fatalf("%d of 1000 appends committed", ok)
+	}
+	wla.Retire(1, 2, 3) // a retire record replicates like any other
+	if ok, _ := appendN(t, la, "e1b", 1, 5*time.Second); ok != 1 {
+		t.Fatal("append after a retire not committed")
+	}
+	wlb, _ := b.m.Log("q")
+	wlc, _ := c.m.Log("q")
+	waitFor(t, 5*time.Second, "followers hold everything", func() bool {
+		return wlb.SyncedOffset() == wla.SyncedOffset() && wlc.SyncedOffset() == wla.SyncedOffset()
+	})
+	sameLog(t, wla, wlb)
+	sameLog(t, wla, wlc)
+
+	// c stops following: a and b are a majority, appends still commit.
+	c.rep.Stop("q", false)
+	if ok, _ := appendN(t, la, "e1c", 100, 10*time.Second); ok != 100 {
+		t.Fatalf("with one follower gone: %d of 100 committed", ok)
+	}
+	// b stops too: nothing commits (a alone is no majority), but a writes the records: the
+	// tail that a new leader must not keep.
+	b.rep.Stop("q", false)
+	if ok, failed := appendN(t, la, "lost", 5, time.Second); ok != 0 || failed != 0 {
+		t.Fatalf("without a majority: %d committed, %d failed", ok, failed)
+	}
+	tail := wla.SyncedOffset()
+
+	// b leads epoch 2 (it holds every committed record); a and c follow it. a must cut its
+	// tail, c catches up.
+	lb, wlb2, err := b.rep.Lead("q", 2, []string{"a", "c"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rep.Follow("q", 2, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.rep.Follow("q", 2, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := appendN(t, lb, "e2", 200, 10*time.Second); ok != 200 {
+		t.Fatalf("new leader: %d of 200 committed", ok)
+	}
+	wla2, _ := a.m.Log("q")
+	wlc2, _ := c.m.Log("q")
+	waitFor(t, 10*time.Second, "followers of the new leader hold everything", func() bool {
+		return wla2.SyncedOffset() == wlb2.SyncedOffset() && wlc2.SyncedOffset() == wlb2.SyncedOffset()
+	})
+	sameLog(t, wlb2, wla2)
+	sameLog(t, wlb2, wlc2)
+	recs, _ := wla2.ReadRaw(wla2.FirstOffset(), 1<<20)
+	for _, r := range recs {
+		if bytes.HasPrefix(r.Body, []byte("lost-")) {
+			t.Fatalf("the deposed leader kept its uncommitted record %q (its log ended at %d)", r.Body, tail)
+		}
+	}
+	// The old leader's log object answers no more appends.
+	if ok, failed := appendN(t, la, "zombie", 1, 2*time.Second); ok != 0 || failed != 1 {
+		t.Fatalf("deposed leader: %d committed, %d failed", ok, failed)
+	}
+	time.Sleep(100 * time.Millisecond)
+	sameLog(t, wlb2, wla2) // and it wrote nothing into the log it follows
+	b.stop()
+	c.stop()
+}
+
+// BenchmarkReplicatedAppend: 1 KiB records through a 3-replica log on loopback, 256 in flight
+// (a publisher's confirm window), each answered once a majority holds it durably.
+func BenchmarkReplicatedAppend(b *testing.B) {
+	for _, mode := range []string{"sync", "async"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			ns := make([]*replNode, 3)
+			for i := range ns {
+				var join []string
+				if i > 0 {
+					join = []string{ns[0].GossipAddr()}
+				}
+				ns[i] = startReplBench(b, fmt.Sprintf("r%d", i), join...)
+			}
+			defer func() {
+				for _, n := range ns {
+					n.stop()
+				}
+			}()
+			for {
+				c := 0
+				for _, m := range ns[0].Members() {
+					if m.RPC != "" && m.Status == "alive" {
+						c++
+					}
+				}
+				if c == 3 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			l, _, err := ns[0].rep.Lead("q", 1, []string{"r1", "r2"}, mode == "async")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ns[1].rep.Follow("q", 1, "r0")
+			ns[2].rep.Follow("q", 1, "r0")
+			payload := make([]byte, 1024)
+			sem := make(chan struct{}, 256)
+			b.SetBytes(1024)
+			b.ResetTimer()
+			for b.Loop() {
+				sem <- struct{}{}
+				l.Append(payload, func(uint64, error) { <-sem })
+			}
+			for range 256 {
+				sem <- struct{}{}
+			}
+		})
+	}
+}
+
+func startReplBench(b *testing.B, name string, join ...string) *replNode {
+	tn := startBenchNode(b, name, join...)
+	rn := &replNode{testNode: tn}
+	var mu sync.Mutex
+	m, err := wal.Open(wal.Config{Dir: b.TempDir(), OnAppend: func(n string, rec wal.Record) {
+		mu.Lock()
+		r := rn.rep
+		mu.Unlock()
+		if r != nil {
+			r.OnAppend(n, rec)
+		}
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rep, err := tn.NewReplication(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mu.Lock()
+	rn.m, rn.rep = m, rep
+	mu.Unlock()
+	return rn
+}
