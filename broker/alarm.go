@@ -14,7 +14,22 @@ import (
 // Resource alarms, as RabbitMQ's: when the node's memory use is above the high watermark or
 // the data folder's free disk space is below the limit, connections that publish are blocked
 // (connection.blocked, then no more frames are read from them) until the alarm clears
-// (connection.unblocked). Consumers keep draining. Checked once a second by one goroutine.
+// (connection.unblocked). Consumers keep draining. Checked once a second by one goroutine, and
+// at once when the storage's writes start or stop failing for want of space (WriteFaults).
+
+// WriteFaults is implemented by a Storage that can tell when its writes fail for want of disk
+// space (cmd/warren's, from the write faults of its logs). While it reports one, the disk alarm
+// is on whatever the free space looks like (a quota, the inodes, a device filling faster than the
+// check sees), and a fault that starts or ends checks the alarms at once instead of at the next
+// tick, so that publishers are blocked before they pile up failed writes.
+type WriteFaults interface {
+	// WriteFault reports whether writes are failing for want of space.
+	WriteFault() bool
+	// NotifyWriteFault sets fn, to be called whenever WriteFault may have changed, before the
+	// publishers whose writes failed (or worked again) are told. fn takes a lock and reads the
+	// free space, briefly.
+	NotifyWriteFault(fn func())
+}
 
 // alarmState is the current alarm: nil when there is none.
 type alarmState struct {
@@ -31,6 +46,7 @@ type alarms struct {
 	dir       string
 	memOn     bool
 	diskOn    bool
+	fault     func() bool // the storage's WriteFault (nil: none)
 }
 
 // Alarm returns the reason of the active alarm ("" when none) and a channel closed when it
@@ -65,7 +81,8 @@ func (s *Server) checkAlarms() {
 	// Large bodies being received count before they are: a handful of clients each sending a
 	// maximum-size message would otherwise pass the check together.
 	memOn := a.memLimit > 0 && processRSS()+s.budget.Inflight() > a.memLimit
-	diskOn := a.diskLimit > 0 && a.dir != "" && diskFree(a.dir) < a.diskLimit
+	writeFault := a.fault != nil && a.fault()
+	diskOn := writeFault || (a.diskLimit > 0 && a.dir != "" && diskFree(a.dir) < a.diskLimit)
 	if memOn == a.memOn && diskOn == a.diskOn {
 		return
 	}
@@ -73,7 +90,7 @@ func (s *Server) checkAlarms() {
 		s.log.Warn().Bool("active", memOn).Int64("limit", a.memLimit).Msg("memory alarm")
 	}
 	if diskOn != a.diskOn {
-		s.log.Warn().Bool("active", diskOn).Int64("limit", a.diskLimit).Msg("disk alarm")
+		s.log.Warn().Bool("active", diskOn).Int64("limit", a.diskLimit).Bool("write_failed", writeFault).Msg("disk alarm")
 	}
 	a.memOn, a.diskOn = memOn, diskOn
 	old := a.cur.Load()
@@ -89,6 +106,14 @@ func (s *Server) checkAlarms() {
 	}
 	if old != nil {
 		close(old.cleared) // waiters re-check: a changed alarm blocks them again
+	}
+}
+
+// watchWriteFaults makes the storage's write faults part of the disk alarm (see WriteFaults).
+func (s *Server) watchWriteFaults(st Storage) {
+	if wf, ok := st.(WriteFaults); ok {
+		s.alarm.fault = wf.WriteFault
+		wf.NotifyWriteFault(s.checkAlarms)
 	}
 }
 

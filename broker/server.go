@@ -202,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		s.alarm.diskLimit = cfg.DiskFreeLimit
 	}
 	s.alarmStop = make(chan struct{})
+	s.watchWriteFaults(cfg.Storage)
 	s.env.Defaults()
 	if err := s.recover(); err != nil {
 		return nil, err

@@ -15,8 +15,9 @@
 // callback ran with a nil error: that is when a publisher confirm may go out. A retirement or
 // delivery hint is durable after the commit that follows the call; if the machine crashes before,
 // the message comes back on recovery (at-least-once), or without its redelivered flag. Records
-// whose done had not run may be lost, and their offsets are then assigned again. Config.NoSync
-// (tests only) makes nothing durable across a machine crash.
+// whose done had not run may be lost, and their offsets are then assigned again. A record whose
+// done ran with an error never comes back (but see Write faults). Config.NoSync (tests only)
+// makes nothing durable across a machine crash.
 //
 // # Usage
 //
@@ -48,10 +49,16 @@
 //	                 retire, delivered: offsets in ascending order, the first as a uvarint and
 //	                 each following one as the uvarint difference to its predecessor
 //
+// A void record is a retire record that names its own offset and nothing else: it holds the
+// place of an append whose write failed (see Write faults), so that offsets stay dense. Readers
+// skip it (a retire record retires the offsets below its own); Config.OnAppend, ReadRaw and
+// ApplyRaw carry it like any record.
+//
 // Offsets are tidwall indexes: strictly increasing from 1 without gaps, over records of all
 // kinds. A new segment starts once the current one reaches Config.SegmentSize. A retire or
-// delivered record only names offsets below its own. tidwall/wal may leave NNN.START / NNN.END
-// files after a crash inside a truncation; opening the log completes or undoes it.
+// delivered record only names offsets below its own (a void record names its own). tidwall/wal
+// may leave NNN.START / NNN.END files after a crash inside a truncation; opening the log
+// completes or undoes it.
 //
 // # Recovery and damage
 //
@@ -64,6 +71,37 @@
 // segment holding the wrong number of records, a missing segment) is reported as a *CorruptError
 // wrapping ErrCorrupt, with an Error log line; that log stays out of service and every other log
 // works. The same applies to damage found later by a read (Log.Err reports it).
+//
+// # Write faults
+//
+// A write or fsync that fails with ENOSPC (the device is full), EDQUOT (a quota is exhausted) or
+// EIO does not put the log out of service. The commit goroutine cuts the log's files back to the
+// acknowledged records (it removes segment files the failed commit created, truncates the tail
+// segment, writes its last page again, fsyncs all that and checks the tail's checksums), so that
+// nothing torn or unacknowledged stays on disk. Then every append of the failed commit that has a
+// done callback is told the error (a publisher gets basic.nack, never a confirm), and its record
+// becomes a void record; the other records of the commit (appends without done, retirements,
+// delivery hints: nobody was told they failed) go back, at the same offsets, in front of the
+// records gathered meanwhile. Offsets handed out stay valid and dense: a void offset is no longer
+// live, so Read returns ErrRetired and Retire and MarkDelivered ignore it. The log then writes
+// nothing until it retries, 100 ms later, then after pauses doubling up to 1 s; after ENOSPC an
+// attempt also waits (looking every 50 ms) until the file system has room for what the log holds,
+// so that a full device costs no failed writes, logs with little to write (retirements and
+// delivery hints) get the room first, and each log writes within 50 ms of space coming back.
+// Appends and Sync calls meanwhile wait for that attempt, and get the error if it fails too. The
+// first write that succeeds ends the fault. Log.Fault reports a fault, Manager.WriteFaults counts them, and
+// Config.OnFault is called when one starts and ends (cmd/warren raises the disk alarm then).
+// Config.FailWrite injects faults for tests.
+//
+// EIO passes too because the log relies on nothing the failed write may have left: what was
+// acknowledged had been fsynced before, everything after it is cut off, and the page that held
+// both is written again and fsynced before the log writes again; a device that keeps failing
+// keeps the log retrying (its appends fail). Any other error (EROFS, EBADF, ...) still puts the
+// log out of service. If the cut back itself fails, it is tried again before the next write,
+// and until it succeeds a crash may bring back records whose appends were told they failed
+// (as a crash during any unacknowledged write may keep it). Reclaiming segments needs space too
+// (tidwall/wal writes the new first segment aside); when that fails for want of it, a later
+// commit tries again.
 //
 // # Space
 //

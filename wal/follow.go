@@ -37,8 +37,10 @@ func (l *Log) ApplyRaw(recs []Record, done func(last uint64, err error)) error {
 		switch r.Kind {
 		case KindData:
 		case KindRetire, KindDelivered:
-			bad := false
-			if err := forEachOffset(r.Body, func(o uint64) { bad = bad || o == 0 || o >= r.Offset }); err != nil || bad {
+			// A void record (the place of an append that failed) is a retire record naming
+			// its own offset; otherwise such records name offsets below their own.
+			bad, void := false, r.Kind == KindRetire && isVoid(r.Offset, r.Body)
+			if err := forEachOffset(r.Body, func(o uint64) { bad = bad || o == 0 || o >= r.Offset }); err != nil || (bad && !void) {
 				l.mu.Unlock()
 				return fmt.Errorf("wal: log %q: %s record at offset %d has a bad offset list", l.name, r.Kind, r.Offset)
 			}
@@ -48,6 +50,7 @@ func (l *Log) ApplyRaw(recs []Record, done func(last uint64, err error)) error {
 		}
 	}
 	p := l.cur
+	l.raw = true
 	retired := false
 	for _, r := range recs {
 		buf, start := beginRecord(p.buf, r.Kind)

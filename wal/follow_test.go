@@ -125,9 +125,11 @@ func TestApplyRaw_RefusesGapsAndBadRecords(t *testing.T) {
 	}
 	bad := [][]Record{
 		{{Offset: 1, Kind: 9, Body: []byte("x")}},
-		{{Offset: 1, Kind: KindRetire, Body: []byte{1}}},           // retires offset 1 at offset 1
-		{{Offset: 1, Kind: KindDelivered, Body: []byte{}}},         // empty offset list
-		{{Offset: 1, Kind: KindData}, {Offset: 3, Kind: KindData}}, // a hole inside the batch
+		{{Offset: 1, Kind: KindRetire, Body: []byte{2}}},                                 // retires offset 2 at offset 1
+		{{Offset: 1, Kind: KindDelivered, Body: []byte{1}}},                              // marks offset 1 at offset 1 (only a retire record may name its own offset: a void record)
+		{{Offset: 1, Kind: KindData}, {Offset: 2, Kind: KindRetire, Body: []byte{1, 1}}}, // names offsets 1 and 2 at offset 2: not a void record
+		{{Offset: 1, Kind: KindDelivered, Body: []byte{}}},                               // empty offset list
+		{{Offset: 1, Kind: KindData}, {Offset: 3, Kind: KindData}},                       // a hole inside the batch
 	}
 	for i, b := range bad {
 		if err := follower.ApplyRaw(b, nil); err == nil {

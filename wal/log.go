@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	tidwal "github.com/tidwall/wal"
@@ -65,8 +66,12 @@ type Log struct {
 	written  uint64 // last offset written to tw
 	first    uint64 // first offset held in tw
 	live     liveSet
-	cur      *pending // gathering work
-	inflight *pending // sealed and being written (or written) by the commit goroutine
+	cur      *pending    // gathering work
+	inflight *pending    // sealed and being written (or written) by the commit goroutine
+	holdoff  bool        // a write failed: nothing is written until the retry timer fires (fault.go)
+	raw      bool        // written by ApplyRaw: a failed batch goes back unchanged
+	faultErr error       // the current write fault, nil when writes work (fault.go)
+	retry    *time.Timer // the retry timer of a write fault (fault.go)
 
 	// owned by the commit goroutine
 	segs     []segInfo
@@ -75,6 +80,14 @@ type Log struct {
 	cycled   bool // the current commit created a segment file
 	closeNow bool
 	twClosed bool
+
+	// write faults (fault.go), owned by the commit goroutine
+	pre        segMark // the files before the current commit's write: the acknowledged records
+	wfault     bool    // werr is a write fault: the batch goes back to be written again
+	cutDue     bool    // the files may hold more than the acknowledged records: cut them first
+	faultSince time.Time
+	faultFails int           // failed commits in the current fault
+	backoff    time.Duration // until the next attempt
 }
 
 type doneEntry struct {
@@ -314,7 +327,7 @@ func (l *Log) stateErrLocked() error {
 
 // markQueuedLocked flags the log as having work and reports whether the caller must enqueue it.
 func (l *Log) markQueuedLocked() bool {
-	if l.queued {
+	if l.queued || (l.holdoff && !l.closeReq) { // in a write fault, the retry timer enqueues
 		return false
 	}
 	l.queued = true
@@ -575,7 +588,19 @@ func (l *Log) Read(offset uint64) ([]byte, error) {
 	l.mu.Unlock()
 	k, body, err := l.readEntry(offset)
 	if errors.Is(err, ErrNotFound) {
-		return nil, ErrRetired // retired and reclaimed since we looked
+		// Retired and reclaimed since we looked, or its write failed since and it waits to be
+		// written again (fault.go).
+		l.mu.Lock()
+		if offset > l.written && l.live.has(offset) {
+			out, err := l.pendingPayloadLocked(make([]byte, 0, 64), offset)
+			l.mu.Unlock()
+			if err != nil {
+				return nil, l.openFailed(err)
+			}
+			return out, nil
+		}
+		l.mu.Unlock()
+		return nil, ErrRetired
 	}
 	if err != nil {
 		return nil, err
@@ -637,7 +662,15 @@ func (l *Log) Replay(fn func(e Entry) error) error {
 			l.mu.Unlock()
 			k, body, err := l.readEntry(o)
 			if errors.Is(err, ErrNotFound) {
-				continue // retired and reclaimed since we looked
+				// Retired and reclaimed since we looked, or its write failed since: then it
+				// waits in memory to be written again (fault.go), and the next turn reads it
+				// there.
+				l.mu.Lock()
+				if o > l.written {
+					off = o - 1
+				}
+				l.mu.Unlock()
+				continue
 			}
 			if err != nil {
 				return err
@@ -732,25 +765,43 @@ func (l *Log) sealAndWrite(b *tidwal.Batch) bool {
 		return false
 	}
 	l.mu.Lock()
+	if l.holdoff && !l.closeReq { // in a write fault: the retry timer enqueues the log again
+		l.queued = false
+		l.mu.Unlock()
+		return false
+	}
 	p := l.sealLocked()
-	l.werr, l.closeNow, l.cycled = l.err, l.closeReq, false
+	l.werr, l.closeNow, l.cycled, l.wfault = l.err, l.closeReq, false, false
 	l.mu.Unlock()
 	l.wp = p
 	if l.werr != nil || len(p.ends) == 0 {
 		return false
 	}
+	if l.cutDue {
+		if err := l.cut(); err != nil {
+			l.werr = l.writeFailed("cut back", err)
+			return false
+		}
+	}
+	l.pre = segMark{n: len(l.segs), tail: l.segs[len(l.segs)-1].size, size: l.size.Load()}
 	b.Clear()
 	prev := 0
 	for i, end := range p.ends {
 		b.Write(p.first+uint64(i), p.buf[prev:end])
 		prev = end
 	}
-	err := l.tw.WriteBatch(b)
+	err := l.hook("write")
+	if err == nil {
+		err = l.tw.WriteBatch(b)
+	}
 	if len(p.buf) > maxKeptBuf {
 		*b = tidwal.Batch{} // the manager's batch must not keep a large record's copy
 	}
+	if err == nil {
+		err = l.hook("written")
+	}
 	if err != nil {
-		l.werr = l.fail(fmt.Errorf("wal: log %q: write: %w", l.name, err))
+		l.werr = l.writeFailed("write", err)
 		return false
 	}
 	l.cycled = l.mirrorWrite(p)
@@ -789,15 +840,16 @@ func (l *Log) mirrorWrite(p *pending) bool {
 
 // sync runs on a sync worker of the commit goroutine.
 func (l *Log) sync() {
-	if !l.m.cfg.NoSync {
-		err := l.tw.Sync()
+	err := l.hook("sync")
+	if err == nil && !l.m.cfg.NoSync {
+		err = l.tw.Sync()
 		if err == nil && l.cycled {
 			err = syncDir(l.dir)
 		}
-		if err != nil {
-			l.werr = l.fail(fmt.Errorf("wal: log %q: sync: %w", l.name, err))
-			return
-		}
+	}
+	if err != nil {
+		l.werr = l.writeFailed("sync", err)
+		return
 	}
 	l.m.fsyncs.Add(1)
 	if h := l.m.cfg.testSyncHook; h != nil {
@@ -813,7 +865,17 @@ func (l *Log) finish() {
 		return
 	}
 	err := l.werr
+	if l.wfault {
+		l.faulted(p, err)
+		if l.closeNow {
+			l.finishClose()
+		}
+		return
+	}
 	if err == nil && len(p.ends) > 0 {
+		if l.faultErr != nil {
+			l.recovered() // before the callbacks: an acknowledged append finds the fault over
+		}
 		l.synced.Store(p.first + uint64(len(p.ends)) - 1)
 		if h := l.m.cfg.OnAppend; h != nil {
 			prev := 0
@@ -879,7 +941,19 @@ func (l *Log) reclaim() {
 		return
 	}
 	start := l.segs[k].start
-	if err := l.tw.TruncateFront(start); err != nil {
+	err := l.hook("reclaim")
+	if err == nil {
+		err = l.tw.TruncateFront(start)
+	}
+	if err != nil {
+		// tidwall/wal first writes the new first segment aside: when that fails (a full
+		// device), nothing changed and a later commit tries again.
+		if transient(err) {
+			if f, ferr := l.tw.FirstIndex(); ferr == nil && f == l.segs[0].start {
+				l.log.Debug().Err(err).Uint64("first_offset", start).Msg("reclaim postponed")
+				return
+			}
+		}
 		l.fail(fmt.Errorf("wal: log %q: reclaim below offset %d: %w", l.name, start, err))
 		return
 	}
@@ -894,6 +968,7 @@ func (l *Log) reclaim() {
 // finishClose closes tidwall and detaches the log from the Manager, once.
 func (l *Log) finishClose() {
 	l.closeOnce.Do(func() {
+		l.endFault()
 		l.twClosed = true
 		l.readMu.Lock()
 		err := l.tw.Close()
@@ -903,9 +978,12 @@ func (l *Log) finishClose() {
 		}
 		l.mu.Lock()
 		l.closing, l.closeReq = true, true
-		stray := l.cur // nothing is accepted once closing; this is defensive
+		stray := l.cur // nothing is accepted once closing; only a write fault leaves records here
 		l.cur = &pending{}
 		l.mu.Unlock()
+		if len(stray.ends) > 0 {
+			l.log.Warn().Int("records", len(stray.ends)).Msg("closed in a write fault: records nobody waited for were not written")
+		}
 		for _, d := range stray.dones {
 			d.fn(d.off, ErrClosed)
 		}

@@ -59,7 +59,21 @@ type Config struct {
 	// the log's name. It replaces Cipher. It must not call the Manager.
 	CipherFor func(name string) Cipher
 
-	testSyncHook func(l *Log, last uint64) // called at each log sync with the last synced offset
+	// OnFault, when set, is called when a log's write or fsync fails with an error that passes
+	// (a full device, an exhausted quota, an I/O error: see "Write faults" in the package
+	// documentation), with that error, and again with nil once the log writes again or is
+	// closed. It runs on the commit goroutine and must not block nor call the Manager.
+	OnFault func(name string, err error)
+
+	// FailWrite, when set, is called before each write of a log's batch; a non-nil error fails
+	// that write as if the device had returned it, with nothing written (fault injection, for
+	// tests). It runs on the commit goroutine and must not block.
+	FailWrite func(name string) error
+
+	testSyncHook func(l *Log, last uint64)        // called at each log sync with the last synced offset
+	testHook     func(l *Log, point string) error // see Log.hook
+	testRetry    time.Duration                    // first pause of a log in a write fault (0: retryFirst)
+	testFree     func(dir string) (int64, bool)   // replaces freeSpace
 }
 
 // syncWorkers bounds how many logs are fsynced in parallel in one commit: a device absorbs a few
@@ -97,6 +111,7 @@ type Manager struct {
 	touched []*Log
 
 	fsyncs atomic.Int64 // log syncs performed (counted even with NoSync): for tests and metrics
+	faults atomic.Int64 // logs in a write fault
 }
 
 // Open validates cfg, creates cfg.Dir if needed and starts the commit goroutine. Logs are opened
@@ -262,6 +277,10 @@ func (m *Manager) Remove(name string) error {
 // Syncs returns how many log syncs (one per touched log per commit) the Manager has performed,
 // for metrics: compare it with the number of appends to see group commit at work.
 func (m *Manager) Syncs() int64 { return m.fsyncs.Load() }
+
+// WriteFaults returns how many open logs are in a write fault: their last write failed with an
+// error that passes, and they retry (see "Write faults" in the package documentation).
+func (m *Manager) WriteFaults() int { return int(m.faults.Load()) }
 
 // Names returns the names of the logs that exist on disk, sorted, whether open or not.
 func (m *Manager) Names() ([]string, error) {

@@ -39,7 +39,8 @@ type Record struct {
 	Body []byte
 }
 
-// Offsets decodes the offset list of a KindRetire or KindDelivered record.
+// Offsets decodes the offset list of a KindRetire or KindDelivered record. A void record (the
+// place of a failed append) is a KindRetire record whose list is its own offset alone.
 func (r Record) Offsets() ([]uint64, error) {
 	if r.Kind != KindRetire && r.Kind != KindDelivered {
 		return nil, errors.New("wal: record has no offset list")
@@ -47,6 +48,14 @@ func (r Record) Offsets() ([]uint64, error) {
 	var out []uint64
 	err := forEachOffset(r.Body, func(o uint64) { out = append(out, o) })
 	return out, err
+}
+
+// isVoid reports whether the body of a retire record at offset off makes it a void record: the
+// place of an append whose write failed (see Log.faulted), a retire record naming its own offset
+// only. Readers skip it: a retire record retires offsets below its own.
+func isVoid(off uint64, body []byte) bool {
+	o, n := binary.Uvarint(body)
+	return n == len(body) && o == off
 }
 
 // headerSize is the envelope header: kind (1 byte) and CRC-32C (4 bytes, little endian).

@@ -655,28 +655,34 @@ func (n *Node) FillDisk(leave int64) error {
 		return errors.New("clustertest: disk-full needs a tmpfs data folder (Options.TmpfsSize)")
 	}
 	dir := n.HostDataDir()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return err
-	}
-	free := int64(st.Bavail) * st.Bsize
-	size := free - leave
-	if size <= 0 {
-		return nil
-	}
 	path := filepath.Join(dir, "clustertest-filler")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		return fmt.Errorf("clustertest: fill disk of node %d: %w", n.Args.Index, err)
-	}
 	n.mu.Lock()
 	n.filling = path
 	n.mu.Unlock()
-	return nil
+	// The node keeps writing: when it took some of the space between the look and the
+	// allocation, the allocation fails (ENOSPC) and is tried again with what is left.
+	for try := 0; ; try++ {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			return err
+		}
+		size := int64(st.Bavail)*st.Bsize - leave
+		if size <= 0 {
+			return nil
+		}
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.ENOSPC) || try == 20 {
+			return fmt.Errorf("clustertest: fill disk of node %d: %w", n.Args.Index, err)
+		}
+	}
 }
 
 // FreeDisk removes what FillDisk wrote.

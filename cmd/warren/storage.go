@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,11 +23,12 @@ import (
 
 // The storage seams are satisfied structurally; these assertions keep them honest.
 var (
-	_ queue.Log      = (*wal.Log)(nil)
-	_ meta.Log       = metaLog{}
-	_ broker.Storage = (*walStorage)(nil)
-	_ queue.Spill    = (*wal.Log)(nil)
-	_ queue.Log      = (*queueLog)(nil)
+	_ queue.Log          = (*wal.Log)(nil)
+	_ meta.Log           = metaLog{}
+	_ broker.Storage     = (*walStorage)(nil)
+	_ broker.WriteFaults = (*walStorage)(nil)
+	_ queue.Spill        = (*wal.Log)(nil)
+	_ queue.Log          = (*queueLog)(nil)
 	// What the queue package asks of its log besides queue.Log: Sync (a publisher without
 	// confirms waits for the disk) and Read (a stream reads evicted messages back).
 	_ interface {
@@ -50,6 +52,55 @@ type walStorage struct {
 
 	mu    sync.Mutex
 	tried map[string]bool // queue logs opened or attempted since start (kept by the sweep)
+
+	faults *spaceFaults
+}
+
+// spaceFaults tracks the logs (durable and spill) whose writes fail for want of space, for the
+// disk alarm (broker.WriteFaults). A log that fails with EIO retries as well but raises no
+// alarm: that is a device's trouble, not the node's, and blocking every publisher would not
+// help it.
+type spaceFaults struct {
+	mu     sync.Mutex
+	logs   map[string]bool
+	notify func()
+}
+
+// hook returns the wal.Config.OnFault of the manager called kind.
+func (f *spaceFaults) hook(kind string, next func(string, error)) func(string, error) {
+	return func(name string, err error) {
+		space := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+		k := kind + "/" + name
+		f.mu.Lock()
+		changed := f.logs[k] != space
+		if space {
+			f.logs[k] = true
+		} else {
+			delete(f.logs, k)
+		}
+		notify := f.notify
+		f.mu.Unlock()
+		if changed && notify != nil {
+			notify()
+		}
+		if next != nil {
+			next(name, err)
+		}
+	}
+}
+
+// WriteFault reports whether some log's writes fail for want of space (broker.WriteFaults).
+func (s *walStorage) WriteFault() bool {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	return len(s.faults.logs) > 0
+}
+
+// NotifyWriteFault sets the function called when WriteFault may have changed.
+func (s *walStorage) NotifyWriteFault(fn func()) {
+	s.faults.mu.Lock()
+	s.faults.notify = fn
+	s.faults.mu.Unlock()
 }
 
 const defsLog = "defs"
@@ -57,7 +108,10 @@ const defsLog = "defs"
 // openStorage opens the durable logs in cfg.Dir and the spill logs in spillDir (emptied first),
 // the queue and spill logs sealed with enc's keys.
 func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage, error) {
+	faults := &spaceFaults{logs: map[string]bool{}}
+	onFault := cfg.OnFault
 	cfg.CipherFor = enc.cipherFor("wal")
+	cfg.OnFault = faults.hook("wal", onFault)
 	m, err := wal.Open(cfg)
 	if err != nil {
 		return nil, err
@@ -75,13 +129,14 @@ func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage,
 	scfg.Dir, scfg.NoSync, scfg.OnAppend = spillDir, true, nil
 	scfg.SyncInterval = 10 * time.Millisecond // spills are caches: gather writes into fewer, larger ones
 	scfg.CipherFor = enc.cipherFor("spill")
+	scfg.OnFault = faults.hook("spill", onFault)
 	sm, err := wal.Open(scfg)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
 	return &walStorage{m: m, dir: cfg.Dir, log: cfg.Logger.With().Str("component", "storage").Logger(),
-		defs: defs, spill: sm, enc: enc, tried: map[string]bool{}}, nil
+		defs: defs, spill: sm, enc: enc, tried: map[string]bool{}, faults: faults}, nil
 }
 
 func (s *walStorage) OpenSpill(vh, q string) (queue.Spill, error) {
