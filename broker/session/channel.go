@@ -631,10 +631,10 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 	}
 	routed, rejected := false, false
 	for _, q := range qs {
-		var onDurable func(error)
+		var onDurable queue.Completion
 		if w != nil && q.Persists(msg) {
 			w.n.Add(1)
-			onDurable = w.done
+			onDurable = w
 		}
 		st := q.Publish(msg, onDurable)
 		switch st {
@@ -719,12 +719,12 @@ func (ch *Channel) commit() error {
 	// tx.commit-ok is sent once every persistent message of the transaction is on disk.
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	onDurable := func(err error) {
+	onDurable := queue.CompletionFunc(func(_ queue.PubStatus, err error) {
 		if err != nil {
 			failed.Store(true)
 		}
 		wg.Done()
-	}
+	})
 	for _, p := range pubs {
 		if isReplyTo(p.msg.Exchange, p.msg.RoutingKey) {
 			if !ch.deliverReply(p.msg.RoutingKey, p.msg) && p.mandatory {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/queue"
 )
 
 // confirms tracks publisher confirms on a channel in confirm mode (RabbitMQ's extension,
@@ -42,6 +43,9 @@ type pubWait struct {
 	err  atomic.Bool
 	size int64 // counted in the connection's unconfirmed bytes until done
 }
+
+// Completed is the queues' answer (queue.Completion).
+func (w *pubWait) Completed(_ queue.PubStatus, err error) { w.done(err) }
 
 func (w *pubWait) done(err error) {
 	if err != nil {

@@ -22,7 +22,8 @@ func (cs *consumer) Tag() string { return cs.tag }
 
 // Deliver encodes basic.deliver + content into the connection's outbound buffer if the consumer
 // has credit. Called with the queue's lock held; takes ch.mu then the connection's outMu.
-func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
+func (cs *consumer) Deliver(_ queue.Ref, e queue.Entry) queue.Result {
+	q := cs.q
 	ch := cs.ch
 	c := ch.c
 	ch.mu.Lock()
@@ -46,7 +47,7 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 	tag := ch.nextTag
 	m := e.Msg
 	c.out = amqp.AppendBasicDeliver(c.out, ch.id, cs.tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
-	c.appendContentLocked(ch.id, q.DeliveryPropsLocked(e), m.Body)
+	c.appendContentLocked(ch.id, q.DeliveryProps(e), m.Body)
 	c.outMu.Unlock()
 	res := queue.Settled
 	if cs.noAck {
@@ -72,7 +73,7 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 // (consumer_cancel_notify) and forget the consumer. The channel's map is owned by the reader
 // goroutine, so removal is deferred to it through the outbound path: the tag simply stops
 // receiving deliveries.
-func (cs *consumer) Cancelled(q *queue.Queue) {
+func (cs *consumer) Cancelled(queue.Ref) {
 	ch := cs.ch
 	ch.mu.Lock()
 	released := ch.released
