@@ -36,10 +36,11 @@ func BenchmarkChannel_PublishConfirm(b *testing.B) {
 	for _, mode := range []string{"plain", "transient", "persistent"} {
 		b.Run("mode="+mode, func(b *testing.B) {
 			c := testConn(b)
-			q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+			_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 			if err != nil {
 				b.Fatal(err)
 			}
+			q := c.vh.Queue("q")
 			props := amqp.Properties{}
 			if mode == "persistent" {
 				q.SetLog(&instantLog{})

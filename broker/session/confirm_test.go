@@ -16,10 +16,11 @@ import (
 func confirmConn(t *testing.T) (*Conn, *fakeLog) {
 	t.Helper()
 	c := testConn(t)
-	q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+	_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := c.vh.Queue("q")
 	log := &fakeLog{}
 	q.SetLog(log)
 	if _, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "full", Args: amqp.Table{"x-overflow": "reject-publish", "x-max-length": int32(0)}}); err != nil {
@@ -100,10 +101,11 @@ func TestChannel_ConfirmNotForFailedPublish(t *testing.T) {
 // question as for confirms: nothing is answered before the log has it).
 func TestChannel_TxCommitOkAfterDurable(t *testing.T) {
 	c := testConn(t)
-	q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+	_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := c.vh.Queue("q")
 	log := &fakeLog{}
 	q.SetLog(log)
 	feed(t, c, method(1, &amqp.ChannelOpen{}))

@@ -11,7 +11,7 @@ import (
 type consumer struct {
 	tag      string
 	ch       *Channel
-	q        *queue.Queue
+	q        queue.Ref
 	noAck    bool
 	prefetch uint32 // 0 = unlimited
 	unacked  uint32 // guarded by ch.mu
@@ -22,8 +22,7 @@ func (cs *consumer) Tag() string { return cs.tag }
 
 // Deliver encodes basic.deliver + content into the connection's outbound buffer if the consumer
 // has credit. Called with the queue's lock held; takes ch.mu then the connection's outMu.
-func (cs *consumer) Deliver(_ queue.Ref, e queue.Entry) queue.Result {
-	q := cs.q
+func (cs *consumer) Deliver(q queue.Ref, e queue.Entry) queue.Result {
 	ch := cs.ch
 	c := ch.c
 	ch.mu.Lock()
@@ -89,7 +88,7 @@ func (cs *consumer) Cancelled(queue.Ref) {
 // unackedEntry is a delivery awaiting ack on a channel.
 type unackedEntry struct {
 	tag uint64
-	q   *queue.Queue
+	q   queue.Ref // nil: a tombstone in unackedList
 	e   queue.Entry
 	cs  *consumer // nil for basic.get
 }
