@@ -10,7 +10,6 @@ import (
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/exchange"
 	"github.com/warrenmq/warren/broker/message"
-	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/vhost"
 )
@@ -196,22 +195,14 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var rt vhost.Router
-	if err := vh.Route(&rt, x.Name, key, msg); err != nil {
+	out, err := vh.Publish(&rt, msg, nil)
+	if err != nil {
 		writeBrokerError(w, err)
 		return
 	}
-	if rt.BCC {
-		if msg, err = message.WithoutHeader(msg, "BCC"); err != nil {
-			writeBrokerError(w, err)
-			return
-		}
-	}
-	routed := rt.Duplicate // dropped by the exchange's deduplication: accepted before
-	for _, q := range rt.Queues {
-		if st := q.Publish(msg, nil); st == queue.PubQueued || st == queue.PubPending {
-			routed = true
-		}
-	}
+	// Routed here means some queue took it (a queue that refused it by overflow does not
+	// count), or the exchange's deduplication dropped it: accepted before.
+	routed := out.Duplicate || out.Queued
 	st := s.b.Stats()
 	st.Add(session.StatPublish, 1)
 	if !routed {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/message"
-	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/session"
 	"github.com/warrenmq/warren/broker/vhost"
 )
@@ -249,11 +248,9 @@ func (s *Server) aliveness(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		q.Publish(msg, nil)
 	}
-	e, _, ok := q.Get()
-	if !ok {
+	if _, _, ok, err := q.Get(true); err != nil || !ok {
 		writeJSON(w, http.StatusServiceUnavailable, obj{"status": "failed", "reason": "no message"})
 		return
 	}
-	q.Ack([]queue.Entry{e})
 	writeJSON(w, http.StatusOK, obj{"status": "ok"})
 }

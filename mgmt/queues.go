@@ -245,7 +245,10 @@ func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
 	if q == nil || !s.permit(w, r, refuseAccess, vh, session.PermRead, session.KindQueue, q.Name, "") {
 		return
 	}
-	q.Purge()
+	if _, err := vh.Ref(q).Purge(); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -291,10 +294,11 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := []obj{}
+	ref := vh.Ref(q)
 	var taken []queue.Entry
 	for range count {
-		e, remaining, ok := q.Get()
-		if !ok {
+		e, remaining, ok, err := ref.Get(false)
+		if err != nil || !ok {
 			break
 		}
 		taken = append(taken, e)
@@ -317,11 +321,11 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
 	if len(taken) > 0 {
 		st := s.b.Stats()
 		st.Add(session.StatGet, uint64(len(taken)))
+		how := queue.SettleAck // reject_requeue_false too: dropped, not dead-lettered
 		if requeue {
-			q.Requeue(taken)
-		} else {
-			q.Ack(taken)
+			how = queue.SettleRequeue
 		}
+		ref.Settle(taken, how)
 	}
 	writeJSON(w, http.StatusOK, items)
 }

@@ -7,10 +7,14 @@
 // or its connection's outbound buffer is full) returns false from Deliver and calls Kick when
 // it can take more.
 //
+// Everything above the vhost sees a queue through a Ref (ref.go), the seam a queue led by
+// another node plugs into; *Queue is the local implementation behind q.Ref().
+//
 //	q := queue.New("jobs", queue.Options{Durable: true})
-//	q.AddConsumer(c)     // c implements queue.Consumer
-//	q.Publish(msg)       // delivered to c if it has credit, else kept ready
-//	q.Ack(entry)         // when the consumer acks
+//	r := q.Ref()
+//	r.Subscribe(c, queue.Subscription{Prefetch: 10}) // c implements queue.Consumer
+//	r.Publish(msg, nil)                             // delivered to c if it has credit, else kept ready
+//	r.Settle([]queue.Entry{e}, queue.SettleAck)     // when the consumer acks
 package queue
 
 import (
@@ -55,17 +59,18 @@ type Log interface {
 	MarkDelivered(offsets ...uint64)
 }
 
-// Consumer receives messages from a queue. Implemented by the session's consumer.
+// Consumer receives messages from a queue (Ref.Subscribe). Implemented by the session's
+// consumer.
 type Consumer interface {
-	// Deliver is called with the queue's lock held. It returns Refused, taking nothing, when
-	// the consumer cannot take a message now (it must then call q.Kick once it can), Taken when
-	// the message awaits an ack, or Settled when it needs none (no-ack). It must not call back
-	// into the queue.
-	Deliver(q *Queue, e Entry) Result
+	// Deliver is called with the queue's lock held (see Ref for the goroutine). It returns
+	// Refused, taking nothing, when the consumer cannot take a message now (it must then call
+	// q.Kick once it can), Taken when the message awaits an ack (settled later through q), or
+	// Settled when it needs none (no-ack). It must not call back into the queue.
+	Deliver(q Ref, e Entry) Result
 	// Tag is the consumer tag.
 	Tag() string
 	// Cancelled is called (without the queue lock) when the queue is deleted under the consumer.
-	Cancelled(q *Queue)
+	Cancelled(q Ref)
 }
 
 // Result is what a consumer did with an offered message.
@@ -102,6 +107,9 @@ type Queue struct {
 	// OnSpillError is called (without the lock) when the queue's spill failed or messages
 	// could not be read back from it (see SpillError).
 	OnSpillError func(q *Queue, err *SpillError)
+
+	self   localRef // the queue's Ref (ref.go)
+	quorum bool     // x-queue-type quorum (fixed at creation): deliveries carry x-delivery-count
 
 	mu          sync.Mutex
 	ready       readyList
@@ -164,6 +172,8 @@ type Stats struct {
 // New creates a queue.
 func New(name string, o Options) *Queue {
 	q := &Queue{Name: name, Options: o, nextOffset: 1, now: time.Now, cfg: ParseConfig(o.Args)}
+	q.self.q = q
+	q.quorum = q.cfg.Quorum
 	if isStreamArgs(o.Args) {
 		q.stream = newStream(o.Args)
 	}
@@ -207,20 +217,21 @@ func (q *Queue) Persists(m *message.Message) bool {
 	return q.log != nil && (m.Persistent() || q.stream != nil)
 }
 
-// Publish appends a message and dispatches. It returns accepted=false if the queue was deleted.
-// When the message is written to the queue's log, pending is true and onDurable is called
-// (from the log's commit goroutine) once it is on disk, or with the error that prevented it.
-// A publish without onDurable may wait for the log (see persistLocked), never under q.mu.
-func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus {
+// Publish appends a message and dispatches. It returns PubDropped if the queue was deleted,
+// PubRejected when x-overflow refuses it. When the message is written to the queue's log and
+// c is not nil, it returns PubPending and c is called (from the log's commit goroutine) once
+// the message is on disk, or with the error that prevented it. A publish without c may wait
+// for the log (see persistLocked), never under q.mu. See Ref.Publish for the contract.
+func (q *Queue) Publish(m *message.Message, c Completion) PubStatus {
 	if q.stream != nil {
-		return q.publishStream(m, onDurable)
+		return q.publishStream(m, c)
 	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		return PubDropped
 	}
-	status, wait := q.publishLocked(m, onDurable)
+	status, wait := q.publishLocked(m, c)
 	q.unlock()
 	if wait {
 		q.waitLog()
@@ -230,7 +241,7 @@ func (q *Queue) Publish(m *message.Message, onDurable func(err error)) PubStatus
 
 // publishLocked is Publish under q.mu; wait asks the caller to wait for the log after
 // unlocking.
-func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (status PubStatus, wait bool) {
+func (q *Queue) publishLocked(m *message.Message, c Completion) (status PubStatus, wait bool) {
 	if q.cfg.Dedup && q.duplicateLocked(m) {
 		return PubQueued, false // dropped, and confirmed: the first copy is in the queue or was consumed
 	}
@@ -253,7 +264,7 @@ func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (st
 	var pending bool
 	// A message that is already expired (TTL 0) is delivered only if a consumer takes it now.
 	if (q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0) || (e.Expires != 0 && e.Expires <= now) {
-		if pending, wait = q.persistLocked(&e, onDurable); pending {
+		if pending, wait = q.persistLocked(&e, c); pending {
 			status = PubPending
 		}
 		if q.ready.Len() == 0 && q.spill.count == 0 && len(q.consumers) > 0 && q.tryDeliverLocked(e) {
@@ -263,7 +274,7 @@ func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (st
 			q.dropLocked(e, "expired")
 			return status, wait
 		}
-	} else if pending, wait = q.persistLocked(&e, onDurable); pending {
+	} else if pending, wait = q.persistLocked(&e, c); pending {
 		status = PubPending
 	}
 	q.enqueueLocked(e)
@@ -273,11 +284,11 @@ func (q *Queue) publishLocked(m *message.Message, onDurable func(err error)) (st
 	return status, wait
 }
 
-// DeliveryPropsLocked returns the raw properties to deliver e with: the message's own, or for
-// a quorum-type queue a copy with the x-delivery-count header (times returned), as RabbitMQ.
-// For Consumer.Deliver, which runs with the queue's lock held.
-func (q *Queue) DeliveryPropsLocked(e Entry) []byte {
-	if !q.cfg.Quorum {
+// DeliveryProps returns the raw properties to deliver e with: the message's own, or for a
+// quorum-type queue a copy with the x-delivery-count header (times returned), as RabbitMQ.
+// It takes no lock: Consumer.Deliver calls it with the queue's lock held, basic.get without.
+func (q *Queue) DeliveryProps(e Entry) []byte {
+	if !q.quorum {
 		return e.Msg.RawProps
 	}
 	p, err := amqp.DecodeProperties(e.Msg.RawProps)
@@ -293,13 +304,6 @@ func (q *Queue) DeliveryPropsLocked(e Entry) []byte {
 	return p.AppendTo(nil)
 }
 
-// DeliveryProps is DeliveryPropsLocked for callers that do not hold the lock (basic.get).
-func (q *Queue) DeliveryProps(e Entry) []byte {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.DeliveryPropsLocked(e)
-}
-
 // retireLocked records that a persisted message left the queue for good (its key first, for a
 // deduplicating queue).
 func (q *Queue) retireLocked(e Entry) {
@@ -308,22 +312,18 @@ func (q *Queue) retireLocked(e Entry) {
 	q.retired = append(q.retired, e.LogOffset)
 }
 
-// persistLocked writes e's message to the queue's log when it persists there. pending: onDurable
-// will be called. wait: nobody waits for these writes (no publisher confirm), and so much was
+// persistLocked writes e's message to the queue's log when it persists there. pending: c will
+// be called. wait: nobody waits for these writes (no publisher confirm), and so much was
 // appended since the last wait that the publisher must now wait for the log (waitLog), after
 // releasing q.mu: the wait may last an fsync, and every consumer and publisher of the queue
 // needs the lock meanwhile.
-func (q *Queue) persistLocked(e *Entry, onDurable func(error)) (pending, wait bool) {
+func (q *Queue) persistLocked(e *Entry, c Completion) (pending, wait bool) {
 	if !q.Persists(e.Msg) {
 		return false, false
 	}
 	q.encBuf = AppendLogRecord(q.encBuf[:0], e.Msg, e.Expires)
-	var done func(uint64, error)
-	if onDurable != nil {
-		done = func(_ uint64, err error) { onDurable(err) }
-	}
-	e.LogOffset = q.log.Append(q.encBuf, done)
-	if onDurable == nil {
+	e.LogOffset = q.log.Append(q.encBuf, logDone(c))
+	if c == nil {
 		// Bound what can pile up in memory ahead of the disk.
 		q.logUnsync += int64(len(q.encBuf))
 		if q.logUnsync >= logSyncBytes {
@@ -334,7 +334,15 @@ func (q *Queue) persistLocked(e *Entry, onDurable func(error)) (pending, wait bo
 	if cap(q.encBuf) > 1<<20 {
 		q.encBuf = nil
 	}
-	return onDurable != nil, wait
+	return c != nil, wait
+}
+
+// logDone adapts a publish's Completion to the log's completion callback (nil for nil).
+func logDone(c Completion) func(uint64, error) {
+	if c == nil {
+		return nil
+	}
+	return func(_ uint64, err error) { c.Completed(PubQueued, err) }
 }
 
 // waitLog waits until the queue's log has written what was appended so far. Without q.mu.
@@ -485,7 +493,7 @@ func (q *Queue) tryGroupLocked(e Entry, start, end int) bool {
 		}
 		c := q.consumers[q.rr].c
 		q.rr++
-		if r := c.Deliver(q, e); r != Refused {
+		if r := c.Deliver(&q.self, e); r != Refused {
 			if r == Taken {
 				q.unacked++ // released by Ack or Requeue
 				if e.LogOffset != 0 && !e.Redelivered {
@@ -749,7 +757,7 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	q.consumers = nil
 	q.mu.Unlock()
 	for _, s := range consumers {
-		s.c.Cancelled(q)
+		s.c.Cancelled(&q.self)
 	}
 	return n, nil
 }

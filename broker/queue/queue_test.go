@@ -32,7 +32,7 @@ type fakeConsumer struct {
 }
 
 func (f *fakeConsumer) Tag() string { return f.tag }
-func (f *fakeConsumer) Deliver(q *Queue, e Entry) Result {
+func (f *fakeConsumer) Deliver(q Ref, e Entry) Result {
 	if f.credit == 0 {
 		return Refused
 	}
@@ -43,7 +43,7 @@ func (f *fakeConsumer) Deliver(q *Queue, e Entry) Result {
 	}
 	return Taken
 }
-func (f *fakeConsumer) Cancelled(q *Queue) { f.cancel++ }
+func (f *fakeConsumer) Cancelled(q Ref) { f.cancel++ }
 
 func bodies(es []Entry) string {
 	s := ""
@@ -192,10 +192,10 @@ func TestQueue_PersistsOnlyPersistentMessagesAndRetiresOnAck(t *testing.T) {
 	q := New("q", Options{Durable: true})
 	q.SetLog(l)
 	durable := 0
-	if q.Publish(msg(t, "p1", true), func(err error) { durable++ }) != PubPending {
+	if q.Publish(msg(t, "p1", true), CompletionFunc(func(PubStatus, error) { durable++ })) != PubPending {
 		t.Fatal("persistent publish not pending")
 	}
-	if q.Publish(msg(t, "t1", false), func(error) { t.Fatal("transient waited") }) != PubQueued {
+	if q.Publish(msg(t, "t1", false), CompletionFunc(func(PubStatus, error) { t.Fatal("transient waited") })) != PubQueued {
 		t.Fatal("transient publish pending")
 	}
 	q.Publish(msg(t, "p2", true), nil)

@@ -113,7 +113,7 @@ func (q *Queue) StreamBounds() (first, next uint64, bytes int64) {
 }
 
 // publishStream appends m to the stream and delivers it to the consumers that are waiting.
-func (q *Queue) publishStream(m *message.Message, onDurable func(error)) PubStatus {
+func (q *Queue) publishStream(m *message.Message, c Completion) PubStatus {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -126,12 +126,10 @@ func (q *Queue) publishStream(m *message.Message, onDurable func(error)) PubStat
 	q.encBuf = appendStreamRecord(q.encBuf[:0], s.next, now, m)
 	r.size = int64(len(q.encBuf)) // the record's size counts for retention, with a log or not
 	if q.log != nil {
-		var done func(uint64, error)
-		if onDurable != nil {
-			done = func(_ uint64, err error) { onDurable(err) }
+		if c != nil {
 			status = PubPending
 		}
-		r.logOff = q.log.Append(q.encBuf, done)
+		r.logOff = q.log.Append(q.encBuf, logDone(c))
 	}
 	if cap(q.encBuf) > 1<<20 {
 		q.encBuf = nil
@@ -356,7 +354,7 @@ func (q *Queue) dispatchStreamLocked() {
 				sl.offset++
 				continue
 			}
-			r := sl.c.Deliver(q, e)
+			r := sl.c.Deliver(&q.self, e)
 			if r == Refused {
 				break
 			}

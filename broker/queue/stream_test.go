@@ -319,7 +319,7 @@ func TestStream_RestartKeepsOffsetsAfterRetention(t *testing.T) {
 	durable := 0
 	for i := range 20 {
 		// persistent or not, every message is written and confirmed
-		if q.Publish(msg(t, fmt.Sprint(i), i%2 == 0), func(error) { durable++ }) != PubPending {
+		if q.Publish(msg(t, fmt.Sprint(i), i%2 == 0), CompletionFunc(func(PubStatus, error) { durable++ })) != PubPending {
 			t.Fatalf("publish %d not pending on the log", i)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/message"
@@ -37,6 +36,7 @@ type Channel struct {
 
 	confirm bool
 	cf      confirms
+	pw      *pubWait // reused for the next confirmed publish unless a queue still holds it
 
 	tx        bool
 	txPublish []txPublish
@@ -278,16 +278,19 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if err != nil {
 			return err
 		}
-		if created && q.Exclusive {
+		if created && m.Exclusive {
 			c.exclusive = append(c.exclusive, q)
 		}
-		ch.lastQueue = q.Name
+		ch.lastQueue = q.Name()
 		if !created {
 			q.Touch() // a redeclare counts as use for x-expires
 		}
 		if !m.NoWait {
-			ready, _, consumers := q.Counts()
-			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+			ready, _, consumers, err := q.Counts()
+			if err != nil {
+				return err
+			}
+			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name(), MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
 		}
 		return nil
 	case *amqp.QueueBind:
@@ -327,7 +330,10 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		if q.IsStream() {
 			return q.StreamUnsupported("queue.purge")
 		}
-		n := q.Purge()
+		n, err := q.Purge()
+		if err != nil {
+			return err
+		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
 		}
@@ -369,7 +375,7 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 		}
 		if cs := ch.consumers[m.ConsumerTag]; cs != nil {
 			delete(ch.consumers, m.ConsumerTag)
-			cs.q.RemoveConsumer(cs)
+			cs.q.Unsubscribe(cs)
 		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
@@ -599,9 +605,10 @@ func (ch *Channel) publishAssembled() error {
 	return nil
 }
 
-// route delivers msg to the queues it routes to, or returns it (mandatory) when none. In
-// confirm mode (seq > 0), a publish that some queue writes to its log is confirmed only when
-// every such write is durable.
+// route publishes msg through the vhost's publish path (vhost.Publish), or straight to a
+// direct reply-to consumer, and returns it (mandatory) when it reached no queue. In confirm
+// mode (seq > 0), a publish that some queue answers later (a durable write) is confirmed when
+// every queue has answered; one that a queue refused (x-overflow reject-publish) is nacked.
 func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error {
 	if isReplyTo(msg.Exchange, msg.RoutingKey) {
 		if !ch.deliverReply(msg.RoutingKey, msg) && mandatory {
@@ -609,77 +616,49 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		}
 		return nil
 	}
-	msg, err := ch.routeMsg(msg)
+	var w *pubWait
+	var vw *vhost.Wait
+	if seq != 0 {
+		if w = ch.pw; w == nil {
+			w = &pubWait{ch: ch}
+			ch.pw = w
+		}
+		w.Reset(w)
+		vw = &w.Wait
+	}
+	out, err := ch.c.vh.Publish(&ch.router, msg, vw)
 	if err != nil {
 		return err
 	}
-	if ch.router.Duplicate {
+	if out.Duplicate {
 		return nil // the exchange let this key through before: dropped, and confirmed
 	}
-	qs := ch.router.Queues
-	var w *pubWait
-	if seq != 0 { // Persists: a persistent message in a durable queue, any message in a stream
-		for _, q := range qs {
-			if q.Persists(msg) {
-				w = &pubWait{seq: seq, ch: ch, size: int64(msg.Size())}
-				ch.c.unconfirmed.Add(w.size)
-				w.n.Store(1) // held until every queue has the message
-				ch.cf.wait(seq)
-				break
-			}
-		}
+	if out.Pending {
+		// Queues hold w until they answer: registered as waiting before routed passes seq,
+		// and before the hold that keeps w from being answered is released.
+		w.seq, w.size = seq, int64(out.Msg.Size())
+		ch.c.unconfirmed.Add(w.size)
+		ch.cf.wait(seq)
+		ch.pw = nil
+		w.Release()
+	} else if out.Rejected && seq != 0 {
+		ch.cf.nack(seq)
 	}
-	routed, rejected := false, false
-	for _, q := range qs {
-		var onDurable func(error)
-		if w != nil && q.Persists(msg) {
-			w.n.Add(1)
-			onDurable = w.done
-		}
-		st := q.Publish(msg, onDurable)
-		switch st {
-		case queue.PubRejected:
-			rejected = true
-			routed = true // refused by a full queue: nacked, not returned (as RabbitMQ)
-		case queue.PubQueued, queue.PubPending:
-			routed = true
-		}
-		if onDurable != nil && st != queue.PubPending {
-			w.n.Add(-1)
-		}
-	}
-	if rejected && seq != 0 {
-		if w == nil {
-			ch.cf.nack(seq)
-		} else {
-			w.err.Store(true)
-		}
-	}
-	if w != nil {
-		w.done(nil)
-	}
-	clear(ch.router.Queues)
-	if routed {
-		ch.countRouted()
-	}
-	if !routed && !mandatory {
-		ch.count(StatDropUnroutable, 1)
-	}
-	if !routed && mandatory {
-		ch.sendReturn(msg)
-	}
+	ch.countPublished(out, mandatory)
 	return nil
 }
 
-// routeMsg routes msg into ch.router.Queues; a message with a BCC header comes back without it.
-func (ch *Channel) routeMsg(msg *message.Message) (*message.Message, error) {
-	if err := ch.c.vh.Route(&ch.router, msg.Exchange, msg.RoutingKey, msg); err != nil {
-		return nil, err
+// countPublished counts a publish by what became of it, and returns it to the publisher
+// (mandatory) when it reached no queue.
+func (ch *Channel) countPublished(out vhost.Published, mandatory bool) {
+	switch {
+	case out.Routed:
+		ch.countRouted()
+	case mandatory:
+		ch.sendReturn(out.Msg)
+	default:
+		ch.count(StatDropUnroutable, 1)
 	}
-	if ch.router.BCC {
-		return message.WithoutHeader(msg, "BCC")
-	}
-	return msg, nil
 }
 
 // replyToOf returns the raw reply-to property (only called when its flag is set).
@@ -713,18 +692,25 @@ func (ch *Channel) markDirty() {
 
 // ---- transactions
 
+// txWait waits for the queues of a transaction's publishes (vhost.Wait).
+type txWait struct {
+	vhost.Wait
+	done   chan struct{}
+	failed bool
+}
+
+// Answered: every queue answered; a refusal by overflow does not fail a transaction.
+func (t *txWait) Answered(_, failed bool) {
+	t.failed = failed
+	close(t.done)
+}
+
 func (ch *Channel) commit() error {
 	pubs := ch.txPublish
 	ch.txPublish = nil
 	// tx.commit-ok is sent once every persistent message of the transaction is on disk.
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	onDurable := func(err error) {
-		if err != nil {
-			failed.Store(true)
-		}
-		wg.Done()
-	}
+	w := &txWait{done: make(chan struct{})}
+	w.Reset(w)
 	for _, p := range pubs {
 		if isReplyTo(p.msg.Exchange, p.msg.RoutingKey) {
 			if !ch.deliverReply(p.msg.RoutingKey, p.msg) && p.mandatory {
@@ -732,36 +718,17 @@ func (ch *Channel) commit() error {
 			}
 			continue
 		}
-		msg, err := ch.routeMsg(p.msg)
+		out, err := ch.c.vh.Publish(&ch.router, p.msg, &w.Wait)
 		if err != nil {
 			return err
 		}
-		p.msg = msg
-		if ch.router.Duplicate {
-			continue
-		}
-		qs := append([]*queue.Queue(nil), ch.router.Queues...)
-		routed := false
-		for _, q := range qs {
-			wg.Add(1)
-			st := q.Publish(p.msg, onDurable)
-			if st != queue.PubPending {
-				wg.Done()
-			}
-			routed = routed || st != queue.PubDropped
-		}
-		if routed {
-			ch.countRouted()
-		}
-		if !routed && !p.mandatory {
-			ch.count(StatDropUnroutable, 1)
-		}
-		if !routed && p.mandatory {
-			ch.sendReturn(p.msg)
+		if !out.Duplicate {
+			ch.countPublished(out, p.mandatory)
 		}
 	}
-	wg.Wait()
-	if failed.Load() {
+	w.Release()
+	<-w.done
+	if w.failed {
 		return amqp.ConnErr(amqp.InternalError, "could not write the transaction's messages to disk")
 	}
 	settles := ch.txSettle
@@ -824,24 +791,24 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 		return amqp.ConnErr(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
 	cs := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, prefetch: uint32(ch.prefetch)}
-	ch.consumers[tag] = cs
-	var added func()
+	sub := queue.Subscription{Exclusive: m.Exclusive, Prefetch: cs.prefetch, NoAck: m.NoAck, Args: m.Arguments}
 	if !m.NoWait {
-		added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
+		sub.Added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
 	if q.IsStream() {
-		return ch.consumeStream(q, cs, m, added)
-	}
-	var prio int64
-	if v, ok := m.Arguments["x-priority"]; ok {
+		// A stream checks its consumer's arguments itself (x-priority is refused there).
+		ch.mu.Lock()
+		sub.GlobalQos = ch.globalPrefetch > 0
+		ch.mu.Unlock()
+	} else if v, ok := m.Arguments["x-priority"]; ok {
 		n, ok := intValue(v)
 		if !ok {
-			delete(ch.consumers, tag)
 			return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-priority' for consumer: {unacceptable_type,%T}", v)
 		}
-		prio = n
+		sub.Priority = n
 	}
-	if err := q.AddConsumerPriority(cs, m.Exclusive, prio, added); err != nil {
+	ch.consumers[tag] = cs
+	if err := q.Subscribe(cs, sub); err != nil {
 		delete(ch.consumers, tag)
 		return err
 	}
@@ -860,7 +827,10 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	if q.IsStream() {
 		return q.StreamUnsupported("basic.get")
 	}
-	e, remaining, ok := q.Get()
+	e, remaining, ok, err := q.Get(m.NoAck) // a no-ack get is settled as it is taken
+	if err != nil {
+		return err
+	}
 	if !ok {
 		c.send(ch.id, &amqp.BasicGetEmpty{})
 		ch.count(StatGetEmpty, 1)
@@ -874,7 +844,7 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	if e.Redelivered {
 		ch.count(StatRedeliver, 1)
 	}
-	props := q.DeliveryProps(e) // before ch.mu: the lock order is queue, channel, connection
+	props := q.DeliveryProps(e) // takes no lock; a remote queue may need none of ours either
 	ch.mu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag
@@ -888,15 +858,12 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	}
 	ch.mu.Unlock()
 	c.kick()
-	if m.NoAck {
-		q.Ack([]queue.Entry{e})
-	}
 	return nil
 }
 
 // kickConsumers re-runs dispatch for every queue this channel consumes from (credit changed).
 func (ch *Channel) kickConsumers() {
-	seen := make(map[*queue.Queue]bool, len(ch.consumers))
+	seen := make(map[queue.Ref]bool, len(ch.consumers))
 	for _, cs := range ch.consumers {
 		if !seen[cs.q] {
 			seen[cs.q] = true
@@ -976,37 +943,23 @@ func (ch *Channel) reject(tag uint64, multiple, requeue bool) error {
 }
 
 // rejectEntries settles deliveries rejected without requeue (dead-lettered by their queues).
-func (ch *Channel) rejectEntries(es []unackedEntry) {
-	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
-		entries := make([]queue.Entry, len(group))
-		for i, e := range group {
-			entries[i] = e.e
-		}
-		q.Reject(entries)
-	})
-	ch.kickStarved(es)
-}
+func (ch *Channel) rejectEntries(es []unackedEntry) { ch.settle(es, queue.SettleReject) }
 
 // retire tells each queue how many of its deliveries were settled (it dispatches more), and
 // kicks the queues of this channel's consumers when channel-wide credit was released.
-func (ch *Channel) retire(es []unackedEntry) {
-	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
-		entries := make([]queue.Entry, len(group))
-		for i, e := range group {
-			entries[i] = e.e
-		}
-		q.Ack(entries)
-	})
-	ch.kickStarved(es)
-}
+func (ch *Channel) retire(es []unackedEntry) { ch.settle(es, queue.SettleAck) }
 
-func (ch *Channel) requeueEntries(es []unackedEntry) {
-	forEachQueue(es, func(q *queue.Queue, group []unackedEntry) {
+func (ch *Channel) requeueEntries(es []unackedEntry) { ch.settle(es, queue.SettleRequeue) }
+
+// settle hands each queue its entries of es, in order, settled as how; then kicks the queues
+// that channel-wide credit may have held back.
+func (ch *Channel) settle(es []unackedEntry, how queue.Settlement) {
+	forEachQueue(es, func(q queue.Ref, group []unackedEntry) {
 		entries := make([]queue.Entry, len(group))
 		for i, e := range group {
 			entries[i] = e.e
 		}
-		q.Requeue(entries)
+		q.Settle(entries, how)
 	})
 	ch.kickStarved(es)
 }
@@ -1020,7 +973,7 @@ func (ch *Channel) kickStarved(es []unackedEntry) {
 	if global == 0 || len(ch.consumers) < 2 {
 		return
 	}
-	handled := make(map[*queue.Queue]bool)
+	handled := make(map[queue.Ref]bool)
 	for _, e := range es {
 		handled[e.q] = true
 	}
@@ -1033,7 +986,7 @@ func (ch *Channel) kickStarved(es []unackedEntry) {
 }
 
 // forEachQueue groups entries by queue, keeping their order within each queue.
-func forEachQueue(es []unackedEntry, f func(q *queue.Queue, group []unackedEntry)) {
+func forEachQueue(es []unackedEntry, f func(q queue.Ref, group []unackedEntry)) {
 	if len(es) == 0 {
 		return
 	}
@@ -1048,7 +1001,7 @@ func forEachQueue(es []unackedEntry, f func(q *queue.Queue, group []unackedEntry
 		f(es[0].q, es)
 		return
 	}
-	var queues []*queue.Queue
+	var queues []queue.Ref
 	for _, e := range es {
 		seen := false
 		for _, q := range queues {
@@ -1123,6 +1076,6 @@ func (ch *Channel) release() {
 func (ch *Channel) removeConsumers() {
 	for tag, cs := range ch.consumers {
 		delete(ch.consumers, tag)
-		cs.q.RemoveConsumer(cs)
+		cs.q.Unsubscribe(cs)
 	}
 }

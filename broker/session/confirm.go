@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/vhost"
 )
 
 // confirms tracks publisher confirms on a channel in confirm mode (RabbitMQ's extension,
@@ -34,23 +35,19 @@ type confirms struct {
 // sequence number, before it is routed.
 var testHookSeq func(seq uint64)
 
-// pubWait counts down the queue logs a publish waits for.
+// pubWait waits for the queues a confirmed publish reached (vhost.Wait counts them down).
+// A channel reuses one until a publish leaves it held by a queue (route).
 type pubWait struct {
-	n    atomic.Int32
+	vhost.Wait
 	seq  uint64
 	ch   *Channel
-	err  atomic.Bool
-	size int64 // counted in the connection's unconfirmed bytes until done
+	size int64 // counted in the connection's unconfirmed bytes until answered
 }
 
-func (w *pubWait) done(err error) {
-	if err != nil {
-		w.err.Store(true)
-	}
-	if w.n.Add(-1) == 0 {
-		w.ch.c.unconfirmedDone(w.size)
-		w.ch.confirmDurable(w.seq, !w.err.Load())
-	}
+// Answered: every queue has the message durably, or refused it, or failed to keep it.
+func (w *pubWait) Answered(rejected, failed bool) {
+	w.ch.c.unconfirmedDone(w.size)
+	w.ch.confirmDurable(w.seq, !rejected && !failed)
 }
 
 // next assigns the next sequence number (reader goroutine).

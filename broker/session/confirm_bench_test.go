@@ -24,9 +24,9 @@ func (l *instantLog) MarkDelivered(...uint64) {}
 // drain is a no-ack consumer that takes every message.
 type drain struct{}
 
-func (drain) Deliver(*queue.Queue, queue.Entry) queue.Result { return queue.Settled }
-func (drain) Tag() string                                    { return "drain" }
-func (drain) Cancelled(*queue.Queue)                         {}
+func (drain) Deliver(queue.Ref, queue.Entry) queue.Result { return queue.Settled }
+func (drain) Tag() string                                 { return "drain" }
+func (drain) Cancelled(queue.Ref)                         {}
 
 // BenchmarkChannel_PublishConfirm feeds publishes of 100-byte messages to a channel, one read
 // batch each (the confirm flush after every publish), through routing to a queue with a
@@ -36,10 +36,11 @@ func BenchmarkChannel_PublishConfirm(b *testing.B) {
 	for _, mode := range []string{"plain", "transient", "persistent"} {
 		b.Run("mode="+mode, func(b *testing.B) {
 			c := testConn(b)
-			q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+			_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 			if err != nil {
 				b.Fatal(err)
 			}
+			q := c.vh.Queue("q")
 			props := amqp.Properties{}
 			if mode == "persistent" {
 				q.SetLog(&instantLog{})

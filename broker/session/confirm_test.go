@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"runtime"
 	"slices"
 	"testing"
@@ -16,10 +17,11 @@ import (
 func confirmConn(t *testing.T) (*Conn, *fakeLog) {
 	t.Helper()
 	c := testConn(t)
-	q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+	_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := c.vh.Queue("q")
 	log := &fakeLog{}
 	q.SetLog(log)
 	if _, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "full", Args: amqp.Table{"x-overflow": "reject-publish", "x-max-length": int32(0)}}); err != nil {
@@ -81,6 +83,34 @@ func TestChannel_ConfirmNotBeforeRouting(t *testing.T) {
 	}
 }
 
+// Each confirmed publish waits for its own writes: the channel reuses its wait only for
+// publishes that no queue had to write (so those cost no allocation), never one a log still
+// holds. Writes that complete out of order, a transient publish, a refusal by overflow and a
+// failed write among them are each answered for their own sequence number.
+func TestChannel_ConfirmEachPublishWaitsForItsOwnWrites(t *testing.T) {
+	c, log := confirmConn(t)
+	feed(t, c, publishFrames(1, "", "q", persistent, []byte("1")))           // append 0
+	feed(t, c, publishFrames(1, "", "q", amqp.Properties{}, []byte("2")))    // not written
+	feed(t, c, publishFrames(1, "", "q", persistent, []byte("3")))           // append 1
+	feed(t, c, publishFrames(1, "", "full", amqp.Properties{}, []byte("4"))) // refused
+	feed(t, c, publishFrames(1, "", "q", persistent, []byte("5")))           // append 2
+	if got := confirmsSent(sent(t, c)); len(got) != 0 {
+		t.Fatalf("confirms before any write is durable: %v", got)
+	}
+	log.complete(2, nil)
+	if got := confirmsSent(sent(t, c)); len(got) != 0 {
+		t.Fatalf("publish 5 durable: confirms %v, want none (1 still waits)", got)
+	}
+	log.complete(0, nil)
+	if got := confirmsSent(sent(t, c)); !slices.Equal(got, []string{"ack 2 multiple"}) {
+		t.Fatalf("publish 1 durable: confirms %v, want [ack 2 multiple]", got)
+	}
+	log.complete(1, errors.New("disk gone"))
+	if got := confirmsSent(sent(t, c)); !slices.Equal(got, []string{"nack 3", "nack 4", "ack 5"}) {
+		t.Fatalf("publish 3 failed: confirms %v, want [nack 3 nack 4 ack 5]", got)
+	}
+}
+
 // A publish that fails (404 for a missing exchange) is never confirmed: the channel closes
 // with no basic.ack for it, as RabbitMQ does, while the publishes before it are acked.
 func TestChannel_ConfirmNotForFailedPublish(t *testing.T) {
@@ -100,10 +130,11 @@ func TestChannel_ConfirmNotForFailedPublish(t *testing.T) {
 // question as for confirms: nothing is answered before the log has it).
 func TestChannel_TxCommitOkAfterDurable(t *testing.T) {
 	c := testConn(t)
-	q, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
+	_, _, err := c.vh.DeclareQueue(vhost.QueueDecl{Name: "q", Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := c.vh.Queue("q")
 	log := &fakeLog{}
 	q.SetLog(log)
 	feed(t, c, method(1, &amqp.ChannelOpen{}))

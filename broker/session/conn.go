@@ -43,15 +43,15 @@ type Conn struct {
 	channels  map[uint16]*Channel
 	closing   bool       // we sent connection.close and wait for close-ok
 	dirty     []*Channel // channels with confirms to flush at the end of a read batch
-	exclusive []*queue.Queue
+	exclusive []queue.Ref
 
 	chMu sync.RWMutex // guards writes to channels, so management can list them; the reader reads without
 
 	outMu     sync.Mutex
 	out       []byte
-	refs      []outRef       // large bodies written from their messages (outbuf.go)
-	refBytes  int            // their bytes, counted with out against OutBufferLimit
-	blocked   []*queue.Queue // queues refused for a full buffer, kicked after the next write
+	refs      []outRef    // large bodies written from their messages (outbuf.go)
+	refBytes  int         // their bytes, counted with out against OutBufferLimit
+	blocked   []queue.Ref // queues refused for a full buffer, kicked after the next write
 	outClosed bool
 
 	wmu       sync.Mutex // serialises taking the buffer and writing it (writer vs. flushNow)
@@ -651,7 +651,7 @@ func (c *Conn) teardown() {
 		c.dropChannel(id)
 	}
 	for _, q := range c.exclusive {
-		c.vh.DeleteQueueObject(q)
+		c.vh.DeleteQueueRef(q)
 	}
 	c.exclusive = nil
 }
@@ -810,7 +810,7 @@ func (c *Conn) stopHeartbeats() {
 
 // outFullLocked reports whether the outbound buffer is over its limit; with outMu held.
 // The queue is remembered and kicked once the buffer drains.
-func (c *Conn) outFullLocked(q *queue.Queue) bool {
+func (c *Conn) outFullLocked(q queue.Ref) bool {
 	if c.outClosed {
 		return true
 	}

@@ -11,7 +11,7 @@ import (
 type consumer struct {
 	tag      string
 	ch       *Channel
-	q        *queue.Queue
+	q        queue.Ref
 	noAck    bool
 	prefetch uint32 // 0 = unlimited
 	unacked  uint32 // guarded by ch.mu
@@ -22,7 +22,7 @@ func (cs *consumer) Tag() string { return cs.tag }
 
 // Deliver encodes basic.deliver + content into the connection's outbound buffer if the consumer
 // has credit. Called with the queue's lock held; takes ch.mu then the connection's outMu.
-func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
+func (cs *consumer) Deliver(q queue.Ref, e queue.Entry) queue.Result {
 	ch := cs.ch
 	c := ch.c
 	ch.mu.Lock()
@@ -46,7 +46,7 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 	tag := ch.nextTag
 	m := e.Msg
 	c.out = amqp.AppendBasicDeliver(c.out, ch.id, cs.tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
-	c.appendContentLocked(ch.id, q.DeliveryPropsLocked(e), m.Body)
+	c.appendContentLocked(ch.id, q.DeliveryProps(e), m.Body)
 	c.outMu.Unlock()
 	res := queue.Settled
 	if cs.noAck {
@@ -72,7 +72,7 @@ func (cs *consumer) Deliver(q *queue.Queue, e queue.Entry) queue.Result {
 // (consumer_cancel_notify) and forget the consumer. The channel's map is owned by the reader
 // goroutine, so removal is deferred to it through the outbound path: the tag simply stops
 // receiving deliveries.
-func (cs *consumer) Cancelled(q *queue.Queue) {
+func (cs *consumer) Cancelled(queue.Ref) {
 	ch := cs.ch
 	ch.mu.Lock()
 	released := ch.released
@@ -88,7 +88,7 @@ func (cs *consumer) Cancelled(q *queue.Queue) {
 // unackedEntry is a delivery awaiting ack on a channel.
 type unackedEntry struct {
 	tag uint64
-	q   *queue.Queue
+	q   queue.Ref // nil: a tombstone in unackedList
 	e   queue.Entry
 	cs  *consumer // nil for basic.get
 }

@@ -38,7 +38,7 @@ func BenchmarkConn_Deliver(b *testing.B) {
 		b.Run("size="+itoa(size), func(b *testing.B) {
 			_, ch := benchConn(b)
 			q := queue.New("bench", queue.Options{})
-			cs := &consumer{tag: "ctag", ch: ch, q: q, noAck: true}
+			cs := &consumer{tag: "ctag", ch: ch, q: q.Ref(), noAck: true}
 			if err := q.AddConsumer(cs, false, nil); err != nil {
 				b.Fatal(err)
 			}

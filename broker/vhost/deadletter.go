@@ -8,8 +8,8 @@ import (
 )
 
 // deadLetter republishes messages dead-lettered by src to its dead-letter exchange, with the
-// x-death header, skipping queues that would close an automatic cycle (as RabbitMQ). Called
-// without locks. Dead-lettering is at most once, as in RabbitMQ: no publisher confirms.
+// x-death header, skipping queues that would close an automatic cycle (as RabbitMQ), through
+// the vhost's publish path. Called without locks. Dead-lettering is at most once, as in RabbitMQ: no publisher confirms.
 //
 // While the vhost is being restored (BeginRestore until FinishRestore) dead letters wait:
 // the exchanges, bindings and policies they go through may not be back yet (a message whose
@@ -40,15 +40,9 @@ func (v *VHost) deadLetter(src *queue.Queue, dead []queue.DeadLetter) {
 		if err != nil {
 			continue
 		}
-		if err := v.Route(&r, cfg.DLX, m.RoutingKey, m); err != nil {
-			continue // a missing dead-letter exchange drops the message, as RabbitMQ
-		}
-		for _, q := range r.Queues {
-			if message.DeathCycle(m, q.Name) {
-				continue
-			}
-			q.Publish(m, nil)
-		}
+		// Published to the dead-letter exchange (m.Exchange). A missing one drops the
+		// message, as RabbitMQ does; so does a queue that would close a cycle.
+		v.publish(&r, m, nil, true)
 	}
 }
 

@@ -18,11 +18,8 @@ func publishN(t *testing.T, v *VHost, q string, n int) {
 			t.Fatal(err)
 		}
 		var r Router
-		if err := v.Route(&r, "", q, m); err != nil {
+		if _, err := v.Publish(&r, m, nil); err != nil {
 			t.Fatal(err)
-		}
-		for _, dq := range r.Queues {
-			dq.Publish(m, nil)
 		}
 	}
 }
@@ -31,8 +28,8 @@ func ready(q *queue.Queue) int { r, _, _ := q.Counts(); return r }
 
 func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 	v := New("/", nil)
-	a, _, _ := v.DeclareQueue(QueueDecl{Name: "orders.a"})
-	b, _, _ := v.DeclareQueue(QueueDecl{Name: "other"})
+	a, _, _ := v.declareQueue(QueueDecl{Name: "orders.a"})
+	b, _, _ := v.declareQueue(QueueDecl{Name: "other"})
 	if err := v.SetPolicy(Policy{Name: "low", Pattern: "^orders\\.", ApplyTo: "queues", Priority: 1, Definition: amqp.Table{"max-length": int64(5)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +48,7 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 		t.Fatalf("policies %q %q", v.QueuePolicy(a), v.QueuePolicy(b))
 	}
 	// A queue declared later gets the policy too.
-	c, _, _ := v.DeclareQueue(QueueDecl{Name: "orders.c"})
+	c, _, _ := v.declareQueue(QueueDecl{Name: "orders.c"})
 	publishN(t, v, "orders.c", 4)
 	if got := ready(c); got != 2 {
 		t.Fatalf("orders.c holds %d, want 2", got)
@@ -69,10 +66,10 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 func TestPolicy_QueueArgumentsCombineAsRabbitMQ(t *testing.T) {
 	v := New("/", nil)
 	// numeric limit: the lower of argument and policy wins
-	q1, _, _ := v.DeclareQueue(QueueDecl{Name: "q1", Args: amqp.Table{"x-max-length": int32(3)}})
-	q2, _, _ := v.DeclareQueue(QueueDecl{Name: "q2", Args: amqp.Table{"x-max-length": int32(30)}})
+	q1, _, _ := v.declareQueue(QueueDecl{Name: "q1", Args: amqp.Table{"x-max-length": int32(3)}})
+	q2, _, _ := v.declareQueue(QueueDecl{Name: "q2", Args: amqp.Table{"x-max-length": int32(30)}})
 	// non-numeric: the argument wins
-	q3, _, _ := v.DeclareQueue(QueueDecl{Name: "q3", Args: amqp.Table{"x-dead-letter-exchange": "mine"}})
+	q3, _, _ := v.declareQueue(QueueDecl{Name: "q3", Args: amqp.Table{"x-dead-letter-exchange": "mine"}})
 	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^q", Definition: amqp.Table{"max-length": int64(10), "dead-letter-exchange": "policy-dlx"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +107,7 @@ func TestPolicy_AlternateExchange(t *testing.T) {
 	v := New("/", nil)
 	v.DeclareExchange(ExchangeDecl{Name: "main", Type: "direct"})
 	v.DeclareExchange(ExchangeDecl{Name: "ae", Type: "fanout"})
-	q, _, _ := v.DeclareQueue(QueueDecl{Name: "unrouted"})
+	q, _, _ := v.declareQueue(QueueDecl{Name: "unrouted"})
 	v.BindQueue("unrouted", "ae", "", nil, nil)
 	if err := v.SetPolicy(Policy{Name: "ae", Pattern: "^main$", ApplyTo: "exchanges", Definition: amqp.Table{"alternate-exchange": "ae"}}); err != nil {
 		t.Fatal(err)
@@ -120,7 +117,7 @@ func TestPolicy_AlternateExchange(t *testing.T) {
 	if err := v.Route(&r, "main", "nowhere", m); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Queues) != 1 || r.Queues[0] != q {
+	if len(r.Queues) != 1 || r.Queues[0] != q.Ref() {
 		t.Fatalf("routed to %d queues, want the alternate exchange's queue", len(r.Queues))
 	}
 }
@@ -139,7 +136,7 @@ func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
 		name string
 		want string
 	}{{"orders", "all-but-amq"}, {"amq.gen-x", ""}, {"xamq.y", "all-but-amq"}} {
-		q, _, err := v.DeclareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")})
+		q, _, err := v.declareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +158,7 @@ func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
 // deadlines cannot overflow (issue 18). Queue arguments beyond it are refused.
 func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
 	v := New("/", nil)
-	q, _, _ := v.DeclareQueue(QueueDecl{Name: "big"})
+	q, _, _ := v.declareQueue(QueueDecl{Name: "big"})
 	for _, val := range []any{int64(9223372036854775807), float64(1e20)} {
 		if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": val, "expires": val}}); err != nil {
 			t.Fatalf("policy with %v refused: %v", val, err)
@@ -177,7 +174,7 @@ func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
 	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": int64(-1)}}); err == nil {
 		t.Fatal("negative message-ttl accepted")
 	}
-	if _, _, err := v.DeclareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}); err == nil {
+	if _, _, err := v.declareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}); err == nil {
 		t.Fatal("x-message-ttl beyond ten years accepted")
 	}
 }

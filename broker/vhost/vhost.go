@@ -1,10 +1,15 @@
 // Package vhost is the registry of one virtual host's exchanges, queues and bindings, with
 // RabbitMQ's rules for declaring, deleting, binding and routing.
 //
-//	v := vhost.New("/")
+// It hands out queues as queue.Ref values (DeclareQueue, LookupQueue, routing), and it holds
+// the one publish path (Publish, publish.go) that AMQP publishes, transactions, dead letters
+// and the HTTP API share.
+//
+//	v := vhost.New("/", nil)
 //	q, created, err := v.DeclareQueue(vhost.QueueDecl{Name: "jobs", Durable: true})
 //	err = v.BindQueue("jobs", "amq.direct", "jobs", nil, owner)
-//	qs, err := v.Route("amq.direct", "jobs", msg, nil)
+//	var r vhost.Router
+//	out, err := v.Publish(&r, msg, nil) // routed by msg.Exchange and msg.RoutingKey
 package vhost
 
 import (
@@ -243,7 +248,19 @@ type QueueDecl struct {
 
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
-func (v *VHost) DeclareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+func (v *VHost) DeclareQueue(d QueueDecl) (queue.Ref, bool, error) {
+	q, created, err := v.declareQueue(d)
+	if err != nil {
+		return nil, false, err
+	}
+	return v.Ref(q), created, nil
+}
+
+// Ref returns the reference the registry hands out for q, the one place that decides how a
+// queue is reached (on this node: q.Ref()).
+func (v *VHost) Ref(q *queue.Queue) queue.Ref { return q.Ref() }
+
+func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
 	if !d.Passive && v.Counters != nil {
 		v.Counters.Declared.Add(1)
 	}
@@ -367,7 +384,7 @@ func (v *VHost) Queue(name string) *queue.Queue {
 }
 
 // LookupQueue returns the named queue, checking exclusive ownership (404 / 405).
-func (v *VHost) LookupQueue(name string, owner any) (*queue.Queue, error) {
+func (v *VHost) LookupQueue(name string, owner any) (queue.Ref, error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	q := v.queues[name]
@@ -380,7 +397,7 @@ func (v *VHost) LookupQueue(name string, owner any) (*queue.Queue, error) {
 	if err := v.checkExclusiveLocked(q, owner); err != nil {
 		return nil, err
 	}
-	return q, nil
+	return v.Ref(q), nil
 }
 
 // Queues returns all queues.
@@ -415,7 +432,7 @@ func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int
 	if err != nil {
 		return 0, err
 	}
-	n, err := q.Delete(ifUnused, ifEmpty)
+	n, err := v.Ref(q).Delete(ifUnused, ifEmpty)
 	if err != nil {
 		return 0, err
 	}
@@ -435,6 +452,17 @@ func (v *VHost) DeleteQueueObject(q *queue.Queue) {
 	}
 	q.Delete(false, false)
 	v.propose(deleteQueueRecord(q)) // a failure to persist is the store's to report; q is gone here
+}
+
+// DeleteQueueRef deletes the queue r refers to if it is still the queue of that name (an
+// exclusive queue whose connection closed).
+func (v *VHost) DeleteQueueRef(r queue.Ref) {
+	v.mu.RLock()
+	q := v.queues[r.Name()]
+	v.mu.RUnlock()
+	if q != nil && v.Ref(q) == r {
+		v.DeleteQueueObject(q)
+	}
 }
 
 // BindQueue binds queue to exchange with key and args.
@@ -542,7 +570,7 @@ func (v *VHost) UnbindExchange(dst, src, key string, args amqp.Table) error {
 type Router struct {
 	dests   []exchange.Destination
 	visited []*exchange.Exchange
-	Queues  []*queue.Queue
+	Queues  []queue.Ref
 	BCC     bool // the message has a BCC header (strip it before delivery)
 	// Duplicate: the exchange deduplicates and let this message's key through before; the
 	// message is dropped (and confirmed), Queues is empty.
@@ -562,7 +590,9 @@ type Router struct {
 // VHost.mu is held only for the lookups by name (the exchange, a default-exchange queue, an
 // alternate exchange), never while an exchange matches: a slow topic match delays only its
 // own publisher, not declares, other publishers or management (issue 18). A route that runs
-// beside a delete can still return the deleted queue; queue.Publish refuses it.
+// beside a delete can still return the deleted queue; its Publish refuses it (PubDropped).
+// Publishers call Publish, which routes with Route; Route alone checks a publish (a
+// transaction's early check) or finds its queues.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
 	r.Queues = r.Queues[:0]
 	r.BCC, r.Duplicate = false, false
@@ -627,12 +657,7 @@ func (v *VHost) routeKey(r *Router, x *exchange.Exchange, key string, m *message
 		q := v.queues[key]
 		v.mu.RUnlock()
 		if q != nil {
-			for _, have := range r.Queues {
-				if have == q {
-					return
-				}
-			}
-			r.Queues = append(r.Queues, q)
+			r.add(v.Ref(q))
 		}
 		return
 	}
@@ -655,16 +680,7 @@ func (v *VHost) route(r *Router, x *exchange.Exchange, key string, m *message.Me
 	for i := start; i < len(r.dests); i++ {
 		switch d := r.dests[i].(type) {
 		case *queue.Queue:
-			dup := false
-			for _, q := range r.Queues {
-				if q == d {
-					dup = true
-					break
-				}
-			}
-			if !dup {
-				r.Queues = append(r.Queues, d)
-			}
+			r.add(v.Ref(d))
 		case *exchange.Exchange:
 			v.route(r, d, key, m)
 		}
@@ -682,6 +698,16 @@ func (v *VHost) route(r *Router, x *exchange.Exchange, key string, m *message.Me
 			v.route(r, ax, key, m)
 		}
 	}
+}
+
+// add adds q to the queues routed to, once.
+func (r *Router) add(q queue.Ref) {
+	for _, have := range r.Queues {
+		if have == q {
+			return
+		}
+	}
+	r.Queues = append(r.Queues, q)
 }
 
 // Bindings lists every binding in the vhost as (source, destination, key, args).

@@ -63,7 +63,7 @@ func dedupVHost(t *testing.T, size int32, log *testLog) (*VHost, *queue.Queue) {
 	if _, err := v.DeclareExchange(ExchangeDecl{Name: "x", Type: "direct", Durable: true, Args: amqp.Table{"x-message-deduplication": true, "x-cache-size": size}}); err != nil {
 		t.Fatal(err)
 	}
-	q, _, err := v.DeclareQueue(QueueDecl{Name: "q", Durable: true})
+	q, _, err := v.declareQueue(QueueDecl{Name: "q", Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +83,11 @@ func publishID(t *testing.T, v *VHost, id string) bool {
 		t.Fatal(err)
 	}
 	var r Router
-	if err := v.Route(&r, "x", "k", m); err != nil {
+	out, err := v.Publish(&r, m, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range r.Queues {
-		q.Publish(m, nil)
-	}
-	return r.Duplicate
+	return out.Duplicate
 }
 
 // An acked message's key is written to the queue's log while it is in the exchange's window;
@@ -161,7 +159,7 @@ func TestXDedup_RestoreFromQueueLog(t *testing.T) {
 	q.Requeue([]queue.Entry{e})
 
 	replay := func(v2 *VHost) *queue.Queue {
-		q2, _, err := v2.DeclareQueue(QueueDecl{Name: "q2", Durable: true})
+		q2, _, err := v2.declareQueue(QueueDecl{Name: "q2", Durable: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +174,7 @@ func TestXDedup_RestoreFromQueueLog(t *testing.T) {
 	}
 	// The exchange is declared after the queue's records are read, as a definitions log may have it.
 	v2 := New("/", nil)
-	q2, _, _ := v2.DeclareQueue(QueueDecl{Name: "q2", Durable: true})
+	q2, _, _ := v2.declareQueue(QueueDecl{Name: "q2", Durable: true})
 	for _, o := range log.live() {
 		if err := q2.RestoreRecord(o, log.data[o], false); err != nil {
 			t.Fatal(err)
