@@ -39,7 +39,7 @@ const (
 )
 
 // Handler takes a message from a peer (payload owned by the handler).
-type Handler func(peer string, payload []byte)
+type Handler = func(peer string, payload []byte)
 
 // Bus is the node's message bus.
 type Bus struct {
