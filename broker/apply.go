@@ -44,7 +44,7 @@ func (s *Server) Apply(rec meta.Record, fx meta.Effects) (any, error) {
 		return nil, s.applyTopicPermission(rec, fx)
 	case meta.KindParameter:
 		return nil, s.applyParameter(rec, fx)
-	case meta.KindPolicy, meta.KindExchange, meta.KindQueue, meta.KindBinding:
+	case meta.KindPolicy, meta.KindExchange, meta.KindQueue, meta.KindBinding, meta.KindPlacement:
 		v := s.VHost(rec.VHost)
 		if v == nil {
 			if fx.Replaying() {

@@ -68,6 +68,9 @@ type Config struct {
 	// change to, applying to app (a replicated store, say). Nil: a meta.LogStore over
 	// Storage.MetaLog(), or a meta.MemoryStore without Storage.
 	MetaStore func(app meta.Applier) meta.Store
+	// Replicas, in a cluster, replicates the logs of quorum queues (nil: a single node, where
+	// a quorum queue is a durable queue).
+	Replicas vhost.ReplicaHost
 
 	// DefaultUser / DefaultPass create the initial user (default guest/guest) when the node
 	// starts with no metadata (a new data folder), with vhost "/" and full permissions there,
@@ -218,6 +221,7 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v := vhost.New(name, vstore(s.cfg.Storage))
 	v.Budget = s.budget
 	v.Meta = s.meta
+	v.Replicas = s.cfg.Replicas
 	v.Counters = &s.churn.Queues
 	v.Log = s.log.With().Str("vhost", name).Logger()
 	return v
@@ -519,4 +523,15 @@ func (s *Server) Close() error {
 	}
 	s.log.Info().Msg("broker stopped")
 	return err
+}
+
+// Placements lists the replicated queues of every vhost, by vhost.
+func (s *Server) Placements() map[string][]vhost.Placement {
+	out := map[string][]vhost.Placement{}
+	for _, v := range s.VHosts() {
+		if ps := v.Placements(); len(ps) > 0 {
+			out[v.Name] = ps
+		}
+	}
+	return out
 }

@@ -134,6 +134,8 @@ func (v *VHost) Apply(rec meta.Record, fx meta.Effects) (any, error) {
 			return v.applyDeletePolicy(rec, fx), nil
 		}
 		return nil, v.applyPolicy(rec, fx)
+	case meta.KindPlacement:
+		return nil, v.applyPlacement(rec, fx)
 	}
 	return nil, fmt.Errorf("%w: %q", meta.ErrUnknownKind, rec.Kind)
 }
@@ -250,7 +252,13 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 	}
 	q := queue.New(d.Name, o)
 	v.setupQueue(q)
-	if v.store != nil && isDurable(q) {
+	if ok, err := v.openReplicatedLocked(q, rec); ok {
+		if err != nil {
+			delete(v.placements, q.Name)
+			v.mu.Unlock()
+			return declared{}, err
+		}
+	} else if v.store != nil && isDurable(q) {
 		l, err := v.store.OpenQueueLog(v.Name, q.Name, func(off uint64, payload []byte, delivered bool) error {
 			if err := q.RestoreRecord(off, payload, delivered); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
@@ -332,6 +340,10 @@ func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	fx.Drop(meta.QueueKey(v.Name, q.Name))
 	delete(v.home, q.Name)
 	v.unbindDestLocked(q, fx)
+	if _, replicated := v.placements[q.Name]; replicated {
+		v.dropReplicatedLocked(q, fx)
+		durable = false // its log went with its replication
+	}
 	if v.store != nil {
 		if durable {
 			v.store.RemoveQueueLog(v.Name, q.Name)

@@ -341,3 +341,99 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// queueLeader returns the index of the node leading a replicated queue, as node i reports it.
+func queueLeader(t *testing.T, c *Cluster, i int, q string) int {
+	code, body := api(t, c, i, "GET", "/api/queues/%2F/"+q, nil)
+	if code != 200 {
+		return 0
+	}
+	var o struct{ Leader string }
+	json.Unmarshal(body, &o)
+	for _, nd := range c.Nodes {
+		if nd.Args.Name == o.Leader {
+			return nd.Args.Index
+		}
+	}
+	return 0
+}
+
+// Issue 13's promise on real processes: confirmed messages of a quorum queue survive kill -9
+// of its leader's node; another replica leads within a bound and has every one of them.
+func TestCluster_QuorumQueueSurvivesLeaderKill(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("qq", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	l := queueLeader(t, c, 1, "qq")
+	if l != 1 {
+		t.Fatalf("leader of a queue declared on node 1: %d", l)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	for i := range n {
+		if err := ch.Publish("", "qq", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := 0
+	for range n {
+		select {
+		case cf := <-confirms:
+			if cf.Ack {
+				acked++
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d confirms", acked, n)
+		}
+	}
+	if acked != n {
+		t.Fatalf("%d of %d publishes acked", acked, n)
+	}
+	killed := time.Now()
+	c.Node(1).Kill()
+	var nl int
+	eventually(t, 15*time.Second, func() error {
+		for _, i := range []int{2, 3} {
+			if x := queueLeader(t, c, i, "qq"); x == 2 || x == 3 {
+				nl = x
+				return nil
+			}
+		}
+		return errors.New("no new leader")
+	})
+	t.Logf("quorum queue leader node 1 killed: node %d leads %v later", nl, time.Since(killed).Round(time.Millisecond))
+	_, ch2 := channel(t, c, nl)
+	q, err := ch2.QueueDeclarePassive("qq", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != n {
+		t.Fatalf("new leader holds %d messages, %d were confirmed", q.Messages, n)
+	}
+	seen := map[string]bool{}
+	for range n {
+		d, ok, err := ch2.Get("qq", true)
+		if err != nil || !ok {
+			t.Fatalf("get: %v %v after %d", ok, err, len(seen))
+		}
+		seen[string(d.Body)] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct messages", len(seen))
+	}
+	// The old leader comes back and follows.
+	if err := c.Node(1).Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() error {
+		if x := queueLeader(t, c, 1, "qq"); x != nl {
+			return fmt.Errorf("node 1 sees leader %d", x)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,226 @@
+package vhost
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/exchange"
+	"github.com/warrenmq/warren/broker/meta"
+	"github.com/warrenmq/warren/broker/queue"
+)
+
+// Replicated queues (x-queue-type: quorum) in a cluster: each has replicas on several nodes,
+// one of them the leader at an epoch. The placement is metadata: the queue record carries the
+// first one (chosen by the declaring node), KindPlacement records move the leader. On every
+// node, applying them gives the node its part: the leader runs the queue over a log that
+// answers appends once a majority of the replicas hold them; a follower mirrors the log; the
+// other nodes hold the queue's definition only.
+
+// ReplicaHost is the cluster's queue-log replication as a vhost sees it (nil on a single node).
+// Its methods are called while the vhost applies metadata, in log order.
+type ReplicaHost interface {
+	// Self is this node's name.
+	Self() string
+	// Place picks n nodes for a new replicated queue, this node first (its leader), then the
+	// live nodes with the fewest replicas.
+	Place(n int) []string
+	// Lead makes this node the leader of the queue's log at epoch, followed by followers;
+	// replay is called with every live record the local log holds, in order, before the log
+	// is returned. The log answers an append once a majority holds it (async: once durable
+	// here).
+	Lead(vhost, queue string, epoch uint64, followers []string, async bool, replay func(off uint64, payload []byte, delivered bool) error) (queue.Log, error)
+	// Follow makes this node a follower of the queue's log, led by leader at epoch.
+	Follow(vhost, queue string, epoch uint64, leader string) error
+	// Stop ends this node's part in the queue's log; remove deletes the log.
+	Stop(vhost, queue string, remove bool)
+}
+
+// Placement is a replicated queue's leader, replicas and epoch.
+type Placement struct {
+	Queue    string
+	Leader   string
+	Replicas []string
+	Epoch    uint64
+	Async    bool
+}
+
+// Replicated reports whether declaring with these arguments makes a replicated queue.
+func replicatedType(args amqp.Table) bool { return args["x-queue-type"] == "quorum" }
+
+// placeLocked adds the first placement of a new replicated queue to its record.
+func (v *VHost) place(rec *meta.Record, d QueueDecl) {
+	if v.Replicas == nil || !replicatedType(d.Args) {
+		return
+	}
+	n := 3
+	if x, ok := amqp.IntValue(d.Args["x-quorum-initial-group-size"]); ok && x > 0 {
+		n = int(x)
+	}
+	reps := v.Replicas.Place(n)
+	names := make([]any, len(reps))
+	for i, r := range reps {
+		names[i] = r
+	}
+	rec.Fields["rep"] = names
+	rec.Fields["ld"] = reps[0]
+	rec.Fields["ep"] = int64(1)
+	if s, _ := d.Args["x-warren-replication"].(string); s == "async" {
+		rec.Fields["as"] = true
+	}
+}
+
+func placementOf(rec meta.Record) *Placement {
+	reps, ok := rec.Fields["rep"].([]any)
+	if !ok || len(reps) == 0 {
+		return nil
+	}
+	p := &Placement{Queue: rec.Name, Leader: rec.Str("ld"), Epoch: uint64(rec.Int("ep", 1)), Async: rec.Bool("as")}
+	for _, r := range reps {
+		if s, ok := r.(string); ok {
+			p.Replicas = append(p.Replicas, s)
+		}
+	}
+	return p
+}
+
+func (p *Placement) followers() []string {
+	var out []string
+	for _, r := range p.Replicas {
+		if r != p.Leader {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// openReplicatedLocked gives a new replicated queue its part on this node: the leader's log
+// (with the local log's records restored into q) or a follower's mirror. It returns false when
+// rec has no placement (not a replicated queue, or no cluster).
+func (v *VHost) openReplicatedLocked(q *queue.Queue, rec meta.Record) (bool, error) {
+	p := placementOf(rec)
+	if p == nil || v.Replicas == nil {
+		return false, nil
+	}
+	v.placements[q.Name] = p
+	return true, v.takePartLocked(q, p)
+}
+
+func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
+	self := v.Replicas.Self()
+	switch {
+	case p.Leader == self:
+		l, err := v.Replicas.Lead(v.Name, q.Name, p.Epoch, p.followers(), p.Async, func(off uint64, payload []byte, delivered bool) error {
+			if err := q.RestoreRecord(off, payload, delivered); err != nil {
+				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return amqp.ChannelErr(amqp.InternalError, "cannot lead the log of queue '%s' in vhost '%s': %v", q.Name, v.Name, err)
+		}
+		q.SetLog(l)
+	case slices.Contains(p.Replicas, self):
+		if err := v.Replicas.Follow(v.Name, q.Name, p.Epoch, p.Leader); err != nil {
+			return amqp.ChannelErr(amqp.InternalError, "cannot follow the log of queue '%s' in vhost '%s': %v", q.Name, v.Name, err)
+		}
+	}
+	return nil
+}
+
+// applyPlacement moves a replicated queue's leader (the controller's failover). A record for
+// an epoch the queue no longer has changes nothing.
+func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
+	v.mu.Lock()
+	old := v.queues[rec.Name]
+	p := v.placements[rec.Name]
+	if old == nil || p == nil || p.Epoch != uint64(rec.Int("pe", 0)) || v.Replicas == nil {
+		v.mu.Unlock()
+		return nil
+	}
+	np := &Placement{Queue: p.Queue, Leader: rec.Str("ld"), Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", 0)), Async: p.Async}
+	v.placements[rec.Name] = np
+	fx.Keep()
+	self := v.Replicas.Self()
+	if p.Leader != self && np.Leader != self {
+		// Not this node's log to run: follow the new leader if a replica.
+		err := v.takePartLocked(old, np)
+		v.mu.Unlock()
+		return err
+	}
+	// This node leads it now, or led it until now: a new queue object takes the old one's
+	// place (bindings move to it); the old one goes without touching the log (a new leader's
+	// queue is restored from its log; a deposed one's log now follows).
+	q := queue.New(old.Name, queue.Options{Durable: old.Durable, Args: old.Args, VHost: v.Name})
+	v.setupQueue(q)
+	if np.Leader != self {
+		if err := v.Replicas.Follow(v.Name, q.Name, np.Epoch, np.Leader); err != nil {
+			v.mu.Unlock()
+			return err
+		}
+	} else if err := v.takePartLocked(q, np); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	v.queues[q.Name] = q
+	for _, x := range v.exchanges {
+		for _, b := range x.UnbindDest(old) {
+			b.Dest = exchange.Destination(q)
+			x.Bind(b)
+		}
+	}
+	delete(v.queuePolicy, old)
+	var cfg queue.Config
+	withPolicy := len(v.policies) > 0
+	if withPolicy {
+		cfg = v.queuePolicyLocked(q)
+	}
+	v.mu.Unlock()
+	if withPolicy {
+		q.Configure(cfg)
+	}
+	old.OutOfService()
+	return nil
+}
+
+// dropReplicatedLocked ends this node's part in a deleted replicated queue.
+func (v *VHost) dropReplicatedLocked(q *queue.Queue, fx meta.Effects) {
+	if _, ok := v.placements[q.Name]; !ok {
+		return
+	}
+	delete(v.placements, q.Name)
+	fx.Drop(meta.PlacementKey(v.Name, q.Name))
+	if v.Replicas != nil {
+		v.Replicas.Stop(v.Name, q.Name, true)
+	}
+}
+
+// Placements lists the replicated queues of the vhost.
+func (v *VHost) Placements() []Placement {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]Placement, 0, len(v.placements))
+	for _, p := range v.placements {
+		out = append(out, *p)
+	}
+	return out
+}
+
+// PlacementOf returns a replicated queue's placement (false for other queues).
+func (v *VHost) PlacementOf(name string) (Placement, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	p, ok := v.placements[name]
+	if !ok {
+		return Placement{}, false
+	}
+	return *p, true
+}
+
+// MoveLeader proposes a new leader at the next epoch for a replicated queue whose placement
+// is still at epoch.
+func (v *VHost) MoveLeader(name string, epoch uint64, leader string) error {
+	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: name,
+		Fields: amqp.Table{"ld": leader, "ep": int64(epoch + 1), "pe": int64(epoch)}})
+	return err
+}
