@@ -437,3 +437,90 @@ func TestCluster_QuorumQueueSurvivesLeaderKill(t *testing.T) {
 		return nil
 	})
 }
+
+// A silent failure: the queue leader's node is paused (SIGSTOP). Another replica leads once
+// gossip declares the node failed; when the paused node wakes up it must not confirm anything
+// as the leader it no longer is (the zombie-leader case), and it follows the new leader.
+func TestCluster_QuorumQueuePausedLeader(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("qp", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1000))
+	for i := range 100 {
+		ch.Publish("", "qp", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint("before-", i))})
+	}
+	for range 100 {
+		if cf := <-confirms; !cf.Ack {
+			t.Fatal("nack before the pause")
+		}
+	}
+	if err := c.Node(1).Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	var nl int
+	eventually(t, 20*time.Second, func() error {
+		for _, i := range []int{2, 3} {
+			if x := queueLeader(t, c, i, "qp"); x == 2 || x == 3 {
+				nl = x
+				return nil
+			}
+		}
+		return errors.New("no new leader")
+	})
+	took := time.Since(paused)
+	t.Logf("quorum queue leader node 1 paused: node %d leads %v later", nl, took.Round(time.Millisecond))
+	// Publishes on the paused node's connection wait; when it wakes, none may be confirmed
+	// unless the new leader has it.
+	for i := range 20 {
+		ch.Publish("", "qp", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint("zombie-", i))})
+	}
+	if err := c.Node(1).Resume(); err != nil {
+		t.Fatal(err)
+	}
+	zombieAcked := 0
+	deadline := time.After(15 * time.Second)
+collect:
+	for range 20 {
+		select {
+		case cf := <-confirms:
+			if cf.Ack {
+				zombieAcked++
+			}
+		case <-deadline:
+			break collect
+		}
+	}
+	_, ch2 := channel(t, c, nl)
+	got := map[string]bool{}
+	for {
+		d, ok, err := ch2.Get("qp", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got[string(d.Body)] = true
+	}
+	for i := range 100 {
+		if !got[fmt.Sprint("before-", i)] {
+			t.Fatalf("confirmed before-%d lost", i)
+		}
+	}
+	zombieHeld := 0
+	for k := range got {
+		if strings.HasPrefix(k, "zombie-") {
+			zombieHeld++
+		}
+	}
+	if zombieAcked > zombieHeld {
+		t.Fatalf("the woken leader confirmed %d publishes, the new leader holds %d of them", zombieAcked, zombieHeld)
+	}
+	t.Logf("after waking: %d of 20 publishes through the old leader confirmed, %d on the new leader", zombieAcked, zombieHeld)
+}
