@@ -110,7 +110,7 @@ func (r *loadRun) setup() (*Conn, *amqp.Channel, error) {
 		}
 		for i := 0; i < cfg.Queues; i++ {
 			q := cfg.queueName(i)
-			if _, err := ch.QueueDeclare(q, cfg.Durable, false, false, false, nil); err != nil {
+			if _, err := ch.QueueDeclare(q, cfg.Durable || cfg.QueueType == "quorum" || cfg.QueueType == "stream", false, false, false, queueArgs(cfg)); err != nil {
 				return fmt.Errorf("declare queue %s: %w (an existing queue with other properties? delete it or match --durable)", q, err)
 			}
 		}
@@ -174,7 +174,11 @@ func (r *loadRun) teardown(conn *Conn, ch *amqp.Channel) {
 func (r *loadRun) startConsumer(ctx context.Context, i int, wg *sync.WaitGroup) error {
 	cfg := r.cfg
 	name := fmt.Sprintf("warren-perf consumer %d", i)
-	conn, err := dial(cfg.URL, name)
+	url := cfg.URL
+	if cfg.ConsumerURL != "" {
+		url = cfg.ConsumerURL
+	}
+	conn, err := dial(url, name)
 	if err != nil {
 		return err
 	}
@@ -529,4 +533,12 @@ loop:
 	shutdown()
 	sum.Errors = r.errs.all()
 	return sum, nil
+}
+
+// queueArgs are the declare arguments of the load's queues.
+func queueArgs(cfg *Config) amqp.Table {
+	if cfg.QueueType == "" || cfg.QueueType == "classic" {
+		return nil
+	}
+	return amqp.Table{"x-queue-type": cfg.QueueType}
 }
