@@ -619,3 +619,29 @@ func slicesEqual(a, b replica.History) bool {
 	}
 	return true
 }
+
+// Reconfigure changes the followers of a log this node leads (a member added or removed).
+func (r *Replication) Reconfigure(name string, followers []string) error {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return ErrNotLeader
+	}
+	rl.mu.Lock()
+	if rl.lead == nil {
+		rl.mu.Unlock()
+		return ErrNotLeader
+	}
+	ready := rl.lead.SetFollowers(followers)
+	// Start the new followers at once (Appended sends to those that reported; the others ask).
+	a := rl.lead.Appended(rl.synced)
+	ready.Msgs = append(ready.Msgs, a.Msgs...)
+	done := rl.doLocked(ready, nil)
+	rl.mu.Unlock()
+	for _, w := range done {
+		w.done(w.off, nil)
+	}
+	r.log.Info().Str("log", name).Strs("followers", followers).Msg("queue log members changed")
+	return nil
+}

@@ -178,6 +178,8 @@ func (s *Server) routes() {
 	user("GET /api/whoami", s.whoami)
 	user("GET /api/cluster", s.clusterStatus)
 	admin("DELETE /api/cluster/nodes/{node}", s.forgetNode)
+	admin("POST /api/queues/{vhost}/{name}/members", s.addMember)
+	admin("DELETE /api/queues/{vhost}/{name}/members/{node}", s.deleteMember)
 	user("GET /api/health/checks/alarms", s.alarms)
 	user("GET /api/health/checks/local-alarms", s.alarms)
 	user("GET /api/aliveness-test/{vhost}", s.aliveness)

@@ -34,6 +34,8 @@ type ReplicaHost interface {
 	Follow(vhost, queue string, epoch uint64, leader string) error
 	// Stop ends this node's part in the queue's log; remove deletes the log.
 	Stop(vhost, queue string, remove bool)
+	// SetMembers changes the followers of a log this node leads.
+	SetMembers(vhost, queue string, followers []string) error
 }
 
 // Placement is a replicated queue's leader, replicas and epoch.
@@ -128,8 +130,8 @@ func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
 	return nil
 }
 
-// applyPlacement moves a replicated queue's leader (the controller's failover). A record for
-// an epoch the queue no longer has changes nothing.
+// applyPlacement moves a replicated queue's leader (the controller's failover, a rebalance) or
+// changes its members. A record for an epoch the queue no longer has changes nothing.
 func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	v.mu.Lock()
 	old := v.queues[rec.Name]
@@ -138,10 +140,35 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 		v.mu.Unlock()
 		return nil
 	}
-	np := &Placement{Queue: p.Queue, Leader: rec.Str("ld"), Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", 0)), Async: p.Async}
+	np := &Placement{Queue: p.Queue, Leader: p.Leader, Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", int64(p.Epoch))), Async: p.Async}
+	if ld := rec.Str("ld"); ld != "" {
+		np.Leader = ld
+	}
+	if reps, ok := rec.Fields["rep"].([]any); ok {
+		np.Replicas = nil
+		for _, r := range reps {
+			if s, ok := r.(string); ok {
+				np.Replicas = append(np.Replicas, s)
+			}
+		}
+	}
 	v.placements[rec.Name] = np
 	fx.Keep()
 	self := v.Replicas.Self()
+	if np.Leader == p.Leader && np.Epoch == p.Epoch {
+		// Members changed, the leader stays.
+		defer v.mu.Unlock()
+		was, is := slices.Contains(p.Replicas, self), slices.Contains(np.Replicas, self)
+		switch {
+		case np.Leader == self:
+			return v.Replicas.SetMembers(v.Name, rec.Name, np.followers())
+		case is && !was:
+			return v.Replicas.Follow(v.Name, rec.Name, np.Epoch, np.Leader)
+		case was && !is:
+			v.Replicas.Stop(v.Name, rec.Name, true)
+		}
+		return nil
+	}
 	if p.Leader != self && np.Leader != self {
 		// Not this node's log to run: follow the new leader if a replica.
 		err := v.takePartLocked(old, np)
@@ -154,7 +181,9 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	q := queue.New(old.Name, queue.Options{Durable: old.Durable, Args: old.Args, VHost: v.Name})
 	v.setupQueue(q)
 	if np.Leader != self {
-		if err := v.Replicas.Follow(v.Name, q.Name, np.Epoch, np.Leader); err != nil {
+		if !slices.Contains(np.Replicas, self) {
+			v.Replicas.Stop(v.Name, q.Name, true)
+		} else if err := v.Replicas.Follow(v.Name, q.Name, np.Epoch, np.Leader); err != nil {
 			v.mu.Unlock()
 			return err
 		}
@@ -222,5 +251,50 @@ func (v *VHost) PlacementOf(name string) (Placement, bool) {
 func (v *VHost) MoveLeader(name string, epoch uint64, leader string) error {
 	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: name,
 		Fields: amqp.Table{"ld": leader, "ep": int64(epoch + 1), "pe": int64(epoch)}})
+	return err
+}
+
+// AddMember adds a replica on node to a replicated queue (it catches up from the leader and
+// counts in the majority from then on).
+func (v *VHost) AddMember(name, node string) error {
+	p, ok := v.PlacementOf(name)
+	if !ok {
+		return amqp.ChannelErr(amqp.NotFound, "no replicated queue '%s' in vhost '%s'", name, v.Name)
+	}
+	if slices.Contains(p.Replicas, node) {
+		return nil
+	}
+	return v.setMembers(p, append(slices.Clone(p.Replicas), node))
+}
+
+// DeleteMember removes the replica on node from a replicated queue. The leader's replica is
+// not removed (move the leader first), nor the last one.
+func (v *VHost) DeleteMember(name, node string) error {
+	p, ok := v.PlacementOf(name)
+	if !ok {
+		return amqp.ChannelErr(amqp.NotFound, "no replicated queue '%s' in vhost '%s'", name, v.Name)
+	}
+	if !slices.Contains(p.Replicas, node) {
+		return nil
+	}
+	if node == p.Leader {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "node '%s' leads queue '%s' in vhost '%s': move the leader first", node, name, v.Name)
+	}
+	var reps []string
+	for _, r := range p.Replicas {
+		if r != node {
+			reps = append(reps, r)
+		}
+	}
+	return v.setMembers(p, reps)
+}
+
+func (v *VHost) setMembers(p Placement, reps []string) error {
+	names := make([]any, len(reps))
+	for i, r := range reps {
+		names[i] = r
+	}
+	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: p.Queue,
+		Fields: amqp.Table{"rep": names, "ep": int64(p.Epoch), "pe": int64(p.Epoch)}})
 	return err
 }

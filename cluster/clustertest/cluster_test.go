@@ -524,3 +524,94 @@ collect:
 	}
 	t.Logf("after waking: %d of 20 publishes through the old leader confirmed, %d on the new leader", zombieAcked, zombieHeld)
 }
+
+func members(t *testing.T, c *Cluster, i int, q string) []string {
+	code, body := api(t, c, i, "GET", "/api/queues/%2F/"+q, nil)
+	if code != 200 {
+		return nil
+	}
+	var o struct{ Members []string }
+	json.Unmarshal(body, &o)
+	return o.Members
+}
+
+func publishConfirmed(t *testing.T, ch *amqp.Channel, confirms chan amqp.Confirmation, q, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if err := ch.Publish("", q, false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint(prefix, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case cf := <-confirms:
+			if !cf.Ack {
+				t.Fatalf("%s: nack", prefix)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: confirms stopped", prefix)
+		}
+	}
+}
+
+// A member added to a quorum queue catches up and counts in the majority: with the original
+// follower dead, leader + new member still commit, and the new member has everything.
+func TestCluster_QuorumQueueAddAndDeleteMember(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("qm", true, false, false, false, amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": 2}); err != nil {
+		t.Fatal(err)
+	}
+	ms := members(t, c, 1, "qm")
+	if len(ms) != 2 || ms[0] != c.Node(1).Args.Name {
+		t.Fatalf("members %v", ms)
+	}
+	var b, added int
+	for _, nd := range c.Nodes {
+		if nd.Args.Name == ms[1] {
+			b = nd.Args.Index
+		}
+	}
+	added = 6 - 1 - b
+	ch.Confirm(false)
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1000))
+	publishConfirmed(t, ch, confirms, "qm", "a-", 100)
+	if code, body := api(t, c, 2, "POST", "/api/queues/%2F/qm/members", map[string]any{"node": c.Node(added).Args.Name}); code != 204 {
+		t.Fatalf("add member: %d %s", code, body)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if m := members(t, c, 3, "qm"); len(m) != 3 {
+			return fmt.Errorf("members %v", m)
+		}
+		return nil
+	})
+	c.Node(b).Kill()
+	publishConfirmed(t, ch, confirms, "qm", "b-", 100) // leader + the new member: 2 of 3
+	c.Node(1).Kill()
+	if err := c.Node(b).Start(); err != nil {
+		t.Fatal(err)
+	}
+	var nl int
+	eventually(t, 20*time.Second, func() error {
+		if x := queueLeader(t, c, added, "qm"); x == added || x == b {
+			nl = x
+			return nil
+		}
+		return errors.New("no new leader")
+	})
+	_, ch2 := channel(t, c, nl)
+	q, err := ch2.QueueDeclarePassive("qm", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	if err != nil || q.Messages != 200 {
+		t.Fatalf("new leader (node %d) holds %d messages (%v), 200 were confirmed", nl, q.Messages, err)
+	}
+	// Removing the leader's replica is refused; removing another is not.
+	if code, _ := api(t, c, nl, "DELETE", "/api/queues/%2F/qm/members/"+c.Node(nl).Args.Name, nil); code != 400 {
+		t.Fatalf("delete the leader's member: %d", code)
+	}
+	if code, body := api(t, c, nl, "DELETE", "/api/queues/%2F/qm/members/"+c.Node(1).Args.Name, nil); code != 204 {
+		t.Fatalf("delete member: %d %s", code, body)
+	}
+	if m := members(t, c, nl, "qm"); len(m) != 2 {
+		t.Fatalf("members after delete: %v", m)
+	}
+}

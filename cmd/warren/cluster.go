@@ -267,6 +267,10 @@ func (h *replicaHost) Follow(vh, q string, epoch uint64, leader string) error {
 
 func (h *replicaHost) Stop(vh, q string, remove bool) { h.rep.Stop(queueLogName(vh, q), remove) }
 
+func (h *replicaHost) SetMembers(vh, q string, followers []string) error {
+	return h.rep.Reconfigure(queueLogName(vh, q), followers)
+}
+
 // placements is cluster.PlacementStore over the broker's replicated queues.
 type placements struct {
 	srv *broker.Server
