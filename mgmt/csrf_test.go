@@ -379,6 +379,10 @@ var clusterWriteRoutes = map[string]bool{
 	"DELETE /api/cluster/nodes/{node}":                 true,
 	"POST /api/queues/{vhost}/{name}/members":          true,
 	"DELETE /api/queues/{vhost}/{name}/members/{node}": true,
+	"POST /api/queues/{vhost}/{name}/leader":           true,
+	"POST /api/rebalance":                              true,
+	"POST /api/cluster/nodes/{node}/drain":             true,
+	"POST /api/cluster/nodes/{node}/revive":            true,
 }
 
 func TestCSRF_ClusterRoutesRefuseCrossOrigin(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -613,5 +615,148 @@ func TestCluster_QuorumQueueAddAndDeleteMember(t *testing.T) {
 	}
 	if m := members(t, c, nl, "qm"); len(m) != 2 {
 		t.Fatalf("members after delete: %v", m)
+	}
+}
+
+// Issue 16's rolling restart: every node in turn is drained (its quorum-queue leaderships move
+// to in-sync replicas, its clients are sent away), stopped, restarted and revived, while a
+// publisher with confirms follows the queue's leader. No confirmed message is lost.
+func TestCluster_RollingRestartLosesNothing(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("rr", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	confirmed := map[string]bool{}
+	confirmedBy := map[string]string{}
+	var lastConfirm time.Time
+	var worstStall time.Duration
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the publisher: to the leader's node, reconnecting when sent away
+		defer wg.Done()
+		seq := 0
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			l := 0
+			for i := 1; i <= 3 && l == 0; i++ {
+				if c.Node(i).Running() {
+					l = queueLeader(t, c, i, "rr")
+				}
+			}
+			if l == 0 {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			conn, err := amqp.Dial(c.Node(l).URL())
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			pch, _ := conn.Channel()
+			pch.Confirm(false)
+			confirms := pch.NotifyPublish(make(chan amqp.Confirmation, 64))
+			for {
+				select {
+				case <-stop:
+					conn.Close()
+					return
+				default:
+				}
+				seq++
+				body := fmt.Sprint("m-", seq)
+				if err := pch.Publish("", "rr", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(body)}); err != nil {
+					break
+				}
+				cf, ok := <-confirms
+				if !ok {
+					break
+				}
+				if cf.Ack {
+					mu.Lock()
+					now := time.Now()
+					if !lastConfirm.IsZero() && now.Sub(lastConfirm) > worstStall {
+						worstStall = now.Sub(lastConfirm)
+					}
+					lastConfirm = now
+					confirmed[body] = true
+					confirmedBy[body] = fmt.Sprintf("node %d at %s", l, now.Format("15:04:05.000"))
+					mu.Unlock()
+				}
+			}
+			conn.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	for i := 1; i <= 3; i++ {
+		var other int
+		for j := 1; j <= 3; j++ {
+			if j != i && c.Node(j).Running() {
+				other = j
+			}
+		}
+		code, body := api(t, c, other, "POST", fmt.Sprintf("/api/cluster/nodes/%s/drain", c.Node(i).Args.Name), map[string]any{})
+		if code != 200 || !strings.Contains(string(body), `"safe_to_stop":true`) {
+			t.Fatalf("drain node %d: %d %s", i, code, body)
+		}
+		eventually(t, 5*time.Second, func() error {
+			if l := queueLeader(t, c, other, "rr"); l == i {
+				return fmt.Errorf("node %d still leads after its drain", i)
+			}
+			return nil
+		})
+		mu.Lock()
+		t.Logf("node %d drained at %d confirmed: %s", i, len(confirmed), body)
+		mu.Unlock()
+		if err := c.Node(i).Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Node(i).Start(); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := api(t, c, i, "POST", fmt.Sprintf("/api/cluster/nodes/%s/revive", c.Node(i).Args.Name), map[string]any{}); code != 200 {
+			t.Fatalf("revive node %d: %d %s", i, code, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	l := queueLeader(t, c, 1, "rr")
+	_, ch2 := channel(t, c, l)
+	got := map[string]bool{}
+	for {
+		d, ok, err := ch2.Get("rr", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got[string(d.Body)] = true
+	}
+	lost := 0
+	var lostSeqs []int
+	for b := range confirmed {
+		if !got[b] {
+			lost++
+			var n int
+			fmt.Sscanf(b, "m-%d", &n)
+			lostSeqs = append(lostSeqs, n)
+			t.Logf("lost %s: confirmed by %s", b, confirmedBy[b])
+		}
+	}
+	slices.Sort(lostSeqs)
+	if len(lostSeqs) > 0 {
+		t.Logf("lost: %v; got %d distinct", lostSeqs, len(got))
+	}
+	t.Logf("rolling restart of 3 nodes: %d messages confirmed, %d lost, longest pause between confirms %v", len(confirmed), lost, worstStall.Round(time.Millisecond))
+	if lost != 0 || len(confirmed) == 0 {
+		t.Fatalf("%d of %d confirmed messages lost", lost, len(confirmed))
 	}
 }

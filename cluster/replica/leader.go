@@ -220,3 +220,20 @@ func (l *Leader) SetFollowers(followers []string) Ready {
 	l.peers = keep
 	return Ready{CommitMoved: l.advance()}
 }
+
+// Match is what a follower holds durably as far as this leader knows (0 for a stranger).
+func (l *Leader) Match(follower string) uint64 {
+	if p := l.peer(follower); p != nil {
+		return p.match
+	}
+	return 0
+}
+
+// Followers names the followers.
+func (l *Leader) Followers() []string {
+	out := make([]string, len(l.peers))
+	for i, p := range l.peers {
+		out[i] = p.name
+	}
+	return out
+}
