@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -277,12 +278,14 @@ func (rl *rlog) failWaitingLocked(err error) {
 
 // OnAppend is wal.Config.OnAppend: a record of log name is durable here. It runs on the
 // wal's commit goroutine, so it only notes the offset; the worker streams and answers.
+//
+// The offset is noted before the log is marked dirty: the worker may take the dirty set at
+// any moment, and a log it takes must already show the new offset (marked first, a pass
+// between the two steps would hand on the old offset and clear the mark, and the kick that
+// follows would find nothing to do: the last append of a burst then waited forever).
 func (r *Replication) OnAppend(name string, rec wal.Record) {
 	r.mu.Lock()
 	rl := r.logs[name]
-	if rl != nil {
-		r.dirty[rl] = struct{}{}
-	}
 	r.mu.Unlock()
 	if rl == nil {
 		return
@@ -290,11 +293,21 @@ func (r *Replication) OnAppend(name string, rec wal.Record) {
 	rl.mu.Lock()
 	rl.synced = max(rl.synced, rec.Offset)
 	rl.mu.Unlock()
+	if h := testHookOnAppend.Load(); h != nil {
+		(*h)(r)
+	}
+	r.mu.Lock()
+	r.dirty[rl] = struct{}{}
+	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
+
+// testHookOnAppend, when set (tests only), runs in OnAppend between noting the offset and
+// marking the log dirty; testHookWorkPass at the end of each worker pass.
+var testHookOnAppend, testHookWorkPass atomic.Pointer[func(*Replication)]
 
 // work hands what became durable to the replication state machines: a leader streams it (one
 // Append per batch of records, not per record) and may commit; a follower acknowledges it.
@@ -329,6 +342,9 @@ func (r *Replication) work() {
 			for _, w := range done {
 				w.done(w.off, nil)
 			}
+		}
+		if h := testHookWorkPass.Load(); h != nil {
+			(*h)(r)
 		}
 	}
 }
