@@ -133,6 +133,7 @@ func (c *Controller) peerDown(peer string) {
 		c.dead[peer] = id
 		c.mu.Unlock()
 		c.n.log.Info().Str("member", peer).Msg("node gone (its connections closed and it refuses new ones)")
+		c.n.hurryElection(peer)
 		c.Kick()
 	}()
 }

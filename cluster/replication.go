@@ -114,6 +114,13 @@ func (r *Replication) Lead(name string, epoch uint64, followers []string, async 
 	}
 	rl.hist = append(replica.History(nil), rl.lead.History()...)
 	r.log.Info().Str("log", name).Uint64("epoch", epoch).Strs("followers", followers).Msg("leading queue log")
+	// A follower that applied the placement before this node did has already asked, and its
+	// query found no leader here (dropped; it would ask again only after 2 s without news).
+	// Tell each follower to ask now; one that has not applied the placement yet ignores it (a
+	// newer epoch than it knows) and asks when it does.
+	for _, f := range followers {
+		r.sendLocked(rl, replica.Msg{Kind: replica.Stale, Peer: f, Epoch: epoch})
+	}
 	return &ReplicatedLog{rl}, rl.wl, nil
 }
 
