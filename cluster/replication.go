@@ -338,6 +338,7 @@ func (r *Replication) work() {
 			var ready replica.Ready
 			switch {
 			case rl.lead != nil:
+				rl.lead.Reclaimed(rl.wl.FirstOffset())
 				ready = rl.lead.Appended(rl.synced)
 				d := rl.lead.Durable(rl.synced)
 				ready.CommitMoved = ready.CommitMoved || d.CommitMoved
@@ -533,6 +534,7 @@ func (r *Replication) receive(peer string, payload []byte) {
 	var ready replica.Ready
 	switch {
 	case rl.lead != nil:
+		rl.lead.Reclaimed(rl.wl.FirstOffset()) // a follower that lags behind it is rebuilt
 		ready = rl.lead.Step(m)
 	case rl.fol != nil:
 		if peer == rl.leader {

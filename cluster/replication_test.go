@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,10 +20,17 @@ type replNode struct {
 
 func startReplNode(t *testing.T, name string, expect int, join ...string) *replNode {
 	t.Helper()
+	return startReplNodeSeg(t, name, 0, expect, join...)
+}
+
+// startReplNodeSeg starts a replication test node whose queue logs have segments of seg bytes
+// (0: the default).
+func startReplNodeSeg(t *testing.T, name string, seg, expect int, join ...string) *replNode {
+	t.Helper()
 	tn := startTestNode(t, name, t.TempDir(), nil, expect, join...)
 	rn := &replNode{testNode: tn}
 	var mu sync.Mutex
-	m, err := wal.Open(wal.Config{Dir: t.TempDir(), OnAppend: func(n string, rec wal.Record) {
+	m, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentSize: seg, OnAppend: func(n string, rec wal.Record) {
 		mu.Lock()
 		r := rn.rep
 		mu.Unlock()
@@ -338,4 +346,59 @@ func TestReplication_WorkerPassInsideOnAppend(t *testing.T) {
 			t.Fatalf("append %d, the last of its burst, not committed within 1.5 s", i)
 		}
 	}
+}
+
+// A follower that was away while the leader's consumers acked and the leader reclaimed the
+// records it would need next is rebuilt from the leader's first offset (before, the leader,
+// unaware of its own reclamation, tried to send records it no longer had, failed to read them,
+// and the follower never caught up).
+func TestReplication_FollowerBehindReclaimedCatchesUp(t *testing.T) {
+	a := startReplNodeSeg(t, "a", 4096, 1)
+	b := startReplNodeSeg(t, "b", 4096, 0, a.GossipAddr())
+	c := startReplNodeSeg(t, "c", 4096, 0, a.GossipAddr())
+	defer a.stop()
+	defer b.stop()
+	defer c.stop()
+	waitMembers(t, a, 3)
+	la, wla, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*replNode{b, c} {
+		if err := n.rep.Follow("q", 1, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := appendN(t, la, "before", 10, 10*time.Second); ok != 10 {
+		t.Fatal("appends before the gap")
+	}
+	c.rep.Stop("q", false)
+	pad := strings.Repeat("x", 200)
+	if ok, _ := appendN(t, la, "gap"+pad, 400, 20*time.Second); ok != 400 {
+		t.Fatalf("%d of 400 appends committed with a and b", ok)
+	}
+	var offs []uint64
+	for o := wla.FirstOffset(); o <= wla.SyncedOffset(); o++ {
+		offs = append(offs, o)
+	}
+	la.Retire(offs...)
+	waitFor(t, 10*time.Second, "the leader reclaims its acked records", func() bool {
+		appendN(t, la, "push", 1, 5*time.Second) // commits drive reclamation
+		return wla.FirstOffset() > 20
+	})
+	if err := c.rep.Follow("q", 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := appendN(t, la, "after", 5, 10*time.Second); ok != 5 {
+		t.Fatal("appends after the follower came back")
+	}
+	wlc, _ := c.m.Log("q")
+	waitFor(t, 10*time.Second, "the returning follower holds what the leader holds", func() bool {
+		wlc, _ = c.m.Log("q")
+		return wlc.SyncedOffset() == wla.SyncedOffset()
+	})
+	if wlc.FirstOffset() < wla.FirstOffset() {
+		t.Logf("follower first %d, leader first %d", wlc.FirstOffset(), wla.FirstOffset())
+	}
+	sameQueueLog(t, wla, wlc)
 }

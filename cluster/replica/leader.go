@@ -157,6 +157,12 @@ func (l *Leader) send(p *peer, out []Msg) []Msg {
 	if p.state != replicating {
 		return out
 	}
+	if p.next < l.first {
+		// What it needs next was reclaimed here (acked and compacted while it lagged): it
+		// starts over at our first offset.
+		p.match, p.next = max(p.match, l.first-1), l.first
+		out = append(out, Msg{Kind: Rebuild, Peer: p.name, Epoch: l.epoch, From: l.first})
+	}
 	for p.next <= l.end && p.next <= p.match+l.window {
 		to := min(l.end, p.next+l.batch-1, p.match+l.window)
 		out = append(out, Msg{Kind: Append, Peer: p.name, Epoch: l.epoch, From: p.next, To: to,

@@ -512,3 +512,31 @@ func TestReplica_AddedFollowerCountsOnceItReports(t *testing.T) {
 		t.Fatalf("commit %d after the shrink", s.leader.Commit())
 	}
 }
+
+// A follower that fell silent while replicating (its window full, nothing acknowledged) and
+// whose next offsets the leader then reclaimed is rebuilt on the leader's next send, without
+// waiting for it to ask again.
+func TestReplica_SilentFollowerBehindReclaimedIsRebuiltOnSend(t *testing.T) {
+	s := newSim(t, 5, newNode("a"), newNode("b"), newNode("c"))
+	s.startLeader("a", 1, "b", "c")
+	s.settle()
+	fc := s.follow["c"]
+	delete(s.follow, "c") // c hears nothing and says nothing
+	for i := range 20 {
+		s.write(fmt.Sprint("m", i+1))
+		s.settle()
+	}
+	if s.leader.Commit() != 20 {
+		t.Fatalf("commit %d with a and b", s.leader.Commit())
+	}
+	a := s.nodes["a"]
+	a.first, a.log = 16, a.log[15:] // 1..15 acked and reclaimed
+	s.leader.Reclaimed(16)
+	s.follow["c"] = fc
+	s.write("m21")
+	s.settle()
+	s.checkSame()
+	if c := s.nodes["c"]; c.first != 16 || c.end() != 21 {
+		t.Fatalf("c after rebuild: first %d end %d", c.first, c.end())
+	}
+}
