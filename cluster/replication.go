@@ -36,6 +36,8 @@ type Replication struct {
 	dirty map[*rlog]struct{} // logs with records made durable since the worker last looked
 	kick  chan struct{}
 
+	keepFor atomic.Int64 // nanoseconds, see defaultKeepFor
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -51,11 +53,18 @@ type rlog struct {
 	leader  string // the leader's node name
 	lead    *replica.Leader
 	fol     *replica.Follower
-	waiting []waitDone      // leader: appends answered once committed
-	heard   time.Time       // follower: last message from the leader
-	failed  error           // leader: the log failed; every append fails
-	synced  uint64          // durable here, as OnAppend reported (the worker hands it on)
-	hist    replica.History // as last saved
+	waiting []waitDone // leader: appends answered once committed
+	heard   time.Time  // follower: last message from the leader
+	failed  error      // leader: the log failed; every append fails
+	// synced is what is durable here, as OnAppend reported (the worker hands it on). Atomic:
+	// OnAppend runs on the wal's commit goroutine and must never wait for mu, which is held
+	// while a follower's log is removed and rebuilt (wal.Manager.Remove waits for that
+	// goroutine: a deadlock). Every OnAppend of a removed log has returned once Remove has.
+	synced atomic.Uint64
+	hist   replica.History // as last saved
+	// heardFrom: leader, when each follower last answered. A follower heard within keepFor
+	// holds the log's reclamation back to what it still needs (Leader.Floor).
+	heardFrom map[string]time.Time
 }
 
 type waitDone struct {
@@ -75,6 +84,7 @@ func (n *Node) NewReplication(m *wal.Manager) (*Replication, error) {
 	}
 	r := &Replication{n: n, m: m, dir: dir, log: n.log.With().Str("component", "replication").Logger(), logs: map[string]*rlog{},
 		dirty: map[*rlog]struct{}{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	r.keepFor.Store(int64(defaultKeepFor))
 	n.bus.Handle(TopicReplica, r.receive)
 	n.bus.OnDown(r.peerDown)
 	r.wg.Add(2)
@@ -105,6 +115,7 @@ func (r *Replication) Lead(name string, epoch uint64, followers []string, async 
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	rl.epoch, rl.leader, rl.fol = epoch, r.n.cfg.NodeName, nil
+	rl.heardFrom = map[string]time.Time{}
 	rl.lead = replica.NewLeader(replica.LeaderConfig{
 		Epoch: epoch, History: rl.hist, First: rl.wl.FirstOffset(), End: rl.wl.SyncedOffset(),
 		Durable: rl.wl.SyncedOffset(), Followers: followers, Async: async,
@@ -133,6 +144,7 @@ func (r *Replication) Follow(name string, epoch uint64, leader string) error {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	rl.epoch, rl.leader, rl.lead = epoch, leader, nil
+	rl.wl.KeepFrom(0) // a follower's log reclaims as its leader's retire records say
 	rl.failWaitingLocked(ErrNotLeader)
 	rl.startFollowerLocked()
 	r.log.Info().Str("log", name).Uint64("epoch", epoch).Str("leader", leader).Msg("following queue log")
@@ -187,7 +199,8 @@ func (r *Replication) open(name string) (*rlog, error) {
 		if err != nil {
 			return nil, err
 		}
-		rl.wl, rl.synced, rl.hist = wl, wl.SyncedOffset(), r.loadHistory(name)
+		rl.wl, rl.hist = wl, r.loadHistory(name)
+		rl.synced.Store(wl.SyncedOffset())
 	}
 	return rl, nil
 }
@@ -266,6 +279,22 @@ func (l *ReplicatedLog) Commit() uint64 {
 	return l.rl.lead.Commit()
 }
 
+// defaultKeepFor is how long a follower that stopped answering still holds the leader's log
+// back (Replication.keepFor).
+const defaultKeepFor = 10 * time.Second
+
+// keepLocked keeps the leader's log from what its live followers still need.
+func (rl *rlog) keepLocked() {
+	if rl.lead == nil {
+		return
+	}
+	now := time.Now()
+	rl.wl.KeepFrom(rl.lead.Floor(func(f string) bool {
+		t, ok := rl.heardFrom[f]
+		return ok && now.Sub(t) < time.Duration(rl.r.keepFor.Load())
+	}))
+}
+
 func (rl *rlog) dropWaitingLocked(off uint64) {
 	for i, w := range rl.waiting {
 		if w.off == off {
@@ -297,9 +326,12 @@ func (r *Replication) OnAppend(name string, rec wal.Record) {
 	if rl == nil {
 		return
 	}
-	rl.mu.Lock()
-	rl.synced = max(rl.synced, rec.Offset)
-	rl.mu.Unlock()
+	for {
+		cur := rl.synced.Load()
+		if rec.Offset <= cur || rl.synced.CompareAndSwap(cur, rec.Offset) {
+			break
+		}
+	}
 	if h := testHookOnAppend.Load(); h != nil {
 		(*h)(r)
 	}
@@ -339,11 +371,13 @@ func (r *Replication) work() {
 			switch {
 			case rl.lead != nil:
 				rl.lead.Reclaimed(rl.wl.FirstOffset())
-				ready = rl.lead.Appended(rl.synced)
-				d := rl.lead.Durable(rl.synced)
+				synced := rl.synced.Load()
+				ready = rl.lead.Appended(synced)
+				d := rl.lead.Durable(synced)
 				ready.CommitMoved = ready.CommitMoved || d.CommitMoved
+				rl.keepLocked()
 			case rl.fol != nil:
-				ready = rl.fol.Durable(rl.synced)
+				ready = rl.fol.Durable(rl.synced.Load())
 			}
 			done := rl.doLocked(ready, nil)
 			rl.mu.Unlock()
@@ -378,7 +412,8 @@ func (rl *rlog) doLocked(rd replica.Ready, recs []wal.Record) []waitDone {
 			rl.fol = nil
 			return nil
 		}
-		rl.wl, rl.synced, rl.hist = wl, 0, nil
+		rl.wl, rl.hist = wl, nil
+		rl.synced.Store(0)
 		rl.startFollowerLocked()
 		return nil
 	}
@@ -392,7 +427,8 @@ func (rl *rlog) doLocked(rd replica.Ready, recs []wal.Record) []waitDone {
 		}
 		rl.wl = wl
 		r.saveHistory(rl.name, nil)
-		rl.hist, rl.synced = nil, 0
+		rl.hist = nil
+		rl.synced.Store(0)
 	}
 	if rd.Write != nil && rl.fol != nil {
 		var batch []wal.Record
@@ -535,7 +571,12 @@ func (r *Replication) receive(peer string, payload []byte) {
 	switch {
 	case rl.lead != nil:
 		rl.lead.Reclaimed(rl.wl.FirstOffset()) // a follower that lags behind it is rebuilt
+		if rl.heardFrom == nil {
+			rl.heardFrom = map[string]time.Time{}
+		}
+		rl.heardFrom[peer] = time.Now()
 		ready = rl.lead.Step(m)
+		rl.keepLocked()
 	case rl.fol != nil:
 		if peer == rl.leader {
 			rl.heard = time.Now()
@@ -661,7 +702,7 @@ func (r *Replication) Reconfigure(name string, followers []string) error {
 	}
 	ready := rl.lead.SetFollowers(followers)
 	// Start the new followers at once (Appended sends to those that reported; the others ask).
-	a := rl.lead.Appended(rl.synced)
+	a := rl.lead.Appended(rl.synced.Load())
 	ready.Msgs = append(ready.Msgs, a.Msgs...)
 	done := rl.doLocked(ready, nil)
 	rl.mu.Unlock()

@@ -372,6 +372,7 @@ func TestReplication_FollowerBehindReclaimedCatchesUp(t *testing.T) {
 	if ok, _ := appendN(t, la, "before", 10, 10*time.Second); ok != 10 {
 		t.Fatal("appends before the gap")
 	}
+	a.rep.keepFor.Store(int64(500 * time.Millisecond)) // c, silent from now on, soon stops holding a's log back
 	c.rep.Stop("q", false)
 	pad := strings.Repeat("x", 200)
 	if ok, _ := appendN(t, la, "gap"+pad, 400, 20*time.Second); ok != 400 {
@@ -401,4 +402,35 @@ func TestReplication_FollowerBehindReclaimedCatchesUp(t *testing.T) {
 		t.Logf("follower first %d, leader first %d", wlc.FirstOffset(), wla.FirstOffset())
 	}
 	sameQueueLog(t, wla, wlc)
+}
+
+// The wal's commit goroutine reports durable records through OnAppend; it must never wait for a
+// replicated log's lock, which is held while a follower's log is removed and rebuilt (and
+// wal.Manager.Remove waits for that goroutine). Here the lock is held while a write to the same
+// log must become durable: before, OnAppend took the lock and the two waited on each other.
+func TestReplication_OnAppendNeverWaitsForTheLogLock(t *testing.T) {
+	a := startReplNode(t, "a", 1)
+	defer a.stop()
+	if _, _, err := a.rep.Lead("q", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	a.rep.mu.Lock()
+	rl := a.rep.logs["q"]
+	a.rep.mu.Unlock()
+	rl.mu.Lock()
+	done := make(chan error, 1)
+	go func() {
+		rl.wl.Append([]byte("x"), nil)
+		done <- rl.wl.Sync()
+	}()
+	select {
+	case err := <-done:
+		rl.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		rl.mu.Unlock()
+		t.Fatal("a write did not become durable while the replicated log's lock was held")
+	}
 }

@@ -53,6 +53,7 @@ type Log struct {
 
 	size      atomic.Int64  // bytes on disk (sum of segs)
 	synced    atomic.Uint64 // last durable offset
+	keep      atomic.Uint64 // KeepFrom: nothing from here on is reclaimed (0: no floor)
 	closedCh  chan struct{} // closed once tw is closed
 	closeOnce sync.Once
 	closeErr  error
@@ -918,7 +919,13 @@ func (l *Log) finish() {
 	}
 }
 
-// reclaim drops whole segments below the lowest live offset (see reclaimFactor).
+// KeepFrom keeps the records from off on even once retired (0: no floor): a replicated log's
+// leader keeps what its followers have not yet taken, so that a follower that lags a little
+// catches up from the log instead of being rebuilt.
+func (l *Log) KeepFrom(off uint64) { l.keep.Store(off) }
+
+// reclaim drops whole segments below the lowest live offset and the KeepFrom floor (see
+// reclaimFactor).
 func (l *Log) reclaim() {
 	l.mu.Lock()
 	low := l.written + 1
@@ -926,6 +933,9 @@ func (l *Log) reclaim() {
 		low = o
 	}
 	l.mu.Unlock()
+	if k := l.keep.Load(); k > 0 && k < low {
+		low = k
+	}
 	k := len(l.segs) - 1
 	for k > 0 && l.segs[k].start > low {
 		k--

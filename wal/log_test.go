@@ -722,3 +722,35 @@ func TestLog_LargeRecordBuffersNotKept(t *testing.T) {
 		t.Fatalf("read back: %v (%d bytes)", err, len(got))
 	}
 }
+
+// KeepFrom holds reclamation back to its floor (a replicated log's leader keeps what a lagging
+// follower still needs); the floor lifted, the space goes.
+func TestLog_KeepFromHoldsReclamation(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.SegmentSize = 4 << 10
+	m := openManager(t, cfg)
+	l := openLog(t, m, "q")
+	l.KeepFrom(100)
+	payload := bytes.Repeat([]byte("p"), 100)
+	for i := range 3000 {
+		off := l.Append(payload, nil)
+		l.Retire(off)
+		if i%10 == 9 {
+			syncLog(t, l)
+		}
+	}
+	syncLog(t, l)
+	if f := l.FirstOffset(); f > 100 {
+		t.Fatalf("first offset %d: reclaimed past the floor 100", f)
+	}
+	recs, err := l.ReadRaw(100, 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("record at the floor: %v %v", recs, err)
+	}
+	l.KeepFrom(0)
+	l.Retire(l.Append(payload, nil))
+	syncLog(t, l)
+	if f := l.FirstOffset(); f <= 100 {
+		t.Fatalf("first offset %d after the floor was lifted: nothing reclaimed", f)
+	}
+}

@@ -243,3 +243,19 @@ func (l *Leader) Followers() []string {
 	}
 	return out
 }
+
+// Floor is the lowest offset that a follower active reports as counting still needs (its
+// match + 1): the leader keeps its log from there, so that a follower lagging a little takes
+// the records instead of being rebuilt. 0 when no such follower needs anything.
+func (l *Leader) Floor(active func(follower string) bool) uint64 {
+	var f uint64
+	for _, p := range l.peers {
+		if !active(p.name) {
+			continue
+		}
+		if need := p.match + 1; f == 0 || need < f {
+			f = need
+		}
+	}
+	return f
+}

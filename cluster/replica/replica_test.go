@@ -540,3 +540,23 @@ func TestReplica_SilentFollowerBehindReclaimedIsRebuiltOnSend(t *testing.T) {
 		t.Fatalf("c after rebuild: first %d end %d", c.first, c.end())
 	}
 }
+
+// Floor: the lowest offset an active follower still needs; inactive ones do not count.
+func TestLeader_Floor(t *testing.T) {
+	l := NewLeader(LeaderConfig{Epoch: 1, End: 50, Durable: 50, Followers: []string{"b", "c"}})
+	all := func(string) bool { return true }
+	for _, f := range []string{"b", "c"} {
+		l.Step(Msg{Kind: EpochQuery, Peer: f, Epoch: 1})
+	}
+	l.Step(Msg{Kind: Ack, Peer: "b", Epoch: 1, Held: 40, End: 40, Rewind: true})
+	l.Step(Msg{Kind: Ack, Peer: "c", Epoch: 1, Held: 10, End: 10, Rewind: true})
+	if f := l.Floor(all); f != 11 {
+		t.Fatalf("floor %d, want 11 (c holds up to 10)", f)
+	}
+	if f := l.Floor(func(n string) bool { return n == "b" }); f != 41 {
+		t.Fatalf("floor without c %d, want 41", f)
+	}
+	if f := l.Floor(func(string) bool { return false }); f != 0 {
+		t.Fatalf("floor with no active follower %d, want 0", f)
+	}
+}

@@ -25,6 +25,7 @@ type Config struct {
 	Persistent   bool
 	Durable      bool
 	QueueType    string // x-queue-type of the declared queues ("" classic)
+	QueueArgs    string // more declare arguments: k=v,k=v (integers as numbers)
 	ConsumerURL  string // consumers connect here (default: URL), for cross-node runs
 	Duration     time.Duration
 	JSON         bool
@@ -64,6 +65,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&c.Persistent, "persistent", false, "publish persistent messages (delivery-mode 2)")
 	fs.BoolVar(&c.Durable, "durable", false, "declare durable queues (and exchange)")
 	fs.StringVar(&c.QueueType, "queue-type", "", "x-queue-type of the declared queues: classic (default), quorum (durable implied) or stream")
+	fs.StringVar(&c.QueueArgs, "queue-args", "", "more queue.declare arguments, k=v,k=v (numbers become integers), e.g. x-warren-replication=async,x-quorum-initial-group-size=3")
 	fs.StringVar(&c.ConsumerURL, "consumer-url", "", "AMQP URL the consumers connect to (default --url): publish on one node, consume on another")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measurement duration")
 	fs.BoolVar(&c.JSON, "json", false, "print the final summary as JSON on stdout (progress goes to stderr)")

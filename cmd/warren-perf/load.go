@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -537,8 +539,21 @@ loop:
 
 // queueArgs are the declare arguments of the load's queues.
 func queueArgs(cfg *Config) amqp.Table {
-	if cfg.QueueType == "" || cfg.QueueType == "classic" {
+	t := amqp.Table{}
+	if cfg.QueueType != "" && cfg.QueueType != "classic" {
+		t["x-queue-type"] = cfg.QueueType
+	}
+	for _, kv := range strings.Split(cfg.QueueArgs, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				t[k] = n
+			} else {
+				t[k] = v
+			}
+		}
+	}
+	if len(t) == 0 {
 		return nil
 	}
-	return amqp.Table{"x-queue-type": cfg.QueueType}
+	return t
 }
