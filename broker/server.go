@@ -68,6 +68,9 @@ type Config struct {
 	// change to, applying to app (a replicated store, say). Nil: a meta.LogStore over
 	// Storage.MetaLog(), or a meta.MemoryStore without Storage.
 	MetaStore func(app meta.Applier) meta.Store
+	// Remote, in a cluster, reaches the queues homed on other nodes (broker/remote); nil on a
+	// single node.
+	Remote vhost.Remote
 
 	// DefaultUser / DefaultPass create the initial user (default guest/guest) when the node
 	// starts with no metadata (a new data folder), with vhost "/" and full permissions there,
@@ -220,6 +223,7 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v.Meta = s.meta
 	v.Counters = &s.churn.Queues
 	v.Log = s.log.With().Str("vhost", name).Logger()
+	v.Remote = s.cfg.Remote
 	return v
 }
 

@@ -249,8 +249,15 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		o.Owner = d.Owner
 	}
 	q := queue.New(d.Name, o)
+	home := queueHome(rec)
+	remote := v.refFor(q, home) != nil
 	v.setupQueue(q)
-	if v.store != nil && isDurable(q) {
+	if remote {
+		// Its home keeps its messages, decides x-expires and auto-delete, dead-letters: this
+		// node's Queue only holds the definition (bindings, declares, management).
+		q.OnUnused = nil
+	}
+	if v.store != nil && isDurable(q) && !remote {
 		l, err := v.store.OpenQueueLog(v.Name, q.Name, func(off uint64, payload []byte, delivered bool) error {
 			if err := q.RestoreRecord(off, payload, delivered); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
@@ -271,8 +278,8 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		q.SetLog(l)
 	}
 	v.queues[d.Name] = q
-	if rec.Node != "" {
-		v.home[d.Name] = rec.Node
+	if home != "" {
+		v.home[d.Name] = home
 	}
 	fx.Keep()
 	if v.Counters != nil && !replay {
@@ -313,6 +320,7 @@ func (v *VHost) applyDeleteQueue(rec meta.Record, fx meta.Effects) int {
 		return 0
 	}
 	n, _ := q.Delete(false, false) // outside v.mu: it cancels consumers (channel locks)
+	v.dropRef(q)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.removeQueueLocked(q, fx)
@@ -330,9 +338,13 @@ func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	delete(v.queuePolicy, q)
 	durable := isDurable(q)
 	fx.Drop(meta.QueueKey(v.Name, q.Name))
-	delete(v.home, q.Name)
+	if v.home[q.Name] != "" && v.queues[q.Name] == nil {
+		delete(v.home, q.Name)
+	}
+	remote := v.Ref(q) != q.Ref()
+	v.forgetRef(q)
 	v.unbindDestLocked(q, fx)
-	if v.store != nil {
+	if v.store != nil && !remote {
 		if durable {
 			v.store.RemoveQueueLog(v.Name, q.Name)
 		}
@@ -446,6 +458,7 @@ func (v *VHost) applyDeletePolicy(rec meta.Record, fx meta.Effects) bool {
 func (v *VHost) Drop(fx meta.Effects) {
 	for _, q := range v.Queues() {
 		q.Delete(false, false)
+		v.dropRef(q)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -470,7 +483,16 @@ func (v *VHost) Drop(fx meta.Effects) {
 	}
 }
 
-// Home returns the cluster node a queue was declared on ("" on a single node).
+// queueHome is the node a queue record puts the queue on: the node its declare chose (the
+// queue's locator, field "hn"), else the node that declared it ("" on a single node).
+func queueHome(rec meta.Record) string {
+	if h := rec.Str("hn"); h != "" {
+		return h
+	}
+	return rec.Node
+}
+
+// Home returns the cluster node a queue lives on ("" on a single node).
 func (v *VHost) Home(queue string) string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

@@ -50,6 +50,9 @@ type VHost struct {
 	// Log receives what the vhost handles on its own (a queue's failed spill); set right
 	// after New (zero: silent).
 	Log zerolog.Logger
+	// Remote, in a cluster, reaches the queues homed on other nodes; set right after New. Nil
+	// on a single node: every queue is local.
+	Remote Remote
 
 	mu          sync.RWMutex
 	exchanges   map[string]*exchange.Exchange
@@ -59,6 +62,9 @@ type VHost struct {
 	broken      map[string]error  // durable queues out of service (damaged log)
 	home        map[string]string // cluster node each queue was declared on (cluster only)
 	maxQueues   int               // RabbitMQ's vhost limit max-queues; negative: no limit
+
+	refMu sync.RWMutex               // guards refs only (a leaf lock: nothing is called under it)
+	refs  map[*queue.Queue]queue.Ref // queues this node reaches through Remote (refFor)
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
@@ -256,9 +262,84 @@ func (v *VHost) DeclareQueue(d QueueDecl) (queue.Ref, bool, error) {
 	return v.Ref(q), created, nil
 }
 
-// Ref returns the reference the registry hands out for q, the one place that decides how a
-// queue is reached (on this node: q.Ref()).
-func (v *VHost) Ref(q *queue.Queue) queue.Ref { return q.Ref() }
+// Ref returns the reference the registry hands out for q: what refFor decided when q's record
+// was applied (a queue homed here, and every queue of a single node: q.Ref()). It takes no
+// lock of the vhost's (callers may hold v.mu).
+func (v *VHost) Ref(q *queue.Queue) queue.Ref {
+	if v.Remote == nil {
+		return q.Ref()
+	}
+	v.refMu.RLock()
+	r := v.refs[q]
+	v.refMu.RUnlock()
+	if r == nil {
+		return q.Ref()
+	}
+	return r
+}
+
+// Remote reaches the queues homed on other cluster nodes (broker/remote implements it).
+type Remote interface {
+	// Node is this node's name: the home of the queues declared here.
+	Node() string
+	// Ref returns the Ref through which this node reaches q, a queue of vhost v homed on node
+	// home (another node). One Ref per queue: refFor asks once, when the record is applied.
+	Ref(v *VHost, q *queue.Queue, home string) queue.Ref
+	// Dropped tells a Ref that Ref returned that its queue is gone here (deleted, or its
+	// vhost): its consumers are cancelled and what waits for the home fails. Called without
+	// the vhost's locks.
+	Dropped(r queue.Ref)
+}
+
+// homedHere reports whether a queue homed on node home lives on this node (always on a single
+// node, and for records without a node).
+func (v *VHost) homedHere(home string) bool {
+	return v.Remote == nil || home == "" || home == v.Remote.Node()
+}
+
+// refFor decides how this node reaches q, homed on node home (from its record): the one place
+// of the local-or-remote decision. A queue homed here is reached through its own Ref (nil is
+// returned: Ref then answers q.Ref()); one homed elsewhere through Remote, one Ref per queue,
+// which Ref hands out from then on. Called under v.mu when the queue's record is applied.
+func (v *VHost) refFor(q *queue.Queue, home string) queue.Ref {
+	if v.homedHere(home) {
+		return nil
+	}
+	r := v.Remote.Ref(v, q, home)
+	v.refMu.Lock()
+	if v.refs == nil {
+		v.refs = make(map[*queue.Queue]queue.Ref)
+	}
+	v.refs[q] = r
+	v.refMu.Unlock()
+	return r
+}
+
+// dropRef tells the remote Ref of q, if q has one, that its queue is gone here (deleted, or
+// its vhost). The Ref stays in refs until the queue is unregistered (removeQueueLocked), so
+// that a route that still finds q reaches a Ref that drops what it is given. Called without
+// v.mu, after q.Delete (a route that finds q after refs forgot it gets q's own Ref, deleted).
+func (v *VHost) dropRef(q *queue.Queue) {
+	if v.Remote == nil {
+		return
+	}
+	v.refMu.RLock()
+	r := v.refs[q]
+	v.refMu.RUnlock()
+	if r != nil {
+		v.Remote.Dropped(r)
+	}
+}
+
+// forgetRef removes q's remote Ref from refs (q is unregistered).
+func (v *VHost) forgetRef(q *queue.Queue) {
+	if v.Remote == nil {
+		return
+	}
+	v.refMu.Lock()
+	delete(v.refs, q)
+	v.refMu.Unlock()
+}
 
 func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
 	if !d.Passive && v.Counters != nil {

@@ -1,0 +1,652 @@
+package remote
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/queue"
+)
+
+var (
+	errNoBus   = errors.New("remote: not attached to the cluster's bus")
+	errDown    = errors.New("remote: the link to the queue's home broke")
+	errTimeout = errors.New("remote: the queue's home did not answer in time")
+)
+
+// peer is the client side's state for one home node: what waits for it, and the refs and
+// subscriptions of its queues. gen counts the link's lives: a broken link (peerDown, or the
+// home saying it lost us) ends one, and every ref opens its queue again in the next.
+type peer struct {
+	n    *Node
+	name string
+	gen  atomic.Uint64
+
+	mu       sync.Mutex
+	room     *sync.Cond // the publish window has room (or the link broke)
+	inflight int64      // publish bytes sent and not yet reported processed
+	pubs     map[uint64]queue.Completion
+	reqs     map[uint64]*request
+	subs     map[uint64]*sub
+	refs     map[uint64]*Ref
+}
+
+// request is a request waiting for its reply.
+type request struct {
+	done chan struct{}
+	err  error
+	res  reader // the reply's result (aliasing the message)
+	sub  *sub   // a subscribe: activated when accepted, before done is closed
+}
+
+// down ends link life g (nothing when it ended already): pending publishes fail (a nack),
+// requests fail, consumers are cancelled, and the refs open their queues again when used.
+func (p *peer) down(g uint64) {
+	cur := p.gen.Load()
+	if g != 0 && g != cur {
+		return
+	}
+	if !p.gen.CompareAndSwap(cur, cur+1) {
+		return
+	}
+	p.mu.Lock()
+	pubs, reqs, subs := p.pubs, p.reqs, p.subs
+	p.pubs, p.reqs, p.subs = map[uint64]queue.Completion{}, map[uint64]*request{}, map[uint64]*sub{}
+	p.inflight = 0
+	p.room.Broadcast()
+	p.mu.Unlock()
+	if len(pubs)+len(reqs)+len(subs) > 0 {
+		p.n.log.Warn().Str("node", p.name).Int("publishes", len(pubs)).Int("consumers", len(subs)).Msg("link to queue home lost")
+	}
+	for _, c := range pubs {
+		c.Completed(queue.PubQueued, errDown) // not known to be durable: nack
+	}
+	for _, rq := range reqs {
+		rq.err = errDown
+		close(rq.done)
+	}
+	for _, s := range subs {
+		s.r.cancelled(s, false)
+	}
+}
+
+// request registers a request; the caller sends it and waits.
+func (p *peer) request(s *sub) (uint64, *request) {
+	id := p.n.nextID.Add(1)
+	rq := &request{done: make(chan struct{}), sub: s}
+	p.mu.Lock()
+	p.reqs[id] = rq
+	if s != nil {
+		p.subs[s.id] = s
+	}
+	p.mu.Unlock()
+	return id, rq
+}
+
+// wait waits for a request's reply, or the link's end, or the request timeout.
+func (p *peer) wait(id uint64, rq *request) error {
+	t := time.NewTimer(p.n.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case <-rq.done:
+		return rq.err
+	case <-t.C:
+	}
+	p.mu.Lock()
+	_, mine := p.reqs[id]
+	delete(p.reqs, id)
+	p.mu.Unlock()
+	if mine {
+		return errTimeout
+	}
+	<-rq.done // being answered right now
+	return rq.err
+}
+
+// forget drops a request that could not be sent.
+func (p *peer) forget(id uint64) {
+	p.mu.Lock()
+	delete(p.reqs, id)
+	p.mu.Unlock()
+}
+
+// reply handles opReply: req, ok, then an error or the result.
+func (p *peer) reply(rd *reader) {
+	id := rd.u64()
+	ok := rd.bool()
+	p.mu.Lock()
+	rq := p.reqs[id]
+	delete(p.reqs, id)
+	p.mu.Unlock()
+	if rq == nil {
+		return // timed out, or the link broke: its waiter has gone
+	}
+	if !ok {
+		rq.err = rd.err()
+	} else {
+		rq.res = *rd
+		if s := rq.sub; s != nil {
+			s.r.mu.Lock()
+			if !s.gone {
+				s.active = true
+				if s.added != nil {
+					s.added()
+				}
+			}
+			s.r.mu.Unlock()
+		}
+	}
+	close(rq.done)
+}
+
+// deliver handles opDeliver.
+func (p *peer) deliver(rd *reader) {
+	refID, sid, id, off := rd.u64(), rd.u64(), rd.u64(), rd.u64()
+	redelivered, returns := rd.bool(), rd.u32()
+	exchange, key, props, body := rd.str(), rd.str(), rd.bytes(), rd.rest()
+	if rd.bad {
+		return
+	}
+	p.mu.Lock()
+	s := p.subs[sid]
+	p.mu.Unlock()
+	m, err := message.New(exchange, key, props, body)
+	if s == nil || err != nil {
+		p.unsend(refID, []uint64{id})
+		return
+	}
+	s.r.deliver(s, queue.Entry{Msg: m, Offset: off, LogOffset: id, Redelivered: redelivered, Returns: returns})
+}
+
+// unsend gives deliveries that never reached a consumer back to the home.
+func (p *peer) unsend(refID uint64, ids []uint64) {
+	p.n.send(p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opUnsend)
+		b = putU64(b, refID)
+		b = putU32(b, uint32(len(ids)))
+		for _, id := range ids {
+			b = putU64(b, id)
+		}
+		return b
+	})
+}
+
+// Ref is a queue homed on another node, as the session sees it (queue.Ref): publishes go to
+// the home batched on the bus, consumers are subscriptions at the home that push deliveries,
+// and settlements, gets, purges, deletes and counts are requests to it. Its definition (name,
+// type, arguments) is the queue's record, which this node has too (q).
+//
+// The Ref's lock (mu) guards its subscriptions; Consumer.Deliver and Subscription.Added run
+// under it, on the bus reader of the home's link, or in Kick.
+//
+// An Entry it hands out carries the home's offset in Offset and the home's delivery id in
+// LogOffset: that is what Settle sends back.
+type Ref struct {
+	n     *Node
+	p     *peer
+	id    uint64
+	vhost string
+	q     *queue.Queue // this node's copy of the definition
+
+	openMu  sync.Mutex
+	openGen atomic.Uint64 // the link life the home knows this ref in (0: none)
+	dropped atomic.Bool
+
+	mu   sync.Mutex
+	subs map[queue.Consumer]*sub
+}
+
+// sub is one consumer's subscription at the home.
+type sub struct {
+	r      *Ref
+	id     uint64
+	c      queue.Consumer
+	added  func()
+	window bool // credit comes back as deliveries are taken (no-ack, or no prefetch)
+
+	// under r.mu
+	active     bool // the home accepted it
+	gone       bool // unsubscribed, cancelled or refused: deliveries go back
+	buf        []queue.Entry
+	taken      uint32
+	takenBytes int64
+}
+
+var _ queue.Ref = (*Ref)(nil)
+
+// Home is the node the queue lives on.
+func (r *Ref) Home() string { return r.p.name }
+
+// open makes sure the home knows this ref in the current link life, sending opOpen first if
+// not; it returns that life.
+func (r *Ref) open() uint64 {
+	g := r.p.gen.Load()
+	if r.openGen.Load() == g {
+		return g
+	}
+	r.openMu.Lock()
+	defer r.openMu.Unlock()
+	if r.openGen.Load() != g {
+		err := r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+			b = append(b, opOpen)
+			b = putU64(b, r.id)
+			b = putU64(b, g)
+			b = putStr(b, r.vhost)
+			return putStr(b, r.q.Name)
+		})
+		if err == nil {
+			r.openGen.Store(g)
+		}
+	}
+	return g
+}
+
+func (r *Ref) Name() string                      { return r.q.Name }
+func (r *Ref) IsStream() bool                    { return r.q.IsStream() }
+func (r *Ref) StreamUnsupported(op string) error { return r.q.StreamUnsupported(op) }
+
+// DeliveryProps computes what the home's queue would, from the definition (a quorum-type
+// queue's x-delivery-count from e.Returns).
+func (r *Ref) DeliveryProps(e queue.Entry) []byte { return r.q.DeliveryProps(e) }
+
+// Publish sends m to the home. With c it answers PubPending and c gets the home's answer
+// (after its durable write); without, it answers PubQueued once the message is on its way,
+// after waiting for room in the publish window. A home that cannot be reached: PubDropped.
+func (r *Ref) Publish(m *message.Message, c queue.Completion) queue.PubStatus {
+	return r.publish(m, c, true)
+}
+
+// PublishUnthrottled is Publish without waiting for the publish window: for dead letters,
+// which a queue publishes from the goroutines that serve other nodes' requests (waiting there
+// could wait for itself). RabbitMQ does not flow-control dead letters either.
+func (r *Ref) PublishUnthrottled(m *message.Message, c queue.Completion) queue.PubStatus {
+	return r.publish(m, c, false)
+}
+
+func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) queue.PubStatus {
+	if r.dropped.Load() {
+		return queue.PubDropped
+	}
+	p := r.p
+	size := int64(m.Size())
+	var seq uint64
+	p.mu.Lock()
+	if c != nil {
+		seq = r.n.nextID.Add(1)
+		p.pubs[seq] = c
+	} else if throttle {
+		g := p.gen.Load()
+		for p.inflight > reportEvery && p.inflight+size > publishWindow && p.gen.Load() == g {
+			p.room.Wait()
+		}
+	}
+	p.inflight += size
+	p.mu.Unlock()
+	r.open()
+	err := r.n.send(p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opPublish)
+		b = putU64(b, r.id)
+		b = putU64(b, seq)
+		b = putStr(b, m.Exchange)
+		b = putStr(b, m.RoutingKey)
+		b = putBytes(b, m.RawProps)
+		return append(b, m.Body...)
+	})
+	if err != nil {
+		p.mu.Lock()
+		_, mine := p.pubs[seq]
+		delete(p.pubs, seq)
+		if p.inflight -= size; p.inflight < 0 {
+			p.inflight = 0
+		}
+		p.mu.Unlock()
+		if c != nil && !mine {
+			return queue.PubPending // the link's end answered it
+		}
+		return queue.PubDropped // the home is unreachable: as RabbitMQ drops it (a confirm, a return)
+	}
+	if c != nil {
+		return queue.PubPending
+	}
+	return queue.PubQueued
+}
+
+// Subscribe opens a subscription at the home, with the consumer's prefetch as credit (credit
+// comes back as the consumer settles), or a window of deliveries for a consumer without one
+// (credit comes back as the consumer takes them). It returns once the home accepted or
+// refused; s.Added has run by then, on the reader of the home's link.
+func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
+	if r.dropped.Load() {
+		return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
+	}
+	sb := &sub{r: r, id: r.n.nextID.Add(1), c: c, added: s.Added, window: s.NoAck || s.Prefetch == 0}
+	credit := s.Prefetch
+	var flags byte
+	if sb.window {
+		credit = windowMsgs
+	} else {
+		flags |= subSettleCredit
+	}
+	if s.Exclusive {
+		flags |= subExclusive
+	}
+	if s.NoAck {
+		flags |= subNoAck
+	}
+	if s.GlobalQos {
+		flags |= subGlobalQos
+	}
+	r.mu.Lock()
+	r.subs[c] = sb
+	r.mu.Unlock()
+	p := r.p
+	reqID, rq := p.request(sb)
+	r.open()
+	err := r.n.send(p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opSubscribe)
+		b = putU64(b, r.id)
+		b = putU64(b, sb.id)
+		b = putU64(b, reqID)
+		b = append(b, flags)
+		b = putU64(b, uint64(s.Priority))
+		b = putU32(b, s.Prefetch)
+		b = putU32(b, credit)
+		b = putStr(b, c.Tag())
+		return amqp.AppendTable(b, s.Args)
+	})
+	if err != nil {
+		p.forget(reqID)
+	} else {
+		err = p.wait(reqID, rq)
+	}
+	if err == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if r.subs[c] == sb {
+		delete(r.subs, c)
+	}
+	sb.gone = true
+	r.mu.Unlock()
+	p.mu.Lock()
+	delete(p.subs, sb.id)
+	p.mu.Unlock()
+	if errors.Is(err, errTimeout) {
+		r.sendCancel(sb.id) // in case the home accepts it after all
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return homeDown(r)
+}
+
+func (r *Ref) sendCancel(sid uint64) {
+	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opCancel)
+		b = putU64(b, r.id)
+		return putU64(b, sid)
+	})
+}
+
+// Unsubscribe ends c's subscription: no Deliver to c after it returns. What the home sent
+// that c did not take goes back to it, as never delivered.
+func (r *Ref) Unsubscribe(c queue.Consumer) {
+	r.mu.Lock()
+	sb := r.subs[c]
+	if sb == nil {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.subs, c)
+	sb.gone = true
+	buf := sb.buf
+	sb.buf = nil
+	r.mu.Unlock()
+	p := r.p
+	p.mu.Lock()
+	delete(p.subs, sb.id)
+	p.mu.Unlock()
+	r.sendCancel(sb.id)
+	if len(buf) > 0 {
+		p.unsend(r.id, entryIDs(buf))
+	}
+}
+
+func entryIDs(es []queue.Entry) []uint64 {
+	ids := make([]uint64, len(es))
+	for i, e := range es {
+		ids[i] = e.LogOffset
+	}
+	return ids
+}
+
+// deliver offers a delivery from the home to its consumer, keeping it when the consumer
+// refuses (until Kick). On the home link's reader.
+func (r *Ref) deliver(s *sub, e queue.Entry) {
+	r.mu.Lock()
+	if s.gone {
+		r.mu.Unlock()
+		r.p.unsend(r.id, []uint64{e.LogOffset})
+		return
+	}
+	if len(s.buf) == 0 {
+		if s.c.Deliver(r, e) != queue.Refused {
+			r.tookLocked(s, e, false)
+			r.mu.Unlock()
+			return
+		}
+	}
+	s.buf = append(s.buf, e)
+	r.mu.Unlock()
+}
+
+// tookLocked counts a delivery a window consumer took, and gives the credit back to the home
+// a quarter of the window at a time (flush: whatever was counted).
+func (r *Ref) tookLocked(s *sub, e queue.Entry, flush bool) {
+	if !s.window {
+		return
+	}
+	if e.Msg != nil {
+		s.taken++
+		s.takenBytes += int64(e.Msg.Size())
+	}
+	if s.taken == 0 || (!flush && s.taken < windowMsgs/4 && s.takenBytes < windowBytes/4) {
+		return
+	}
+	n, bytes := s.taken, s.takenBytes
+	s.taken, s.takenBytes = 0, 0
+	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opCredit)
+		b = putU64(b, r.id)
+		b = putU64(b, s.id)
+		b = putU32(b, n)
+		return putU64(b, uint64(bytes))
+	})
+}
+
+// Kick offers the deliveries consumers refused again (a consumer has room again).
+func (r *Ref) Kick() {
+	r.mu.Lock()
+	for _, s := range r.subs {
+		if len(s.buf) == 0 {
+			continue
+		}
+		k := 0
+		for k < len(s.buf) && s.c.Deliver(r, s.buf[k]) != queue.Refused {
+			r.tookLocked(s, s.buf[k], false)
+			k++
+		}
+		if k > 0 {
+			n := copy(s.buf, s.buf[k:])
+			clear(s.buf[n:])
+			s.buf = s.buf[:n]
+		}
+	}
+	r.mu.Unlock()
+}
+
+// Settle sends the entries' delivery ids back to the home (fire and forget).
+func (r *Ref) Settle(es []queue.Entry, how queue.Settlement) {
+	if len(es) == 0 || r.dropped.Load() {
+		return
+	}
+	r.open()
+	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opSettle)
+		b = putU64(b, r.id)
+		b = append(b, byte(how))
+		b = putU32(b, uint32(len(es)))
+		for _, e := range es {
+			b = putU64(b, e.LogOffset)
+		}
+		return b
+	})
+}
+
+// call sends a request (op, the ref, the request id, then what fill appends) and waits for
+// its reply.
+func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
+	if r.dropped.Load() {
+		return reader{}, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
+	}
+	p := r.p
+	id, rq := p.request(nil)
+	r.open()
+	err := r.n.send(p.name, topicHome, func(b []byte) []byte {
+		b = append(b, op)
+		b = putU64(b, r.id)
+		b = putU64(b, id)
+		if fill != nil {
+			b = fill(b)
+		}
+		return b
+	})
+	if err != nil {
+		p.forget(id)
+		return reader{}, homeDown(r)
+	}
+	if err := p.wait(id, rq); err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) {
+			return reader{}, err
+		}
+		return reader{}, homeDown(r)
+	}
+	return rq.res, nil
+}
+
+// Get takes a message at the home (basic.get).
+func (r *Ref) Get(noAck bool) (queue.Entry, int, bool, error) {
+	res, err := r.call(opGet, func(b []byte) []byte { return putBool(b, noAck) })
+	if err != nil {
+		return queue.Entry{}, 0, false, err
+	}
+	if !res.bool() {
+		return queue.Entry{}, 0, false, nil
+	}
+	remaining := int(res.u64())
+	id, off, redelivered, returns := res.u64(), res.u64(), res.bool(), res.u32()
+	exchange, key, props, body := res.str(), res.str(), res.bytes(), res.rest()
+	m, err := message.New(exchange, key, props, body)
+	if err != nil || res.bad {
+		if !noAck {
+			r.p.unsend(r.id, []uint64{id})
+		}
+		return queue.Entry{}, 0, false, homeDown(r)
+	}
+	return queue.Entry{Msg: m, Offset: off, LogOffset: id, Redelivered: redelivered, Returns: returns}, remaining, true, nil
+}
+
+// Purge purges the queue at the home.
+func (r *Ref) Purge() (int, error) {
+	res, err := r.call(opPurge, nil)
+	if err != nil {
+		return 0, err
+	}
+	return int(res.u64()), nil
+}
+
+// Delete deletes the queue's contents at the home and cancels its consumers; the caller
+// removes the definition (VHost.DeleteQueue).
+func (r *Ref) Delete(ifUnused, ifEmpty bool) (int, error) {
+	res, err := r.call(opDelete, func(b []byte) []byte { return putBool(putBool(b, ifUnused), ifEmpty) })
+	if err != nil {
+		return 0, err
+	}
+	return int(res.u64()), nil
+}
+
+// Counts asks the home for the queue's counts.
+func (r *Ref) Counts() (ready, unacked, consumers int, err error) {
+	res, err := r.call(opCounts, nil)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return int(res.u64()), int(res.u64()), int(res.u64()), nil
+}
+
+// Touch counts a use of the queue at the home (x-expires).
+func (r *Ref) Touch() {
+	if r.dropped.Load() {
+		return
+	}
+	r.open()
+	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+		return putU64(append(b, opTouch), r.id)
+	})
+}
+
+// cancelled ends a subscription the home cancelled (the queue was deleted) or lost (the
+// link broke: nothing goes back then), and tells its consumer.
+func (r *Ref) cancelled(s *sub, giveBack bool) {
+	r.mu.Lock()
+	if s.gone {
+		r.mu.Unlock()
+		return
+	}
+	s.gone = true
+	notify := s.active // a subscription not yet accepted fails in Subscribe instead
+	if r.subs[s.c] == s {
+		delete(r.subs, s.c)
+	}
+	buf := s.buf
+	s.buf = nil
+	r.mu.Unlock()
+	p := r.p
+	p.mu.Lock()
+	delete(p.subs, s.id)
+	p.mu.Unlock()
+	if giveBack && len(buf) > 0 {
+		p.unsend(r.id, entryIDs(buf))
+	}
+	if notify {
+		s.c.Cancelled(r)
+	}
+}
+
+// drop ends the ref: its queue is gone here. Consumers are cancelled, the home forgets it.
+func (r *Ref) drop() {
+	if r.dropped.Swap(true) {
+		return
+	}
+	r.mu.Lock()
+	subs := make([]*sub, 0, len(r.subs))
+	for _, s := range r.subs {
+		subs = append(subs, s)
+	}
+	r.mu.Unlock()
+	for _, s := range subs {
+		r.cancelled(s, true)
+	}
+	p := r.p
+	p.mu.Lock()
+	delete(p.refs, r.id)
+	p.mu.Unlock()
+	if r.openGen.Load() == p.gen.Load() {
+		r.n.send(p.name, topicHome, func(b []byte) []byte { return putU64(append(b, opClose), r.id) })
+	}
+}

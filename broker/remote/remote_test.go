@@ -1,0 +1,595 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
+	"github.com/warrenmq/warren/broker/meta"
+	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/vhost"
+)
+
+// A cluster of vhosts in one process: each node has its vhost "/" and a remote Node on an
+// in-memory bus; metadata records are applied on every node in one order, as the Raft store
+// does (the proposer's own application gets the Owner and returns the result).
+
+type testNode struct {
+	name string
+	v    *vhost.VHost
+	rn   *Node
+}
+
+type testCluster struct {
+	hub   *hub
+	nodes []*testNode
+	mu    sync.Mutex // one record applied everywhere at a time
+}
+
+func newTestCluster(t *testing.T, names ...string) *testCluster {
+	t.Helper()
+	tc := &testCluster{hub: newHub(t)}
+	for _, name := range names {
+		v := vhost.New("/", nil)
+		rn := New(Config{Node: name, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), RequestTimeout: 2 * time.Second})
+		rn.SetVHosts(func(n string) *vhost.VHost {
+			if n == "/" {
+				return v
+			}
+			return nil
+		})
+		v.Remote = rn
+		n := &testNode{name: name, v: v, rn: rn}
+		v.Meta = &sharedStore{tc: tc, self: n}
+		tc.nodes = append(tc.nodes, n)
+		rn.Attach(tc.hub.bus(name))
+	}
+	return tc
+}
+
+func (tc *testCluster) node(name string) *testNode {
+	for _, n := range tc.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	panic(name)
+}
+
+// sharedStore applies each record on every node, the proposer last (its result is returned).
+type sharedStore struct {
+	tc   *testCluster
+	self *testNode
+}
+
+func (s *sharedStore) Propose(rec meta.Record) (any, error) {
+	s.tc.mu.Lock()
+	defer s.tc.mu.Unlock()
+	rec.Node = s.self.name
+	owner, obj := rec.Owner, rec.Object
+	for _, n := range s.tc.nodes {
+		if n != s.self {
+			r := rec
+			r.Owner, r.Object = nil, nil
+			n.v.Apply(r, meta.NoEffects)
+		}
+	}
+	rec.Owner, rec.Object = owner, obj
+	return s.self.v.Apply(rec, meta.NoEffects)
+}
+
+func (s *sharedStore) Recover(func([]meta.Record) ([]meta.Record, error)) error { return nil }
+
+// consumer records what it is given; with a prefetch it refuses beyond it until acked.
+type consumer struct {
+	tag      string
+	prefetch int
+	refuse   bool // refuse everything (a full connection buffer)
+
+	mu        sync.Mutex
+	got       []queue.Entry
+	unacked   int
+	cancelled int
+	ch        chan queue.Entry
+	cancel    chan struct{}
+}
+
+func newConsumer(tag string, prefetch int) *consumer {
+	return &consumer{tag: tag, prefetch: prefetch, ch: make(chan queue.Entry, 10000), cancel: make(chan struct{}, 10)}
+}
+
+func (c *consumer) Deliver(_ queue.Ref, e queue.Entry) queue.Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse || (c.prefetch > 0 && c.unacked >= c.prefetch) {
+		return queue.Refused
+	}
+	c.unacked++
+	c.got = append(c.got, e)
+	c.ch <- e
+	return queue.Taken
+}
+
+func (c *consumer) Tag() string { return c.tag }
+
+func (c *consumer) Cancelled(queue.Ref) {
+	c.mu.Lock()
+	c.cancelled++
+	c.mu.Unlock()
+	c.cancel <- struct{}{}
+}
+
+func (c *consumer) acked(n int) {
+	c.mu.Lock()
+	c.unacked -= n
+	c.mu.Unlock()
+}
+
+func (c *consumer) next(t *testing.T) queue.Entry {
+	t.Helper()
+	select {
+	case e := <-c.ch:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: no delivery", c.tag)
+		return queue.Entry{}
+	}
+}
+
+func (c *consumer) none(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case e := <-c.ch:
+		t.Fatalf("%s: unexpected delivery %s", c.tag, e.Msg.Body)
+	case <-time.After(d):
+	}
+}
+
+func (c *consumer) waitCancelled(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.cancel:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: not cancelled", c.tag)
+	}
+}
+
+func msg(t *testing.T, body string, persistent bool) *message.Message {
+	t.Helper()
+	p := amqp.Properties{}
+	if persistent {
+		p.Flags |= amqp.FlagDeliveryMode
+		p.DeliveryMode = 2
+	}
+	m, err := message.New("", "", p.AppendTo(nil), []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// declare declares a queue through node `on` and returns each node's Ref of it.
+func (tc *testCluster) declare(t *testing.T, on string, d vhost.QueueDecl) {
+	t.Helper()
+	if _, _, err := tc.node(on).v.DeclareQueue(d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *testNode) ref(t *testing.T, name string) queue.Ref {
+	t.Helper()
+	r, err := n.v.LookupQueue(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// publish publishes to the default exchange through node n (its vhost's publish path), with
+// a completion when confirm, and returns the answer.
+func (n *testNode) publish(t *testing.T, queueName, body string, persistent, confirm bool) (vhost.Published, chan [2]bool) {
+	t.Helper()
+	m := msg(t, body, persistent)
+	m.RoutingKey = queueName
+	var r vhost.Router
+	if !confirm {
+		p, err := n.v.Publish(&r, m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, nil
+	}
+	ans := make(chan [2]bool, 1)
+	w := &vhost.Wait{}
+	w.Reset(waiter(func(rejected, failed bool) { ans <- [2]bool{rejected, failed} }))
+	p, err := n.v.Publish(&r, m, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Release()
+	return p, ans
+}
+
+type waiter func(rejected, failed bool)
+
+func (f waiter) Answered(rejected, failed bool) { f(rejected, failed) }
+
+func answer(t *testing.T, ans chan [2]bool) (rejected, failed bool) {
+	t.Helper()
+	select {
+	case a := <-ans:
+		return a[0], a[1]
+	case <-time.After(5 * time.Second):
+		t.Fatal("no publish answer")
+		return
+	}
+}
+
+func counts(t *testing.T, r queue.Ref) (int, int, int) {
+	t.Helper()
+	ready, unacked, consumers, err := r.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ready, unacked, consumers
+}
+
+func waitCounts(t *testing.T, r queue.Ref, ready, unacked, consumers int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a, b, c := counts(t, r)
+		if a == ready && b == unacked && c == consumers {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts %d/%d/%d, want %d/%d/%d", a, b, c, ready, unacked, consumers)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRemote_RefIsRemoteOnlyAwayFromHome(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	if _, ok := tc.node("a").ref(t, "q").(*Ref); !ok {
+		t.Fatal("node a: want a remote Ref for a queue homed on b")
+	}
+	if _, ok := tc.node("b").ref(t, "q").(*Ref); ok {
+		t.Fatal("node b: want the local Ref of its own queue")
+	}
+	if a1, a2 := tc.node("a").ref(t, "q"), tc.node("a").ref(t, "q"); a1 != a2 {
+		t.Fatal("two Refs of one queue differ")
+	}
+	if h := tc.node("a").v.Home("q"); h != "b" {
+		t.Fatalf("home %q", h)
+	}
+}
+
+func TestRemote_PublishGetCountsPurgeDelete(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	a, b := tc.node("a"), tc.node("b")
+	for i := 0; i < 5; i++ {
+		p, _ := a.publish(t, "q", fmt.Sprint("m", i), true, false)
+		if !p.Routed || !p.Queued {
+			t.Fatalf("publish %d: %+v", i, p)
+		}
+	}
+	ra := a.ref(t, "q")
+	waitCounts(t, ra, 5, 0, 0)
+	if r, _, _ := counts(t, b.ref(t, "q")); r != 5 {
+		t.Fatalf("home holds %d", r)
+	}
+	e, remaining, ok, err := ra.Get(false)
+	if err != nil || !ok || string(e.Msg.Body) != "m0" || remaining != 4 {
+		t.Fatalf("get: %v %v %q %d", err, ok, e.Msg.Body, remaining)
+	}
+	waitCounts(t, ra, 4, 1, 0)
+	ra.Settle([]queue.Entry{e}, queue.SettleRequeue)
+	waitCounts(t, ra, 5, 0, 0)
+	e, _, _, _ = ra.Get(false)
+	if string(e.Msg.Body) != "m0" || !e.Redelivered {
+		t.Fatalf("requeued get: %q redelivered=%v", e.Msg.Body, e.Redelivered)
+	}
+	ra.Settle([]queue.Entry{e}, queue.SettleAck)
+	e, _, _, _ = ra.Get(true)
+	if string(e.Msg.Body) != "m1" {
+		t.Fatalf("no-ack get %q", e.Msg.Body)
+	}
+	waitCounts(t, ra, 3, 0, 0)
+	n, err := ra.Purge()
+	if err != nil || n != 3 {
+		t.Fatalf("purge %d %v", n, err)
+	}
+	_, _, ok, _ = ra.Get(false)
+	if ok {
+		t.Fatal("get after purge")
+	}
+	a.publish(t, "q", "x", false, false)
+	if _, err := a.v.DeleteQueue("q", false, true, nil); err == nil || !strings.Contains(err.Error(), "PRECONDITION_FAILED - queue 'q' in vhost '/' not empty") {
+		t.Fatalf("delete if-empty: %v", err)
+	}
+	n, err = a.v.DeleteQueue("q", false, false, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("delete: %d %v", n, err)
+	}
+	if b.v.Queue("q") != nil || a.v.Queue("q") != nil {
+		t.Fatal("queue still there")
+	}
+	if p, _ := a.publish(t, "q", "y", false, false); p.Routed {
+		t.Fatal("routed to a deleted queue")
+	}
+}
+
+func TestRemote_ConfirmsAndOverflowNack(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true, Args: amqp.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"}})
+	a := tc.node("a")
+	for i := 0; i < 3; i++ {
+		p, ans := a.publish(t, "q", fmt.Sprint(i), true, true)
+		if !p.Pending {
+			t.Fatalf("publish %d not pending: %+v", i, p)
+		}
+		rejected, failed := answer(t, ans)
+		if failed || rejected != (i == 2) {
+			t.Fatalf("publish %d: rejected=%v failed=%v", i, rejected, failed)
+		}
+	}
+}
+
+func TestRemote_ConsumeWithPrefetchKeepsOrderAndCredit(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c := newConsumer("c1", 3)
+	added := false
+	if err := ra.Subscribe(c, queue.Subscription{Prefetch: 3, Added: func() { added = true }}); err != nil {
+		t.Fatal(err)
+	}
+	if !added {
+		t.Fatal("Added did not run before Subscribe returned")
+	}
+	for i := 0; i < 10; i++ {
+		b.publish(t, "q", fmt.Sprint(i), false, false) // published on the home, consumed on a
+	}
+	var es []queue.Entry
+	for i := 0; i < 3; i++ {
+		es = append(es, c.next(t))
+	}
+	c.none(t, 50*time.Millisecond)
+	// The home holds the rest: only the prefetch went out.
+	waitCounts(t, b.ref(t, "q"), 7, 3, 1)
+	c.acked(3)
+	ra.Settle(es, queue.SettleAck)
+	for i := 3; i < 10; i++ {
+		e := c.next(t)
+		if string(e.Msg.Body) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q", i, e.Msg.Body)
+		}
+		c.acked(1)
+		ra.Settle([]queue.Entry{e}, queue.SettleAck)
+	}
+	for i, e := range es {
+		if string(e.Msg.Body) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q", i, e.Msg.Body)
+		}
+	}
+	waitCounts(t, ra, 0, 0, 1)
+	ra.Unsubscribe(c)
+	waitCounts(t, ra, 0, 0, 0)
+}
+
+func TestRemote_RefusedDeliveriesWaitForKickAndGoBackUnsent(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c := newConsumer("c1", 0)
+	c.refuse = true
+	if err := ra.Subscribe(c, queue.Subscription{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		b.publish(t, "q", fmt.Sprint(i), false, false)
+	}
+	waitCounts(t, ra, 0, 4, 1) // sent ahead, held by the ref
+	c.mu.Lock()
+	c.refuse = false
+	c.mu.Unlock()
+	ra.Kick()
+	e := c.next(t)
+	if string(e.Msg.Body) != "0" {
+		t.Fatalf("first %q", e.Msg.Body)
+	}
+	for i := 1; i < 4; i++ {
+		c.next(t)
+	}
+	// Refused again, then unsubscribed: what it held goes back as never delivered.
+	c.mu.Lock()
+	c.refuse = true
+	c.mu.Unlock()
+	b.publish(t, "q", "4", false, false)
+	waitCounts(t, ra, 0, 5, 1)
+	ra.Unsubscribe(c)
+	waitCounts(t, ra, 1, 4, 0)
+	e, _, _, _ = ra.Get(true)
+	if string(e.Msg.Body) != "4" || e.Redelivered {
+		t.Fatalf("given back: %q redelivered=%v", e.Msg.Body, e.Redelivered)
+	}
+}
+
+func TestRemote_ConsumerPrioritiesAndExclusiveDecidedAtHome(t *testing.T) {
+	tc := newTestCluster(t, "a", "b", "c")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b, cn := tc.node("a"), tc.node("b"), tc.node("c")
+	low, high := newConsumer("low", 0), newConsumer("high", 0)
+	if err := b.ref(t, "q").Subscribe(low, queue.Subscription{Priority: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ref(t, "q").Subscribe(high, queue.Subscription{Priority: 5}); err != nil {
+		t.Fatal(err)
+	}
+	cn.publish(t, "q", "m", false, false)
+	if e := high.next(t); string(e.Msg.Body) != "m" {
+		t.Fatal("wrong message")
+	}
+	low.none(t, 50*time.Millisecond)
+	ex := newConsumer("ex", 0)
+	err := cn.ref(t, "q").Subscribe(ex, queue.Subscription{Exclusive: true})
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused || !strings.Contains(ae.Text, "in exclusive use") {
+		t.Fatalf("exclusive with consumers: %v", err)
+	}
+}
+
+func TestRemote_DeleteFromAnotherNodeCancelsConsumers(t *testing.T) {
+	tc := newTestCluster(t, "a", "b", "c")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	c := newConsumer("c1", 0)
+	if err := tc.node("a").ref(t, "q").Subscribe(c, queue.Subscription{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.node("c").v.DeleteQueue("q", false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCancelled(t)
+	time.Sleep(50 * time.Millisecond)
+	if c.cancelled != 1 {
+		t.Fatalf("cancelled %d times", c.cancelled)
+	}
+}
+
+func TestRemote_HomeLostCancelsConsumersAndAnswers404(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c := newConsumer("c1", 0)
+	if err := ra.Subscribe(c, queue.Subscription{Prefetch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(t, "q", "m", true, false)
+	c.next(t)
+	tc.hub.sever("a", "b")
+	c.waitCancelled(t)
+	// The home took back what the lost node had not acked, redelivered.
+	waitCounts(t, b.ref(t, "q"), 1, 0, 0)
+	e, _, _, _ := b.ref(t, "q").Get(true)
+	if !e.Redelivered {
+		t.Fatal("not redelivered")
+	}
+	want := "NOT_FOUND - home node 'b' of durable queue 'q' in vhost '/' is down or inaccessible"
+	if _, _, _, err := ra.Counts(); err == nil || err.Error() != want {
+		t.Fatalf("counts: %v", err)
+	}
+	if err := ra.Subscribe(newConsumer("c2", 0), queue.Subscription{}); err == nil || err.Error() != want {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if _, _, _, err := ra.Get(false); err == nil || err.Error() != want {
+		t.Fatalf("get: %v", err)
+	}
+	if _, err := a.v.DeleteQueue("q", false, false, nil); err == nil || err.Error() != want {
+		t.Fatalf("delete: %v", err)
+	}
+	// As RabbitMQ: a publish to it is dropped (a mandatory one returned), and confirmed.
+	p, ans := a.publish(t, "q", "lost", true, true)
+	if p.Routed {
+		t.Fatal("routed to an unreachable queue")
+	}
+	if rejected, failed := answer(t, ans); rejected || failed {
+		t.Fatal("nacked")
+	}
+	// The link comes back: the ref opens its queue again.
+	tc.hub.heal("a", "b")
+	waitCounts(t, ra, 0, 0, 0)
+	a.publish(t, "q", "again", true, false)
+	waitCounts(t, ra, 1, 0, 0)
+}
+
+func TestRemote_PendingConfirmsNackedWhenLinkLost(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	a := tc.node("a")
+	ra := a.ref(t, "q").(*Ref)
+	got := make(chan error, 1)
+	// A completion registered as the link breaks: it fails (not known durable).
+	ra.p.mu.Lock()
+	ra.p.pubs[999] = queue.CompletionFunc(func(_ queue.PubStatus, err error) { got <- err })
+	ra.p.mu.Unlock()
+	tc.hub.sever("a", "b")
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("pending publish answered without error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pending publish not answered")
+	}
+}
+
+func TestRemote_DeadLetterToQueueHomedElsewhere(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "a", vhost.QueueDecl{Name: "dead"})
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Args: amqp.Table{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"}})
+	a := tc.node("a")
+	a.publish(t, "q", "m", false, false)
+	rq := a.ref(t, "q")
+	waitCounts(t, rq, 1, 0, 0)
+	e, _, ok, err := rq.Get(false)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	rq.Settle([]queue.Entry{e}, queue.SettleReject)
+	rd := a.ref(t, "dead")
+	waitCounts(t, rd, 1, 0, 0)
+	d, _, _, _ := rd.Get(true)
+	if string(d.Msg.Body) != "m" || !strings.Contains(fmt.Sprint(d.Msg.Headers()["x-death"]), "rejected") {
+		t.Fatalf("dead letter %q %v", d.Msg.Body, d.Msg.Headers())
+	}
+}
+
+func TestRemote_WindowConsumerGetsEverything(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b := tc.node("a"), tc.node("b")
+	c := newConsumer("c", 0)
+	if err := a.ref(t, "q").Subscribe(c, queue.Subscription{NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * windowMsgs
+	for i := 0; i < n; i++ {
+		b.publish(t, "q", fmt.Sprint(i), false, false)
+	}
+	for i := 0; i < n; i++ {
+		if e := c.next(t); string(e.Msg.Body) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q", i, e.Msg.Body)
+		}
+	}
+}
+
+func TestRemote_PublishWindowBoundsWhatIsInFlight(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a := tc.node("a")
+	body := strings.Repeat("x", 64<<10)
+	for i := 0; i < 400; i++ { // 25 MiB through an 8 MiB window
+		a.publish(t, "q", body, false, false)
+		ra := a.ref(t, "q").(*Ref)
+		ra.p.mu.Lock()
+		in := ra.p.inflight
+		ra.p.mu.Unlock()
+		if in > publishWindow+int64(len(body))+1024 {
+			t.Fatalf("in flight %d", in)
+		}
+	}
+	waitCounts(t, a.ref(t, "q"), 400, 0, 0)
+}
