@@ -34,7 +34,7 @@ var ErrPeerUnknown = errors.New("cluster: unknown peer")
 var errLinkFull = errors.New("cluster: link to peer is full")
 
 const (
-	maxFrame      = 64 << 20
+	maxFrame      = 640 << 20 // a message of up to 512 MiB (RabbitMQ's max_message_size bound) travels in one frame
 	maxLinkBuffer = 64 << 20 // bytes waiting on one link before Send refuses
 )
 

@@ -80,6 +80,16 @@ func (s *served) queue() *queue.Queue {
 	return s.q.Load()
 }
 
+// missing is the error for a queue this node does not have: 404, as RabbitMQ answers for
+// a queue whose home node is down while this node is still starting (its queues are not back
+// yet), else as for a queue that does not exist.
+func (s *served) missing() error {
+	if s.h.n.vhostFn.Load() == nil {
+		return amqp.ChannelErr(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", s.h.n.cfg.Node, s.name, s.vhost)
+	}
+	return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", s.name, s.vhost)
+}
+
 // track records a delivery awaiting settlement and returns its id (under the queue's lock).
 func (s *served) track(e queue.Entry, px *proxy) uint64 {
 	s.mu.Lock()
@@ -212,6 +222,10 @@ func (n *Node) serveHome(from string, payload []byte) {
 	h := n.home(from)
 	rd := reader{b: payload}
 	op := rd.u8()
+	if op == opPing {
+		h.send(func(b []byte) []byte { return append(b, opPong) })
+		return
+	}
 	if op == opOpen {
 		id, g, vh, name := rd.u64(), rd.u64(), rd.str(), rd.str()
 		if rd.bad {
@@ -308,7 +322,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		req := rd.u64()
 		q := s.queue()
 		if q == nil {
-			h.replyErr(req, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", s.name, s.vhost))
+			h.replyErr(req, s.missing())
 			return
 		}
 		h.request(s, q, op, req, &rd)
@@ -369,7 +383,7 @@ func (h *home) subscribe(s *served, rd *reader) {
 	}
 	q := s.queue()
 	if q == nil {
-		h.replyErr(req, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", s.name, s.vhost))
+		h.replyErr(req, s.missing())
 		return
 	}
 	px := &proxy{s: s, id: sid, tag: tag, noAck: flags&subNoAck != 0, settleCredit: flags&subSettleCredit != 0}

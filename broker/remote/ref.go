@@ -24,6 +24,10 @@ type peer struct {
 	n    *Node
 	name string
 	gen  atomic.Uint64
+	// isDown: the link broke, and the home has not answered a probe since; its queues answer
+	// at once as RabbitMQ's answer for a queue whose node is down (available).
+	isDown atomic.Bool
+	probed atomic.Int64 // when the last probe went out (unix ns)
 
 	mu       sync.Mutex
 	room     *sync.Cond // the publish window has room (or the link broke)
@@ -32,6 +36,7 @@ type peer struct {
 	reqs     map[uint64]*request
 	subs     map[uint64]*sub
 	refs     map[uint64]*Ref
+	back     chan struct{} // closed when the home answers a probe
 }
 
 // request is a request waiting for its reply.
@@ -52,6 +57,7 @@ func (p *peer) down(g uint64) {
 	if !p.gen.CompareAndSwap(cur, cur+1) {
 		return
 	}
+	p.isDown.Store(true)
 	p.mu.Lock()
 	pubs, reqs, subs := p.pubs, p.reqs, p.subs
 	p.pubs, p.reqs, p.subs = map[uint64]queue.Completion{}, map[uint64]*request{}, map[uint64]*sub{}
@@ -71,6 +77,49 @@ func (p *peer) down(g uint64) {
 	for _, s := range subs {
 		s.r.cancelled(s, false)
 	}
+}
+
+// available reports whether the home counts as up. While it counts as down, one call every
+// probeEvery asks it whether it is back (its answer marks it up); with wait, the call waits a
+// moment for that answer (a request after the home came back succeeds at once).
+func (p *peer) available(wait bool) bool {
+	if !p.isDown.Load() {
+		return true
+	}
+	now := time.Now().UnixNano()
+	last := p.probed.Load()
+	p.mu.Lock()
+	back := p.back
+	if back == nil {
+		back = make(chan struct{})
+		p.back = back
+	}
+	p.mu.Unlock()
+	if now-last >= int64(probeEvery) && p.probed.CompareAndSwap(last, now) {
+		p.n.send(p.name, topicHome, func(b []byte) []byte { return append(b, opPing) })
+	}
+	if !wait {
+		return false
+	}
+	t := time.NewTimer(probeWait)
+	defer t.Stop()
+	select {
+	case <-back:
+		return true
+	case <-t.C:
+		return !p.isDown.Load()
+	}
+}
+
+// up marks the home up (it answered a probe).
+func (p *peer) up() {
+	p.mu.Lock()
+	p.isDown.Store(false)
+	if p.back != nil {
+		close(p.back)
+		p.back = nil
+	}
+	p.mu.Unlock()
 }
 
 // request registers a request; the caller sends it and waits.
@@ -267,10 +316,10 @@ func (r *Ref) PublishUnthrottled(m *message.Message, c queue.Completion) queue.P
 }
 
 func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) queue.PubStatus {
-	if r.dropped.Load() {
-		return queue.PubDropped
-	}
 	p := r.p
+	if r.dropped.Load() || !p.available(false) {
+		return queue.PubDropped // as RabbitMQ drops a message for a queue whose node is down
+	}
 	size := int64(m.Size())
 	var seq uint64
 	p.mu.Lock()
@@ -321,6 +370,9 @@ func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) que
 func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 	if r.dropped.Load() {
 		return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
+	}
+	if !r.p.available(true) {
+		return homeDown(r)
 	}
 	sb := &sub{r: r, id: r.n.nextID.Add(1), c: c, added: s.Added, window: s.NoAck || s.Prefetch == 0}
 	credit := s.Prefetch
@@ -491,8 +543,8 @@ func (r *Ref) Kick() {
 
 // Settle sends the entries' delivery ids back to the home (fire and forget).
 func (r *Ref) Settle(es []queue.Entry, how queue.Settlement) {
-	if len(es) == 0 || r.dropped.Load() {
-		return
+	if len(es) == 0 || r.dropped.Load() || r.p.isDown.Load() {
+		return // the home took back what the lost link had not settled
 	}
 	r.open()
 	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
@@ -514,6 +566,9 @@ func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
 		return reader{}, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
 	}
 	p := r.p
+	if !p.available(true) {
+		return reader{}, homeDown(r)
+	}
 	id, rq := p.request(nil)
 	r.open()
 	err := r.n.send(p.name, topicHome, func(b []byte) []byte {
@@ -591,7 +646,7 @@ func (r *Ref) Counts() (ready, unacked, consumers int, err error) {
 
 // Touch counts a use of the queue at the home (x-expires).
 func (r *Ref) Touch() {
-	if r.dropped.Load() {
+	if r.dropped.Load() || !r.p.available(false) {
 		return
 	}
 	r.open()

@@ -47,6 +47,10 @@ const (
 	reportEvery   = 64 << 10
 	windowMsgs    = 512
 	windowBytes   = 16 << 20
+	// probeEvery: while a home counts as down, the first use of one of its queues after this
+	// long asks whether it is back (opPing); until it answers, its queues answer as down.
+	probeEvery = 200 * time.Millisecond
+	probeWait  = 300 * time.Millisecond // how long a request waits for the probe's answer
 )
 
 // Node reaches queues homed on other nodes (its Refs, the client side) and serves the other
@@ -200,6 +204,8 @@ func (n *Node) serveClient(from string, payload []byte) {
 		}
 	case opUnknown:
 		p.down(rd.u64())
+	case opPong:
+		p.up()
 	}
 }
 

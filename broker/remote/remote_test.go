@@ -508,9 +508,17 @@ func TestRemote_HomeLostCancelsConsumersAndAnswers404(t *testing.T) {
 	if rejected, failed := answer(t, ans); rejected || failed {
 		t.Fatal("nacked")
 	}
-	// The link comes back: the ref opens its queue again.
+	// The link comes back: once the home answers a probe, the ref opens its queue again.
 	tc.hub.heal("a", "b")
-	waitCounts(t, ra, 0, 0, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, _, err := ra.Counts(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("home not back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.publish(t, "q", "again", true, false)
 	waitCounts(t, ra, 1, 0, 0)
 }

@@ -27,6 +27,7 @@ import (
 //	opCounts    ref, req
 //	opTouch     ref
 //	opClose     ref                          (the ref's queue is gone on the client)
+//	opPing                                   (is the home back? it answers opPong)
 //
 // To the client (topicClient):
 //
@@ -36,6 +37,7 @@ import (
 //	opDeliver   sub, delivery id, offset, redelivered, returns, exchange, key, props, body
 //	opCancelled sub                          (the queue cancelled the consumer: deleted)
 //	opUnknown   gen                          (the home does not know a ref: it lost the link)
+//	opPong
 const (
 	topicHome   byte = 'q'
 	topicClient byte = 'Q'
@@ -53,6 +55,7 @@ const (
 	opCounts    byte = 'c'
 	opTouch     byte = 't'
 	opClose     byte = 'C'
+	opPing      byte = 'P'
 
 	opAnswer    byte = 'A'
 	opWindow    byte = 'W'
@@ -60,6 +63,7 @@ const (
 	opDeliver   byte = 'd'
 	opCancelled byte = 'X'
 	opUnknown   byte = 'N'
+	opPong      byte = 'O'
 )
 
 // Subscribe flags.

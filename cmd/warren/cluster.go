@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/meta"
+	"github.com/warrenmq/warren/broker/remote"
 	"github.com/warrenmq/warren/cluster"
 )
 
@@ -71,7 +72,8 @@ func (f *clusterFlags) validate() error {
 
 // clusterRun is a started cluster membership, once the broker recovers.
 type clusterRun struct {
-	node *cluster.Node
+	node   *cluster.Node
+	remote *remote.Node // reaches queues homed on other nodes, serves those homed here
 }
 
 // replicator adapts a cluster node to the metadata store's Replicator, mapping its errors.
@@ -109,8 +111,9 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 			return nil, fmt.Errorf("cluster: %s holds a single node's metadata (%d records); a node joins a cluster with an empty data folder (export the definitions with warrenctl or GET /api/definitions and import them into the cluster)", bcfg.DataDir, n)
 		}
 	}
-	run := &clusterRun{}
 	name := f.name()
+	run := &clusterRun{remote: remote.New(remote.Config{Node: name, Log: log})}
+	bcfg.Remote = run.remote
 	ccfg := cluster.Config{
 		NodeName: name, GossipListen: f.listen, GossipAdvertise: f.advertise,
 		RPCListen: f.rpcListen, RPCAdvertise: f.rpcAdvertise, Join: splitList(f.join),
@@ -126,10 +129,19 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 				return nil, err
 			}
 			run.node = n
+			run.remote.Attach(n.Bus())
 			return replicator{n}, nil
 		})
 	}
 	return run, nil
+}
+
+// serve lets the node serve the queues homed here to the other nodes, once the broker has
+// recovered them (until then their requests are answered as for a home that is down).
+func (r *clusterRun) serve(srv *broker.Server) {
+	if r != nil {
+		r.remote.SetVHosts(srv.VHost)
+	}
 }
 
 func (r *clusterRun) close() {
@@ -154,4 +166,7 @@ func (r *clusterRun) fatal() <-chan error {
 	return r.node.Fatal()
 }
 
-var _ cluster.StateMachine = (*meta.ReplicatedStore)(nil)
+var (
+	_ cluster.StateMachine = (*meta.ReplicatedStore)(nil)
+	_ remote.Bus           = (*cluster.Bus)(nil)
+)

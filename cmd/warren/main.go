@@ -107,6 +107,7 @@ func run(args []string) error {
 		return err
 	}
 	defer cl.close() // after the broker closed its connections
+	cl.serve(srv)
 	if err := c.sec.load(srv); err != nil {
 		srv.Close()
 		return fmt.Errorf("--definitions: %w", err)

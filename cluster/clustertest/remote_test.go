@@ -1,0 +1,245 @@
+package clustertest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Cluster III on real processes: a queue lives on one node (the node its declare went to, as
+// RabbitMQ's classic queues) and every node serves it: publish on one node, consume on
+// another, get, purge and delete from a third; a consumer elsewhere is cancelled when the
+// queue is deleted or its home node dies, and the queue comes back with its durable messages
+// when the home node does.
+
+func declareOn(t *testing.T, c *Cluster, i int, name string, durable bool, args amqp.Table) {
+	t.Helper()
+	_, ch := channel(t, c, i)
+	if _, err := ch.QueueDeclare(name, durable, false, false, false, args); err != nil {
+		t.Fatalf("declare %s on node %d: %v", name, i, err)
+	}
+}
+
+// passive is a passive declare's counts on node i (a fresh channel: an error closes it).
+func passive(t *testing.T, c *Cluster, i int, name string) (amqp.Queue, error) {
+	t.Helper()
+	_, ch := channel(t, c, i)
+	return ch.QueueDeclarePassive(name, true, false, false, false, nil)
+}
+
+// waitApplied waits until node i has applied the declare of a queue declared on another node
+// (the metadata log reaches the followers a moment after the declaring node answered).
+func waitApplied(t *testing.T, c *Cluster, i int, name string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		_, err := passive(t, c, i, name)
+		return err
+	})
+}
+
+func publishConfirmed(t *testing.T, ch *amqp.Channel, key string, n int, prefix string) {
+	t.Helper()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	for i := 0; i < n; i++ {
+		if err := ch.Publish("", key, false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprintf("%s%d", prefix, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case cf := <-confirms:
+			if !cf.Ack {
+				t.Fatalf("publish %d nacked", cf.DeliveryTag)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of %d confirms", i, n)
+		}
+	}
+}
+
+func TestRemote_PublishOnOneNodeConsumeOnAnother(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 2, "jobs", true, nil)
+	waitApplied(t, c, 1, "jobs")
+	_, pub := channel(t, c, 1)
+	const n = 500
+	publishConfirmed(t, pub, "jobs", n, "m")
+	eventually(t, 10*time.Second, func() error {
+		q, err := passive(t, c, 3, "jobs")
+		if err != nil || q.Messages != n {
+			return fmt.Errorf("node 3 sees %d messages (%v)", q.Messages, err)
+		}
+		return nil
+	})
+	_, sub := channel(t, c, 3)
+	if err := sub.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	d, err := sub.Consume("jobs", "c3", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case m := <-d:
+			if want := fmt.Sprintf("m%d", i); string(m.Body) != want {
+				t.Fatalf("delivery %d: %q, want %q", i, m.Body, want)
+			}
+			if err := m.Ack(false); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of %d deliveries", i, n)
+		}
+	}
+	// Acks went back to the home: nothing left, one consumer, as every node reports.
+	for i := 1; i <= 3; i++ {
+		eventually(t, 10*time.Second, func() error {
+			q, err := passive(t, c, i, "jobs")
+			if err != nil || q.Messages != 0 || q.Consumers != 1 {
+				return fmt.Errorf("node %d: %d messages, %d consumers (%v)", i, q.Messages, q.Consumers, err)
+			}
+			return nil
+		})
+	}
+}
+
+func TestRemote_GetPurgeDeleteFromOtherNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 1, "work", true, nil)
+	_, ch1 := channel(t, c, 1)
+	publishConfirmed(t, ch1, "work", 5, "w")
+	waitApplied(t, c, 3, "work")
+	_, ch3 := channel(t, c, 3)
+	m, ok, err := ch3.Get("work", false)
+	if err != nil || !ok || string(m.Body) != "w0" {
+		t.Fatalf("get on node 3: %q %v %v", m.Body, ok, err)
+	}
+	if err := m.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	m, ok, err = ch3.Get("work", true)
+	if err != nil || !ok || string(m.Body) != "w0" || !m.Redelivered {
+		t.Fatalf("get after requeue: %q %v redelivered=%v %v", m.Body, ok, m.Redelivered, err)
+	}
+	_, ch2 := channel(t, c, 2)
+	n, err := ch2.QueuePurge("work", false)
+	if err != nil || n != 4 {
+		t.Fatalf("purge on node 2: %d %v", n, err)
+	}
+	// A consumer on node 3 is cancelled when node 2 deletes the queue (homed on node 1).
+	conn3, cch := channel(t, c, 3)
+	_ = conn3
+	cancels := cch.NotifyCancel(make(chan string, 1))
+	if _, err := cch.Consume("work", "watcher", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch2.QueueDelete("work", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tag := <-cancels:
+		if tag != "watcher" {
+			t.Fatalf("cancelled %q", tag)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("consumer on node 3 not cancelled by the delete on node 2")
+	}
+	for i := 1; i <= 3; i++ {
+		eventually(t, 10*time.Second, func() error { // the other nodes apply the delete a moment later
+			var ae *amqp.Error
+			if _, err := passive(t, c, i, "work"); !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+				return fmt.Errorf("node %d after delete: %v", i, err)
+			}
+			return nil
+		})
+	}
+}
+
+func TestRemote_HomeKilledCancelsConsumersAndComesBack(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 2, "durable", true, nil)
+	waitApplied(t, c, 1, "durable")
+	_, ch1 := channel(t, c, 1)
+	publishConfirmed(t, ch1, "durable", 3, "d")
+	waitApplied(t, c, 3, "durable")
+	_, ch3 := channel(t, c, 3)
+	if err := ch3.Qos(1, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	cancels := ch3.NotifyCancel(make(chan string, 1))
+	d, err := ch3.Consume("durable", "c3", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-d:
+		if string(m.Body) != "d0" {
+			t.Fatalf("first delivery %q", m.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery")
+	}
+	home := c.Node(2).Args.Name
+	if err := c.Node(2).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	select {
+	case <-cancels:
+		t.Logf("consumer on node 3 cancelled %v after its queue's home was killed", time.Since(killed).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("consumer not cancelled when the queue's home node was killed")
+	}
+	want := fmt.Sprintf("NOT_FOUND - home node '%s' of durable queue 'durable' in vhost '/' is down or inaccessible", home)
+	var ae *amqp.Error
+	if _, err := passive(t, c, 1, "durable"); !errors.As(err, &ae) || ae.Error() != "Exception (404) Reason: \""+want+"\"" {
+		t.Fatalf("passive declare on node 1: %v", err)
+	}
+	_, g := channel(t, c, 3)
+	if _, _, err := g.Get("durable", false); !errors.As(err, &ae) || !strings.Contains(ae.Reason, want) {
+		t.Fatalf("get on node 3: %v", err)
+	}
+	// Publishing to it, as RabbitMQ: confirmed, and returned when mandatory.
+	_, p := channel(t, c, 1)
+	p.Confirm(false)
+	returns := p.NotifyReturn(make(chan amqp.Return, 1))
+	confirms := p.NotifyPublish(make(chan amqp.Confirmation, 1))
+	if err := p.Publish("", "durable", true, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("lost")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyText != "NO_ROUTE" {
+			t.Fatalf("return %q", r.ReplyText)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("mandatory publish to a queue whose home is down not returned")
+	}
+	if cf := <-confirms; !cf.Ack {
+		t.Fatal("nacked")
+	}
+	// The home comes back with its durable messages (d0 was unacked: back too).
+	if err := c.Node(2).Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		q, err := passive(t, c, 1, "durable")
+		if err != nil || q.Messages != 3 {
+			return fmt.Errorf("after restart: %d messages (%v)", q.Messages, err)
+		}
+		return nil
+	})
+	_, ch := channel(t, c, 3)
+	m, ok, err := ch.Get("durable", true)
+	if err != nil || !ok || string(m.Body) != "d0" || !m.Redelivered {
+		t.Fatalf("get after restart: %q %v redelivered=%v %v", m.Body, ok, m.Redelivered, err)
+	}
+}
