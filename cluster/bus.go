@@ -35,7 +35,7 @@ var errLinkFull = errors.New("cluster: link to peer is full")
 
 const (
 	maxFrame      = 640 << 20 // a message of up to 512 MiB (RabbitMQ's max_message_size bound) travels in one frame
-	maxLinkBuffer = 64 << 20 // bytes waiting on one link before Send refuses
+	maxLinkBuffer = 64 << 20  // bytes waiting on one link before Send refuses
 )
 
 // Handler takes a message from a peer (payload owned by the handler).
