@@ -26,8 +26,9 @@ type peer struct {
 	gen  atomic.Uint64
 	// isDown: the link broke, and the home has not answered a probe since; its queues answer
 	// at once as RabbitMQ's answer for a queue whose node is down (available).
-	isDown atomic.Bool
-	probed atomic.Int64 // when the last probe went out (unix ns)
+	isDown  atomic.Bool
+	probed  atomic.Int64 // when the last probe went out (unix ns)
+	probing atomic.Bool  // a probe goroutine runs
 
 	mu       sync.Mutex
 	room     *sync.Cond // the publish window has room (or the link broke)
@@ -58,6 +59,10 @@ func (p *peer) down(g uint64) {
 		return
 	}
 	p.isDown.Store(true)
+	if !p.probing.Swap(true) {
+		p.n.wg.Add(1)
+		go p.probe()
+	}
 	p.mu.Lock()
 	pubs, reqs, subs := p.pubs, p.reqs, p.subs
 	p.pubs, p.reqs, p.subs = map[uint64]queue.Completion{}, map[uint64]*request{}, map[uint64]*sub{}
@@ -108,6 +113,29 @@ func (p *peer) available(wait bool) bool {
 		return true
 	case <-t.C:
 		return !p.isDown.Load()
+	}
+}
+
+// probe asks a home that counts as down whether it is back, every probeEvery, until it
+// answers (or the node closes).
+func (p *peer) probe() {
+	defer p.n.wg.Done()
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for p.isDown.Load() {
+		p.probed.Store(time.Now().UnixNano())
+		p.n.send(p.name, topicHome, func(b []byte) []byte { return append(b, opPing) })
+		select {
+		case <-t.C:
+		case <-p.n.stop:
+			p.probing.Store(false)
+			return
+		}
+	}
+	p.probing.Store(false)
+	if p.isDown.Load() && !p.probing.Swap(true) { // went down again as this loop ended
+		p.n.wg.Add(1)
+		go p.probe()
 	}
 }
 

@@ -66,6 +66,10 @@ type Node struct {
 	mu    sync.Mutex
 	peers map[string]*peer // client side, by home node
 	homes map[string]*home // home side, by client node
+
+	stop     chan struct{} // closed by Close: probes end
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 type busBox struct{ b Bus }
@@ -76,7 +80,7 @@ func New(cfg Config) *Node {
 		cfg.RequestTimeout = 10 * time.Second
 	}
 	n := &Node{cfg: cfg, log: cfg.Log.With().Str("component", "remote").Logger(),
-		peers: map[string]*peer{}, homes: map[string]*home{}}
+		peers: map[string]*peer{}, homes: map[string]*home{}, stop: make(chan struct{})}
 	if cfg.VHost != nil {
 		n.SetVHosts(cfg.VHost)
 	}
@@ -93,6 +97,12 @@ func (n *Node) Attach(b Bus) {
 	b.Handle(topicClient, n.serveClient)
 	b.OnDown(n.peerDown)
 	n.bus.Store(&busBox{b})
+}
+
+// Close stops the node's background work (probes of homes that are down).
+func (n *Node) Close() {
+	n.stopOnce.Do(func() { close(n.stop) })
+	n.wg.Wait()
 }
 
 // Node is this node's name (vhost.Remote).

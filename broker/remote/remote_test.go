@@ -39,6 +39,7 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 	for _, name := range names {
 		v := vhost.New("/", nil)
 		rn := New(Config{Node: name, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), RequestTimeout: 2 * time.Second})
+		t.Cleanup(rn.Close)
 		rn.SetVHosts(func(n string) *vhost.VHost {
 			if n == "/" {
 				return v

@@ -54,6 +54,13 @@ func (v *VHost) publish(r *Router, m *message.Message, w *Wait, deadLetter bool)
 	if err := v.Route(r, m.Exchange, m.RoutingKey, m); err != nil {
 		return Published{}, err
 	}
+	if len(r.Queues) == 0 && !r.Duplicate && v.Meta != nil && v.caughtUpFor(r.Mandatory) {
+		// Unroutable here: in a cluster, a binding or queue declared through another node a
+		// moment ago may not be applied on this one yet. Route again once it is.
+		if err := v.Route(r, m.Exchange, m.RoutingKey, m); err != nil {
+			return Published{}, err
+		}
+	}
 	p := Published{Msg: m}
 	if r.Duplicate {
 		p.Duplicate = true

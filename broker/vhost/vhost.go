@@ -131,6 +131,9 @@ func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
 // checkExchangeDecl answers what a declare can answer without a change: done is false when
 // the exchange must be created.
 func (v *VHost) checkExchangeDecl(d ExchangeDecl) (x *exchange.Exchange, done bool, err error) {
+	if d.Passive && d.Name != "" && v.Exchange(d.Name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	x = v.exchanges[d.Name]
@@ -255,7 +258,7 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (queue.Ref, bool, error) {
-	q, created, err := v.declareQueue(d)
+	q, created, err := v.declareQueue(d, false)
 	if err != nil {
 		return nil, false, err
 	}
@@ -289,6 +292,30 @@ type Remote interface {
 	// vhost): its consumers are cancelled and what waits for the home fails. Called without
 	// the vhost's locks.
 	Dropped(r queue.Ref)
+}
+
+// caughtUp waits until this node has applied every metadata change committed so far, when its
+// metadata store is replicated (a cluster: another node may have declared what a lookup here
+// just missed), and reports whether it did; false at once on a single node. Only the paths
+// where a miss is an error call it (a 404 would be wrong), never routing to the default
+// exchange, where a miss is a normal unroutable message.
+func (v *VHost) caughtUp() bool {
+	s, ok := v.Meta.(interface{ Sync() error })
+	return ok && s.Sync() == nil
+}
+
+// caughtUpFor catches up for a message that routed nowhere, and reports whether routing
+// again may find more. Such messages may be frequent (events nobody binds to), so only a
+// mandatory one waits for a barrier through the metadata log (caughtUp); any other waits
+// only until this node applied the changes it holds (no message to other nodes): a change
+// another node committed a few milliseconds ago may not be here yet. False at once on a
+// single node.
+func (v *VHost) caughtUpFor(mandatory bool) bool {
+	if mandatory {
+		return v.caughtUp()
+	}
+	s, ok := v.Meta.(interface{ CatchUp() bool })
+	return ok && s.CatchUp()
 }
 
 // homedHere reports whether a queue homed on node home lives on this node (always on a single
@@ -341,7 +368,9 @@ func (v *VHost) forgetRef(q *queue.Queue) {
 	v.refMu.Unlock()
 }
 
-func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+// declareQueue is DeclareQueue; synced: the node caught up with the metadata log already (a
+// passive declare that missed looks again once).
+func (v *VHost) declareQueue(d QueueDecl, synced bool) (q *queue.Queue, created bool, err error) {
 	if !d.Passive && v.Counters != nil {
 		v.Counters.Declared.Add(1)
 	}
@@ -408,6 +437,9 @@ func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	}
 	if d.Passive {
 		v.mu.RUnlock()
+		if !synced && v.caughtUp() {
+			return v.declareQueue(d, true)
+		}
 		return nil, false, v.notFoundQueue(d.Name)
 	}
 	if v.maxQueues >= 0 && len(v.queues) >= v.maxQueues {
@@ -466,6 +498,9 @@ func (v *VHost) Queue(name string) *queue.Queue {
 
 // LookupQueue returns the named queue, checking exclusive ownership (404 / 405).
 func (v *VHost) LookupQueue(name string, owner any) (queue.Ref, error) {
+	if v.Queue(name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	q := v.queues[name]
@@ -494,6 +529,9 @@ func (v *VHost) Queues() []*queue.Queue {
 
 // DeleteQueue deletes a queue by name (queue.delete); a missing queue is not an error (count 0).
 func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int, error) {
+	if v.Queue(name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	q := v.queues[name]
 	_, broken := v.broken[name]
@@ -548,6 +586,9 @@ func (v *VHost) DeleteQueueRef(r queue.Ref) {
 
 // BindQueue binds queue to exchange with key and args.
 func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
+	if v.Queue(queueName) == nil || v.Exchange(exchangeName) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	// RabbitMQ's order: the default exchange, the exchange, the queue, then exclusivity.
 	if exchangeName == "" {
@@ -616,6 +657,9 @@ func (v *VHost) exchangePair(dst, src string) (*exchange.Exchange, *exchange.Exc
 	if dst == "" || src == "" {
 		return nil, nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
+	if v.Exchange(dst) == nil || v.Exchange(src) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	d := v.exchanges[dst]
@@ -659,6 +703,10 @@ type Router struct {
 	// NoDedup: route without consulting (or entering) the exchange's deduplication window
 	// (a transaction's early check: the window is consulted at commit).
 	NoDedup bool
+	// Mandatory: the publisher wants an unroutable message back (basic.return). In a cluster,
+	// Publish then checks an unroutable message against every change committed before it
+	// (a barrier through the metadata log); otherwise against what this node holds.
+	Mandatory bool
 }
 
 // Route finds the queues a message published to exchangeName with key goes to (following
@@ -675,6 +723,12 @@ type Router struct {
 // Publishers call Publish, which routes with Route; Route alone checks a publish (a
 // transaction's early check) or finds its queues.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
+	return v.route1(r, exchangeName, key, m, false)
+}
+
+// route1 is Route; synced: the node caught up with the metadata log already (a missing
+// exchange is looked up again once).
+func (v *VHost) route1(r *Router, exchangeName, key string, m *message.Message, synced bool) error {
 	r.Queues = r.Queues[:0]
 	r.BCC, r.Duplicate = false, false
 	var x *exchange.Exchange
@@ -683,6 +737,9 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		x = v.exchanges[exchangeName]
 		if x == nil {
 			v.mu.RUnlock()
+			if !synced && v.caughtUp() {
+				return v.route1(r, exchangeName, key, m, true)
+			}
 			return v.notFoundExchange(exchangeName)
 		}
 		if x.Internal {

@@ -12,6 +12,8 @@ import (
 // Config holds the command-line options.
 type Config struct {
 	URL          string
+	ConsumerURL  string // consumers connect here (default URL): another node of a cluster
+	SetupURL     string // queues are declared here (default URL): the node they live on
 	Producers    int
 	Consumers    int
 	Queues       int
@@ -49,6 +51,8 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("warren-perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", "amqp://guest:guest@127.0.0.1:5672/", "AMQP 0-9-1 URL of the broker")
+	fs.StringVar(&c.ConsumerURL, "consumer-url", "", "AMQP URL the consumers connect to (default --url): another node of a cluster")
+	fs.StringVar(&c.SetupURL, "setup-url", "", "AMQP URL the queues are declared (and deleted) through (default --url): in a cluster, the node they live on")
 	fs.IntVar(&c.Producers, "producers", 1, "number of producers (one connection each)")
 	fs.IntVar(&c.Consumers, "consumers", 1, "number of consumers (one connection each)")
 	fs.IntVar(&c.Queues, "queues", 1, "number of queues (perf-q-0..N-1); producers and consumers are spread round-robin")
@@ -135,6 +139,20 @@ func (c *Config) queueName(i int) string { return c.QueuePrefix + strconv.Itoa(i
 
 // queueFor spreads producers/consumers round-robin over the queues.
 func (c *Config) queueFor(i int) string { return c.queueName(i % c.Queues) }
+
+func (c *Config) consumerURL() string {
+	if c.ConsumerURL != "" {
+		return c.ConsumerURL
+	}
+	return c.URL
+}
+
+func (c *Config) setupURL() string {
+	if c.SetupURL != "" {
+		return c.SetupURL
+	}
+	return c.URL
+}
 
 // pidString is the /proc path component of --pid ("" when unset).
 func (c *Config) pidString() string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -79,6 +80,9 @@ type clusterRun struct {
 // replicator adapts a cluster node to the metadata store's Replicator, mapping its errors.
 type replicator struct{ n *cluster.Node }
 
+// CatchUp waits until the node applied what it knows to be committed (meta.ReplicatedStore.CatchUp).
+func (r replicator) CatchUp() bool { return r.n.CatchUp(100 * time.Millisecond) }
+
 func (r replicator) Propose(ctx context.Context, entry []byte) ([]byte, error) {
 	res, err := r.n.Propose(ctx, entry)
 	switch {
@@ -147,6 +151,9 @@ func (r *clusterRun) serve(srv *broker.Server) {
 func (r *clusterRun) close() {
 	if r != nil && r.node != nil {
 		r.node.Close()
+	}
+	if r != nil {
+		r.remote.Close()
 	}
 }
 
