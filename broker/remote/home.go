@@ -318,7 +318,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 				q.Ref().Unsubscribe(px)
 			}
 		}
-	case opGet, opPurge, opDelete, opCounts:
+	case opGet, opPurge, opDelete, opCounts, opFigures:
 		req := rd.u64()
 		q := s.queue()
 		if q == nil {
@@ -445,6 +445,9 @@ func (h *home) request(s *served, q *queue.Queue, op byte, req uint64, rd *reade
 			return
 		}
 		h.replyOK(req, func(b []byte) []byte { return putU64(b, uint64(k)) })
+	case opFigures:
+		f := q.Figures()
+		h.replyOK(req, func(b []byte) []byte { return appendFigures(b, f) })
 	case opCounts:
 		ready, unacked, consumers, err := r.Counts()
 		if err != nil {

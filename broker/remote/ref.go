@@ -672,6 +672,15 @@ func (r *Ref) Counts() (ready, unacked, consumers int, err error) {
 	return int(res.u64()), int(res.u64()), int(res.u64()), nil
 }
 
+// Figures asks the home for the queue's counts and counters (management).
+func (r *Ref) Figures() (queue.Figures, error) {
+	res, err := r.call(opFigures, nil)
+	if err != nil {
+		return queue.Figures{}, err
+	}
+	return readFigures(&res), nil
+}
+
 // Touch counts a use of the queue at the home (x-expires).
 func (r *Ref) Touch() {
 	if r.dropped.Load() || !r.p.available(false) {

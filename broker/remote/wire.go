@@ -25,6 +25,7 @@ import (
 //	opPurge     ref, req
 //	opDelete    ref, req, ifUnused, ifEmpty
 //	opCounts    ref, req
+//	opFigures   ref, req                     (management's counts and counters)
 //	opTouch     ref
 //	opClose     ref                          (the ref's queue is gone on the client)
 //	opPing                                   (is the home back? it answers opPong)
@@ -53,6 +54,7 @@ const (
 	opPurge     byte = 'x'
 	opDelete    byte = 'D'
 	opCounts    byte = 'c'
+	opFigures   byte = 'f'
 	opTouch     byte = 't'
 	opClose     byte = 'C'
 	opPing      byte = 'P'
@@ -207,4 +209,23 @@ func appendEntry(b []byte, id uint64, e queue.Entry) []byte {
 	b = putStr(b, m.RoutingKey)
 	b = putBytes(b, m.RawProps)
 	return append(b, m.Body...)
+}
+
+func appendFigures(b []byte, f queue.Figures) []byte {
+	for _, v := range []uint64{uint64(f.Ready), uint64(f.Unacked), uint64(f.Consumers), uint64(f.ReadyBytes),
+		uint64(f.PagedOut), uint64(f.PagedOutBytes), uint64(f.Memory), f.SpillLost,
+		f.Published, f.Delivered, f.Redelivered, f.Acked, f.Gets, f.Duplicates,
+		f.StreamFirst, f.StreamNext, uint64(f.StreamBytes)} {
+		b = putU64(b, v)
+	}
+	return b
+}
+
+func readFigures(r *reader) queue.Figures {
+	var f queue.Figures
+	f.Ready, f.Unacked, f.Consumers, f.ReadyBytes = int(r.u64()), int(r.u64()), int(r.u64()), int64(r.u64())
+	f.PagedOut, f.PagedOutBytes, f.Memory, f.SpillLost = int(r.u64()), int64(r.u64()), int64(r.u64()), r.u64()
+	f.Published, f.Delivered, f.Redelivered, f.Acked, f.Gets, f.Duplicates = r.u64(), r.u64(), r.u64(), r.u64(), r.u64(), r.u64()
+	f.StreamFirst, f.StreamNext, f.StreamBytes = r.u64(), r.u64(), int64(r.u64())
+	return f
 }

@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,6 +68,22 @@ func TestRemote_PublishOnOneNodeConsumeOnAnother(t *testing.T) {
 		}
 		return nil
 	})
+	// Management on any node shows the queue on its home, with the home's counts.
+	for i := 1; i <= 3; i++ {
+		code, body := api(t, c, i, "GET", "/api/queues/%2F/jobs", nil)
+		var q struct {
+			Node     string `json:"node"`
+			Messages int    `json:"messages"`
+			State    string `json:"state"`
+		}
+		if code != 200 || json.Unmarshal(body, &q) != nil || q.Node != c.Node(2).Args.Name || q.Messages != n || q.State != "running" {
+			t.Fatalf("node %d: GET /api/queues/%%2F/jobs: %d %s", i, code, body)
+		}
+		code, body = api(t, c, i, "GET", "/api/queues", nil)
+		if code != 200 || !strings.Contains(string(body), `"messages":500`) || !strings.Contains(string(body), `"node":"`+c.Node(2).Args.Name+`"`) {
+			t.Fatalf("node %d: GET /api/queues: %d %s", i, code, body)
+		}
+	}
 	_, sub := channel(t, c, 3)
 	if err := sub.Qos(10, 0, false); err != nil {
 		t.Fatal(err)
@@ -188,6 +205,9 @@ func TestRemote_HomeKilledCancelsConsumersAndComesBack(t *testing.T) {
 	var ae *amqp.Error
 	if _, err := passive(t, c, 1, "durable"); !errors.As(err, &ae) || ae.Error() != "Exception (404) Reason: \""+want+"\"" {
 		t.Fatalf("passive declare on node 1: %v", err)
+	}
+	if code, body := api(t, c, 1, "GET", "/api/queues/%2F/durable", nil); code != 200 || !strings.Contains(string(body), `"state":"down"`) {
+		t.Fatalf("management on node 1 for a queue whose home is down: %d %s", code, body)
 	}
 	_, g := channel(t, c, 3)
 	if _, _, err := g.Get("durable", false); !errors.As(err, &ae) || !strings.Contains(ae.Reason, want) {
