@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type Config struct {
 	// be set later with SetVHosts (the broker is created after the Node).
 	VHost func(name string) *vhost.VHost
 	Log   zerolog.Logger
+	// Members returns the names of the cluster's live nodes (queue placement); nil: this
+	// node alone.
+	Members func() []string
 	// RequestTimeout bounds a request to a queue's home (consume, get, purge, delete,
 	// counts): past it, the home counts as down (default 10 s).
 	RequestTimeout time.Duration
@@ -103,6 +107,16 @@ func (n *Node) Attach(b Bus) {
 func (n *Node) Close() {
 	n.stopOnce.Do(func() { close(n.stop) })
 	n.wg.Wait()
+}
+
+// Nodes returns the live nodes' names, sorted (vhost.Remote).
+func (n *Node) Nodes() []string {
+	if n.cfg.Members == nil {
+		return []string{n.cfg.Node}
+	}
+	ns := n.cfg.Members()
+	sort.Strings(ns)
+	return ns
 }
 
 // Node is this node's name (vhost.Remote).

@@ -38,7 +38,8 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 	tc := &testCluster{hub: newHub(t)}
 	for _, name := range names {
 		v := vhost.New("/", nil)
-		rn := New(Config{Node: name, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), RequestTimeout: 2 * time.Second})
+		rn := New(Config{Node: name, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), RequestTimeout: 2 * time.Second,
+			Members: func() []string { return append([]string(nil), names...) }})
 		t.Cleanup(rn.Close)
 		rn.SetVHosts(func(n string) *vhost.VHost {
 			if n == "/" {
@@ -601,4 +602,49 @@ func TestRemote_PublishWindowBoundsWhatIsInFlight(t *testing.T) {
 		}
 	}
 	waitCounts(t, a.ref(t, "q"), 400, 0, 0)
+}
+
+func TestRemote_MasterLocatorPlacesClassicQueues(t *testing.T) {
+	tc := newTestCluster(t, "a", "b", "c")
+	a := tc.node("a")
+	// client-local (the default, and for exclusive queues always): the declaring node.
+	tc.declare(t, "a", vhost.QueueDecl{Name: "local"})
+	tc.declare(t, "a", vhost.QueueDecl{Name: "mine", Exclusive: true, Owner: "conn", Args: amqp.Table{"x-queue-master-locator": "random"}})
+	if h := a.v.Home("local"); h != "a" {
+		t.Fatalf("client-local on %q", h)
+	}
+	if h := a.v.Home("mine"); h != "a" {
+		t.Fatalf("exclusive queue on %q", h)
+	}
+	// min-masters: the live node with the fewest queues (a holds two, b and c none: b, then c).
+	tc.declare(t, "a", vhost.QueueDecl{Name: "m1", Args: amqp.Table{"x-queue-master-locator": "min-masters"}})
+	tc.declare(t, "a", vhost.QueueDecl{Name: "m2", Args: amqp.Table{"x-queue-master-locator": "min-masters"}})
+	if h1, h2 := a.v.Home("m1"), a.v.Home("m2"); h1 != "b" || h2 != "c" {
+		t.Fatalf("min-masters placed m1 on %q, m2 on %q", h1, h2)
+	}
+	for _, n := range tc.nodes { // every node agrees, and reaches it
+		if h := n.v.Home("m2"); h != "c" {
+			t.Fatalf("node %s: m2 on %q", n.name, h)
+		}
+	}
+	a.publish(t, "m2", "x", false, false)
+	waitCounts(t, tc.node("c").ref(t, "m2"), 1, 0, 0)
+	// The policy key, when the declare has no argument.
+	if err := a.v.SetPolicy(vhost.Policy{Name: "spread", Pattern: "^p\\.", ApplyTo: "queues", Definition: amqp.Table{"queue-master-locator": "min-masters"}}); err != nil {
+		t.Fatal(err)
+	}
+	tc.declare(t, "a", vhost.QueueDecl{Name: "p.1"})
+	if h := a.v.Home("p.1"); h != "b" {
+		t.Fatalf("policy min-masters placed p.1 on %q", h)
+	}
+	// random: some live node.
+	seen := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		name := fmt.Sprintf("r%d", i)
+		tc.declare(t, "a", vhost.QueueDecl{Name: name, Args: amqp.Table{"x-queue-master-locator": "random"}})
+		seen[a.v.Home(name)] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("random placed 30 queues on %v", seen)
+	}
 }

@@ -288,6 +288,8 @@ type Remote interface {
 	// Ref returns the Ref through which this node reaches q, a queue of vhost v homed on node
 	// home (another node). One Ref per queue: refFor asks once, when the record is applied.
 	Ref(v *VHost, q *queue.Queue, home string) queue.Ref
+	// Nodes returns the names of the cluster's live nodes, sorted (queue placement).
+	Nodes() []string
 	// Dropped tells a Ref that Ref returned that its queue is gone here (deleted, or its
 	// vhost): its consumers are cancelled and what waits for the home fails. Called without
 	// the vhost's locks.
@@ -447,7 +449,11 @@ func (v *VHost) declareQueue(d QueueDecl, synced bool) (q *queue.Queue, created 
 		return nil, false, amqp.ChannelErr(amqp.PreconditionFailed, "cannot declare queue '%s': queue limit in vhost '%s' (%d) is reached", d.Name, v.Name, v.maxQueues)
 	}
 	v.mu.RUnlock()
-	res, err := v.propose(queueRecord(d))
+	rec := queueRecord(d)
+	if home := v.placeQueue(d); home != "" {
+		rec.Fields["hn"] = home
+	}
+	res, err := v.propose(rec)
 	if err != nil {
 		return nil, false, err
 	}

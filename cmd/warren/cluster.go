@@ -116,7 +116,8 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 		}
 	}
 	name := f.name()
-	run := &clusterRun{remote: remote.New(remote.Config{Node: name, Log: log})}
+	run := &clusterRun{}
+	run.remote = remote.New(remote.Config{Node: name, Log: log, Members: run.liveNodes})
 	bcfg.Remote = run.remote
 	ccfg := cluster.Config{
 		NodeName: name, GossipListen: f.listen, GossipAdvertise: f.advertise,
@@ -138,6 +139,21 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 		})
 	}
 	return run, nil
+}
+
+// liveNodes returns the names of the cluster's live members (this node alone before it runs).
+func (r *clusterRun) liveNodes() []string {
+	n := r.node
+	if n == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range n.Members() {
+		if m.Status == "alive" {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 // serve lets the node serve the queues homed here to the other nodes, once the broker has
