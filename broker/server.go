@@ -71,6 +71,10 @@ type Config struct {
 	// Remote, in a cluster, reaches the queues homed on other nodes (broker/remote); nil on a
 	// single node.
 	Remote vhost.Remote
+	// QueueMasterLocator is where a new classic queue lives when neither its
+	// x-queue-master-locator argument nor a policy says (RabbitMQ's queue_master_locator):
+	// client-local (the default), min-masters or random. Only a cluster has a choice.
+	QueueMasterLocator string
 
 	// DefaultUser / DefaultPass create the initial user (default guest/guest) when the node
 	// starts with no metadata (a new data folder), with vhost "/" and full permissions there,
@@ -224,6 +228,7 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v.Counters = &s.churn.Queues
 	v.Log = s.log.With().Str("vhost", name).Logger()
 	v.Remote = s.cfg.Remote
+	v.DefaultLocator = s.cfg.QueueMasterLocator
 	return v
 }
 

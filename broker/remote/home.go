@@ -32,6 +32,7 @@ type served struct {
 	id          uint64
 	vhost, name string
 	q           atomic.Pointer[queue.Queue]
+	caught      atomic.Bool // a miss caught up with the metadata log once
 
 	mu   sync.Mutex
 	out  map[uint64]outEntry
@@ -54,26 +55,31 @@ func (n *Node) home(peer string) *home {
 	return h
 }
 
-// localQueue finds a queue homed on this node.
-func (n *Node) localQueue(vh, name string) *queue.Queue {
+// localQueue finds a queue homed on this node. A client may know of a queue before this
+// node applied its declare (the declaring node answered, this one is a moment behind): with
+// catchUp, a miss waits until this node applied everything committed, and looks again.
+func (n *Node) localQueue(vh, name string, catchUp bool) *queue.Queue {
 	v := n.vhost(vh)
 	if v == nil {
 		return nil
 	}
 	q := v.Queue(name)
+	if q == nil && catchUp && v.CatchUp() {
+		q = v.Queue(name)
+	}
 	if q == nil || v.Ref(q) != q.Ref() {
 		return nil // unknown here, or not homed here
 	}
 	return q
 }
 
-// queue returns the local queue (found at the first use after it exists here: a client may
-// know of it before this node applied its record).
+// queue returns the local queue, looked up at the first use (and caught up with the metadata
+// log once if it is not there).
 func (s *served) queue() *queue.Queue {
 	if q := s.q.Load(); q != nil {
 		return q
 	}
-	q := s.h.n.localQueue(s.vhost, s.name)
+	q := s.h.n.localQueue(s.vhost, s.name, !s.caught.Swap(true))
 	if q != nil {
 		s.q.CompareAndSwap(nil, q)
 	}

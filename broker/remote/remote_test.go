@@ -648,3 +648,21 @@ func TestRemote_MasterLocatorPlacesClassicQueues(t *testing.T) {
 		t.Fatalf("random placed 30 queues on %v", seen)
 	}
 }
+
+func TestRemote_DefaultLocatorPlacesWhatNothingElsePlaces(t *testing.T) {
+	tc := newTestCluster(t, "a", "b", "c")
+	for _, n := range tc.nodes {
+		n.v.DefaultLocator = "min-masters"
+	}
+	a := tc.node("a")
+	tc.declare(t, "a", vhost.QueueDecl{Name: "d1"})
+	tc.declare(t, "a", vhost.QueueDecl{Name: "d2"})
+	if h1, h2 := a.v.Home("d1"), a.v.Home("d2"); h1 == h2 {
+		t.Fatalf("default min-masters placed d1 on %q, d2 on %q", h1, h2)
+	}
+	// The argument still wins over the node's default.
+	tc.declare(t, "a", vhost.QueueDecl{Name: "here", Args: amqp.Table{"x-queue-master-locator": "client-local"}})
+	if h := a.v.Home("here"); h != "a" {
+		t.Fatalf("client-local argument with a min-masters default: on %q", h)
+	}
+}

@@ -8,7 +8,7 @@ import (
 
 // placeQueue chooses the node a new classic queue lives on, as RabbitMQ 3.10's
 // x-queue-master-locator does (the argument, else the policy key queue-master-locator, else
-// client-local): "client-local" is the node the declare came through (returned as "": the
+// the node's default, DefaultLocator, else client-local): "client-local" is the node the declare came through (returned as "": the
 // record's proposer), "min-masters" the live node with the fewest queues of this vhost,
 // "random" a live node at random. Exclusive queues always live on their connection's node, and
 // quorum queues and streams are placed with their replicas, not here. On a single node, "".
@@ -26,6 +26,9 @@ func (v *VHost) placeQueue(d QueueDecl) string {
 			strategy, _ = queue.MasterLocator(p.Definition["queue-master-locator"])
 		}
 		v.mu.RUnlock()
+	}
+	if strategy == "" {
+		strategy = v.DefaultLocator
 	}
 	nodes := v.Remote.Nodes()
 	if len(nodes) == 0 {

@@ -53,6 +53,9 @@ type VHost struct {
 	// Remote, in a cluster, reaches the queues homed on other nodes; set right after New. Nil
 	// on a single node: every queue is local.
 	Remote Remote
+	// DefaultLocator places a new classic queue that neither its argument nor a policy
+	// places (placeQueue); set right after New. Empty: client-local.
+	DefaultLocator string
 
 	mu          sync.RWMutex
 	exchanges   map[string]*exchange.Exchange
@@ -305,6 +308,12 @@ func (v *VHost) caughtUp() bool {
 	s, ok := v.Meta.(interface{ Sync() error })
 	return ok && s.Sync() == nil
 }
+
+// CatchUp waits until this node has applied every metadata change committed so far (in a
+// cluster: a barrier through the metadata log) and reports whether it did; false at once on a
+// single node. For a node asked about a queue it does not know yet (the queue's home, asked by
+// another node that applied the declare first).
+func (v *VHost) CatchUp() bool { return v.caughtUp() }
 
 // caughtUpFor catches up for a message that routed nowhere, and reports whether routing
 // again may find more. Such messages may be frequent (events nobody binds to), so only a
