@@ -43,6 +43,9 @@ type Config struct {
 
 	StateMachine StateMachine
 	Logger       zerolog.Logger
+	// Setup, when set, runs once the transport, gossip and the bus are up and before Raft
+	// starts applying the log (queue-log replication hooks in here).
+	Setup func(n *Node) error
 
 	// MaxVoters is the most Raft voters; further nodes are non-voters (default 5).
 	MaxVoters int

@@ -142,6 +142,14 @@ func startMembership(cfg *Config, tags map[string]string, log zerolog.Logger) (*
 	}
 	ml.Logger = stdLogger(log, "memberlist")
 	ml.DeadNodeReclaimTime = 5 * time.Second // a node may come back from another address
+	// A silent node (paused, cut off) should be declared failed within about 2 s, so that its
+	// queues move within the 3 s the cluster promises: memberlist's LAN defaults (1 s probes,
+	// suspicion 4 probe intervals) took 5.5 s here. A node wrongly suspected under load refutes
+	// it; a wrong failure costs a leader move, never data (epochs fence the old leader).
+	ml.ProbeInterval = 500 * time.Millisecond
+	ml.ProbeTimeout = 250 * time.Millisecond
+	ml.SuspicionMult = 3
+	ml.GossipInterval = 100 * time.Millisecond
 	if cfg.FastFailureDetection {
 		ml.ProbeInterval = 300 * time.Millisecond
 		ml.ProbeTimeout = 200 * time.Millisecond

@@ -120,14 +120,6 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
 	n.bootstrapped = existing
-	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: raft: %w", err)
-	}
-	n.raft = r
-	tr.handle(KindPropose, n.serveForward)
-	n.bus = newBus(n)
-
 	tags := map[string]string{
 		tagID:      n.id,
 		tagRPC:     rpcAddr,
@@ -142,6 +134,20 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.ml = ml
+	n.bus = newBus(n)
+	if cfg.Setup != nil {
+		// Before Raft: applying the log (a snapshot is restored inside NewRaft) may already
+		// need what Setup builds (queue-log replication).
+		if err := cfg.Setup(n); err != nil {
+			return nil, err
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft: %w", err)
+	}
+	n.raft = r
+	tr.handle(KindPropose, n.serveForward)
 	ok = true
 	n.wg.Add(1)
 	go n.reconcileLoop()

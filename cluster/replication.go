@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -618,4 +619,113 @@ func slicesEqual(a, b replica.History) bool {
 		}
 	}
 	return true
+}
+
+// Reconfigure changes the followers of a log this node leads (a member added or removed).
+func (r *Replication) Reconfigure(name string, followers []string) error {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return ErrNotLeader
+	}
+	rl.mu.Lock()
+	if rl.lead == nil {
+		rl.mu.Unlock()
+		return ErrNotLeader
+	}
+	ready := rl.lead.SetFollowers(followers)
+	// Start the new followers at once (Appended sends to those that reported; the others ask).
+	a := rl.lead.Appended(rl.synced)
+	ready.Msgs = append(ready.Msgs, a.Msgs...)
+	done := rl.doLocked(ready, nil)
+	rl.mu.Unlock()
+	for _, w := range done {
+		w.done(w.off, nil)
+	}
+	r.log.Info().Str("log", name).Strs("followers", followers).Msg("queue log members changed")
+	return nil
+}
+
+// ErrTransfer: a leadership transfer could not bring the target up to date in time.
+var ErrTransfer = errors.New("cluster: the target replica did not catch up in time")
+
+// PrepareTransfer readies a log this node leads for a new leader: it stops taking appends
+// (they fail with ErrNotLeader: the publisher is nacked and may retry) and waits until the
+// target follower holds every record, so that nothing committed here is missing there when it
+// leads. resume undoes the stop if the move is not made.
+func (r *Replication) PrepareTransfer(name, target string, timeout time.Duration) (resume func(), err error) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return nil, ErrNotLeader
+	}
+	rl.mu.Lock()
+	if rl.lead == nil {
+		rl.mu.Unlock()
+		return nil, ErrNotLeader
+	}
+	rl.failed = ErrNotLeader
+	rl.mu.Unlock()
+	resume = func() {
+		rl.mu.Lock()
+		if rl.failed == ErrNotLeader {
+			rl.failed = nil
+		}
+		rl.mu.Unlock()
+	}
+	if err := rl.wl.Sync(); err != nil {
+		resume()
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		rl.mu.Lock()
+		done := rl.lead != nil && rl.lead.Match(target) >= rl.wl.LastOffset()
+		lost := rl.lead == nil
+		rl.mu.Unlock()
+		if done {
+			return resume, nil
+		}
+		if lost {
+			return nil, ErrNotLeader
+		}
+		if time.Now().After(deadline) {
+			resume()
+			return nil, ErrTransfer
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// InSync returns the followers of a log this node leads that hold everything it has written,
+// then the others, most up to date first.
+func (r *Replication) InSync(name string) (inSync []string) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return nil
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.lead == nil {
+		return nil
+	}
+	end := rl.wl.LastOffset()
+	type f struct {
+		name  string
+		match uint64
+	}
+	var fs []f
+	for _, name := range rl.lead.Followers() {
+		fs = append(fs, f{name, rl.lead.Match(name)})
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].match > fs[j].match })
+	_ = end
+	for _, x := range fs { // PrepareTransfer waits for the chosen one to catch up
+		inSync = append(inSync, x.name)
+	}
+	return inSync
 }

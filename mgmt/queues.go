@@ -125,6 +125,24 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue, v qview) obj {
 			"redeliver": st.Redelivered, "redeliver_details": details(rt[qRedeliver]),
 		},
 	}
+	if p, ok := vh.PlacementOf(q.Name); ok {
+		// A replicated queue, as RabbitMQ reports a quorum queue: its leader, members and
+		// the members that are up.
+		o["node"], o["leader"], o["members"] = p.Leader, p.Leader, p.Replicas
+		online := []string{}
+		if s.cfg.Cluster != nil {
+			up := map[string]bool{}
+			for _, m := range s.cfg.Cluster.Members() {
+				up[m.Name] = m.Status == "alive"
+			}
+			for _, r := range p.Replicas {
+				if up[r] {
+					online = append(online, r)
+				}
+			}
+		}
+		o["online"] = online
+	}
 	if in.Consumers > 0 {
 		o["consumer_utilisation"] = nil
 	}

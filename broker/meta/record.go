@@ -49,6 +49,10 @@ const (
 	// (exclusive and non-durable queues homed there, with their bindings) is gone. Written by a
 	// ReplicatedStore only; never live in a LogStore. No fields.
 	KindNodeBoot Kind = "node-boot"
+	// KindPlacement moves a replicated queue's leader: VHost, Name is the queue; "ld" the new
+	// leader, "ep" the new epoch, "pe" the epoch it replaces (applied only if that is still
+	// the queue's). The queue record holds the first placement ("rep", "ld", "ep", "as").
+	KindPlacement Kind = "placement"
 )
 
 // rank orders replay: what others refer to comes first. Within a rank, records keep their
@@ -56,7 +60,7 @@ const (
 var rank = map[Kind]int{
 	KindInit: 0, KindVHost: 1, KindUser: 2, KindUserLimits: 3, KindPermission: 4,
 	KindTopicPermission: 5, KindParameter: 6, KindPolicy: 7, KindExchange: 8, KindQueue: 9,
-	KindBinding: 10,
+	KindBinding: 10, KindPlacement: 11,
 }
 
 // Rank returns the replay rank of k (unknown kinds last).
@@ -153,6 +157,8 @@ func (r *Record) Key() string {
 		return ExchangeKey(r.VHost, r.Name)
 	case KindQueue:
 		return QueueKey(r.VHost, r.Name)
+	case KindPlacement:
+		return PlacementKey(r.VHost, r.Name)
 	case KindBinding:
 		return BindingKey(r.VHost, r.Str("s"), r.Str("d"), r.Bool("de"), r.Str("rk"), r.Table("a"))
 	}
@@ -197,6 +203,9 @@ func PolicyKey(vh, name string) string { return key(string(KindPolicy), vh, name
 
 // ExchangeKey is the key of an exchange.
 func ExchangeKey(vh, name string) string { return key(string(KindExchange), vh, name) }
+
+// PlacementKey is the key of a replicated queue's latest leader change.
+func PlacementKey(vh, name string) string { return key(string(KindPlacement), vh, name) }
 
 // QueueKey is the key of a queue.
 func QueueKey(vh, name string) string { return key(string(KindQueue), vh, name) }

@@ -134,6 +134,8 @@ func (v *VHost) Apply(rec meta.Record, fx meta.Effects) (any, error) {
 			return v.applyDeletePolicy(rec, fx), nil
 		}
 		return nil, v.applyPolicy(rec, fx)
+	case meta.KindPlacement:
+		return nil, v.applyPlacement(rec, fx)
 	}
 	return nil, fmt.Errorf("%w: %q", meta.ErrUnknownKind, rec.Kind)
 }
@@ -248,16 +250,28 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 	if d.Exclusive {
 		o.Owner = d.Owner
 	}
+	if p := placementOf(rec); p != nil && v.Replicas != nil {
+		o.Standby = p.Leader != v.Replicas.Self() // startParts sets it again after a restart
+	}
 	q := queue.New(d.Name, o)
 	home := queueHome(rec)
-	remote := v.refFor(q, home) != nil
+	remote := false
+	if placementOf(rec) == nil || v.Replicas == nil {
+		remote = v.refFor(q, home) != nil
+	}
 	v.setupQueue(q)
 	if remote {
 		// Its home keeps its messages, decides x-expires and auto-delete, dead-letters: this
 		// node's Queue only holds the definition (bindings, declares, management).
 		q.OnUnused = nil
 	}
-	if v.store != nil && isDurable(q) && !remote {
+	if ok, err := v.openReplicatedLocked(q, rec); ok {
+		if err != nil {
+			delete(v.placements, q.Name)
+			v.mu.Unlock()
+			return declared{}, err
+		}
+	} else if v.store != nil && isDurable(q) && !remote {
 		l, err := v.store.OpenQueueLog(v.Name, q.Name, func(off uint64, payload []byte, delivered bool) error {
 			if err := q.RestoreRecord(off, payload, delivered); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
@@ -344,6 +358,10 @@ func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	remote := v.Ref(q) != q.Ref()
 	v.forgetRef(q)
 	v.unbindDestLocked(q, fx)
+	if _, replicated := v.placements[q.Name]; replicated {
+		v.dropReplicatedLocked(q, fx)
+		durable = false // its log went with its replication
+	}
 	if v.store != nil && !remote {
 		if durable {
 			v.store.RemoveQueueLog(v.Name, q.Name)

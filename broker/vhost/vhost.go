@@ -42,6 +42,9 @@ type VHost struct {
 	store Storage // message logs and spills; nil: nothing persisted
 	// Budget is the node's memory budget for queued messages; set right after New.
 	Budget *queue.Budget
+	// Replicas is the cluster's queue-log replication (nil on a single node); set right
+	// after New.
+	Replicas ReplicaHost
 	// Meta is the node's metadata store; set right after New. Nil applies changes at once
 	// (a vhost used on its own).
 	Meta meta.Store
@@ -62,9 +65,10 @@ type VHost struct {
 	queues      map[string]*queue.Queue
 	policies    map[string]*Policy
 	queuePolicy map[*queue.Queue]string
-	broken      map[string]error  // durable queues out of service (damaged log)
-	home        map[string]string // cluster node each queue was declared on (cluster only)
-	maxQueues   int               // RabbitMQ's vhost limit max-queues; negative: no limit
+	broken      map[string]error      // durable queues out of service (damaged log)
+	home        map[string]string     // cluster node each queue was declared on (cluster only)
+	placements  map[string]*Placement // replicated queues (replicated.go)
+	maxQueues   int                   // RabbitMQ's vhost limit max-queues; negative: no limit
 
 	refMu sync.RWMutex               // guards refs only (a leaf lock: nothing is called under it)
 	refs  map[*queue.Queue]queue.Ref // queues this node reaches through Remote (refFor)
@@ -93,7 +97,7 @@ func ServerQueueName() string { return "amq.gen-" + randomID() }
 // amq.topic, amq.headers, amq.match) and the default exchange.
 func New(name string, store Storage) *VHost {
 	v := &VHost{Name: name, store: store, exchanges: make(map[string]*exchange.Exchange), queues: make(map[string]*queue.Queue),
-		broken: make(map[string]error), home: make(map[string]string), maxQueues: -1, policies: make(map[string]*Policy), queuePolicy: make(map[*queue.Queue]string)}
+		broken: make(map[string]error), home: make(map[string]string), placements: make(map[string]*Placement), maxQueues: -1, policies: make(map[string]*Policy), queuePolicy: make(map[*queue.Queue]string)}
 	for _, p := range []struct{ name, typ string }{
 		{"", exchange.Direct}, {"amq.direct", exchange.Direct}, {"amq.fanout", exchange.Fanout},
 		{"amq.topic", exchange.Topic}, {"amq.headers", exchange.Headers}, {"amq.match", exchange.Headers},
@@ -462,6 +466,7 @@ func (v *VHost) declareQueue(d QueueDecl, synced bool) (q *queue.Queue, created 
 	if home := v.placeQueue(d); home != "" {
 		rec.Fields["hn"] = home
 	}
+	v.place(&rec, d)
 	res, err := v.propose(rec)
 	if err != nil {
 		return nil, false, err

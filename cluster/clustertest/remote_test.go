@@ -32,7 +32,7 @@ func passive(t *testing.T, c *Cluster, i int, name string) (amqp.Queue, error) {
 	return ch.QueueDeclarePassive(name, true, false, false, false, nil)
 }
 
-func publishConfirmed(t *testing.T, ch *amqp.Channel, key string, n int, prefix string) {
+func publishConfirmedTo(t *testing.T, ch *amqp.Channel, key string, n int, prefix string) {
 	t.Helper()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestRemote_PublishOnOneNodeConsumeOnAnother(t *testing.T) {
 	declareOn(t, c, 2, "jobs", true, nil)
 	_, pub := channel(t, c, 1)
 	const n = 500
-	publishConfirmed(t, pub, "jobs", n, "m")
+	publishConfirmedTo(t, pub, "jobs", n, "m")
 	eventually(t, 10*time.Second, func() error {
 		q, err := passive(t, c, 3, "jobs")
 		if err != nil || q.Messages != n {
@@ -121,7 +121,7 @@ func TestRemote_GetPurgeDeleteFromOtherNodes(t *testing.T) {
 	c := startCluster(t, 3)
 	declareOn(t, c, 1, "work", true, nil)
 	_, ch1 := channel(t, c, 1)
-	publishConfirmed(t, ch1, "work", 5, "w")
+	publishConfirmedTo(t, ch1, "work", 5, "w")
 	_, ch3 := channel(t, c, 3)
 	m, ok, err := ch3.Get("work", false)
 	if err != nil || !ok || string(m.Body) != "w0" {
@@ -172,7 +172,7 @@ func TestRemote_HomeKilledCancelsConsumersAndComesBack(t *testing.T) {
 	c := startCluster(t, 3)
 	declareOn(t, c, 2, "durable", true, nil)
 	_, ch1 := channel(t, c, 1)
-	publishConfirmed(t, ch1, "durable", 3, "d")
+	publishConfirmedTo(t, ch1, "durable", 3, "d")
 	_, ch3 := channel(t, c, 3)
 	if err := ch3.Qos(1, 0, false); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ type Config struct {
 	MultipleAck  int
 	Persistent   bool
 	Durable      bool
+	QueueType    string // x-queue-type of the declared queues ("" classic)
 	Duration     time.Duration
 	JSON         bool
 	PID          int
@@ -65,6 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.MultipleAck, "multiple-ack", 1, "manual ack: ack with multiple=true every N messages")
 	fs.BoolVar(&c.Persistent, "persistent", false, "publish persistent messages (delivery-mode 2)")
 	fs.BoolVar(&c.Durable, "durable", false, "declare durable queues (and exchange)")
+	fs.StringVar(&c.QueueType, "queue-type", "", "x-queue-type of the declared queues: classic (default), quorum (durable implied) or stream")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measurement duration")
 	fs.BoolVar(&c.JSON, "json", false, "print the final summary as JSON on stdout (progress goes to stderr)")
 	fs.IntVar(&c.PID, "pid", 0, "broker process id: report broker CPU (and RSS) from /proc/PID")

@@ -110,7 +110,7 @@ func (r *loadRun) setup() (*Conn, *amqp.Channel, error) {
 		}
 		for i := 0; i < cfg.Queues; i++ {
 			q := cfg.queueName(i)
-			if _, err := ch.QueueDeclare(q, cfg.Durable, false, false, false, nil); err != nil {
+			if _, err := ch.QueueDeclare(q, cfg.Durable || cfg.QueueType == "quorum" || cfg.QueueType == "stream", false, false, false, queueArgs(cfg)); err != nil {
 				return fmt.Errorf("declare queue %s: %w (an existing queue with other properties? delete it or match --durable)", q, err)
 			}
 		}
@@ -529,4 +529,12 @@ loop:
 	shutdown()
 	sum.Errors = r.errs.all()
 	return sum, nil
+}
+
+// queueArgs are the declare arguments of the load's queues.
+func queueArgs(cfg *Config) amqp.Table {
+	if cfg.QueueType == "" || cfg.QueueType == "classic" {
+		return nil
+	}
+	return amqp.Table{"x-queue-type": cfg.QueueType}
 }

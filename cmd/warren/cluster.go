@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/meta"
+	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/remote"
 	"github.com/warrenmq/warren/cluster"
+	"github.com/warrenmq/warren/wal"
 )
 
 // clusterFlags are the cluster settings; clustering is off unless --cluster-listen is given.
@@ -75,6 +79,8 @@ func (f *clusterFlags) validate() error {
 type clusterRun struct {
 	node   *cluster.Node
 	remote *remote.Node // reaches queues homed on other nodes, serves those homed here
+	host   *replicaHost
+	ctl    *cluster.Controller
 }
 
 // replicator adapts a cluster node to the metadata store's Replicator, mapping its errors.
@@ -116,15 +122,25 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 		}
 	}
 	name := f.name()
-	run := &clusterRun{}
+	run := &clusterRun{host: &replicaHost{self: name, store: store}}
 	run.remote = remote.New(remote.Config{Node: name, Log: log, Members: run.liveNodes})
 	bcfg.Remote = run.remote
+	bcfg.Replicas = run.host
 	ccfg := cluster.Config{
 		NodeName: name, GossipListen: f.listen, GossipAdvertise: f.advertise,
 		RPCListen: f.rpcListen, RPCAdvertise: f.rpcAdvertise, Join: splitList(f.join),
 		Expect: f.expect, Key: key, DataDir: dir,
 		AMQPAddr: bcfg.AMQPListen, HTTPAddr: httpListen, Version: broker.Version,
 		Logger: log,
+		Setup: func(n *cluster.Node) error {
+			rep, err := n.NewReplication(store.m)
+			if err != nil {
+				return err
+			}
+			run.host.node, run.host.rep = n, rep
+			store.onAppend.Store(rep)
+			return nil
+		},
 	}
 	bcfg.MetaStore = func(app meta.Applier) meta.Store {
 		return meta.NewReplicatedStore(app, name, log.With().Str("component", "meta").Logger(), func(rs *meta.ReplicatedStore) (meta.Replicator, error) {
@@ -159,18 +175,30 @@ func (r *clusterRun) liveNodes() []string {
 // serve lets the node serve the queues homed here to the other nodes, once the broker has
 // recovered them (until then their requests are answered as for a home that is down).
 func (r *clusterRun) serve(srv *broker.Server) {
-	if r != nil {
-		r.remote.SetVHosts(srv.VHost)
-	}
+	r.remote.SetVHosts(srv.VHost)
+}
+
+// started runs once the broker is up: the controller moves the leaders of replicated queues
+// whose node is gone (it acts on the Raft leader).
+func (r *clusterRun) started(srv *broker.Server) {
+	r.host.srv.Store(srv)
+	r.ctl = r.node.NewController(r.host.rep, placements{srv})
 }
 
 func (r *clusterRun) close() {
-	if r != nil && r.node != nil {
+	if r == nil {
+		return
+	}
+	if r.ctl != nil {
+		r.ctl.Close()
+	}
+	if r.host.rep != nil {
+		r.host.rep.Close()
+	}
+	if r.node != nil {
 		r.node.Close()
 	}
-	if r != nil {
-		r.remote.Close()
-	}
+	r.remote.Close()
 }
 
 // clusterNode is the started node (nil without a cluster).
@@ -193,3 +221,115 @@ var (
 	_ cluster.StateMachine = (*meta.ReplicatedStore)(nil)
 	_ remote.Bus           = (*cluster.Bus)(nil)
 )
+
+// replicaHost is vhost.ReplicaHost over the cluster's queue-log replication: the queue's log
+// name is the one the storage uses (encryption bound to its vhost, kept by the sweep).
+type replicaHost struct {
+	self  string
+	store *walStorage
+	srv   atomic.Pointer[broker.Server] // for Place: where replicas are already
+	node  *cluster.Node
+	rep   *cluster.Replication
+}
+
+func (h *replicaHost) Self() string { return h.self }
+
+func (h *replicaHost) logName(vh, q string) string {
+	name := queueLogName(vh, q)
+	h.store.mu.Lock()
+	h.store.tried[name] = true
+	h.store.mu.Unlock()
+	h.store.enc.bind(name, vh)
+	return name
+}
+
+// Place picks this node and then the live nodes holding the fewest replicas.
+func (h *replicaHost) Place(n int) []string {
+	load := map[string]int{}
+	var live []string
+	for _, m := range h.node.Members() {
+		if m.Status == "alive" && m.RPC != "" {
+			live = append(live, m.Name)
+			load[m.Name] = 0
+		}
+	}
+	if srv := h.srv.Load(); srv != nil {
+		for _, ps := range srv.Placements() {
+			for _, p := range ps {
+				for _, r := range p.Replicas {
+					if _, ok := load[r]; ok {
+						load[r]++
+					}
+				}
+			}
+		}
+	}
+	sort.Slice(live, func(i, j int) bool {
+		if load[live[i]] != load[live[j]] {
+			return load[live[i]] < load[live[j]]
+		}
+		return live[i] < live[j]
+	})
+	out := []string{h.self}
+	for _, m := range live {
+		if len(out) >= n {
+			break
+		}
+		if m != h.self {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (h *replicaHost) Lead(vh, q string, epoch uint64, followers []string, async bool, replay func(off uint64, payload []byte, delivered bool) error) (queue.Log, error) {
+	rl, wl, err := h.rep.Lead(h.logName(vh, q), epoch, followers, async)
+	if err != nil {
+		return nil, h.store.enc.explain(err)
+	}
+	if replay != nil {
+		if err := wl.Replay(func(e wal.Entry) error { return replay(e.Offset, e.Payload, e.Delivered) }); err != nil {
+			return nil, h.store.enc.explain(err)
+		}
+	}
+	return rl, nil
+}
+
+func (h *replicaHost) Follow(vh, q string, epoch uint64, leader string) error {
+	return h.rep.Follow(h.logName(vh, q), epoch, leader)
+}
+
+func (h *replicaHost) Stop(vh, q string, remove bool) { h.rep.Stop(queueLogName(vh, q), remove) }
+
+func (h *replicaHost) PrepareTransfer(vh, q, target string) (func(), error) {
+	return h.rep.PrepareTransfer(queueLogName(vh, q), target, 5*time.Second)
+}
+
+func (h *replicaHost) InSync(vh, q string) []string { return h.rep.InSync(queueLogName(vh, q)) }
+
+func (h *replicaHost) SetMembers(vh, q string, followers []string) error {
+	return h.rep.Reconfigure(queueLogName(vh, q), followers)
+}
+
+// placements is cluster.PlacementStore over the broker's replicated queues.
+type placements struct {
+	srv *broker.Server
+}
+
+func (p placements) Placements() []cluster.Placement {
+	var out []cluster.Placement
+	for vh, ps := range p.srv.Placements() {
+		for _, x := range ps {
+			out = append(out, cluster.Placement{VHost: vh, Queue: x.Queue, Log: queueLogName(vh, x.Queue), Leader: x.Leader, Replicas: x.Replicas, Epoch: x.Epoch})
+		}
+	}
+	return out
+}
+
+func (p placements) Failover(pl cluster.Placement, leader string, epoch uint64) error {
+	v := p.srv.VHost(pl.VHost)
+	if v == nil {
+		return nil
+	}
+	return v.MoveLeader(pl.Queue, pl.Epoch, leader)
+}

@@ -107,7 +107,10 @@ func run(args []string) error {
 		return err
 	}
 	defer cl.close() // after the broker closed its connections
-	cl.serve(srv)
+	if cl != nil {
+		cl.serve(srv)
+		cl.started(srv)
+	}
 	if err := c.sec.load(srv); err != nil {
 		srv.Close()
 		return fmt.Errorf("--definitions: %w", err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/cluster"
 	"github.com/warrenmq/warren/wal"
 )
 
@@ -54,6 +56,9 @@ type walStorage struct {
 	tried map[string]bool // queue logs opened or attempted since start (kept by the sweep)
 
 	faults *spaceFaults
+
+	// onAppend receives every durable record of the queue logs (a cluster's replication).
+	onAppend atomic.Pointer[cluster.Replication]
 }
 
 // spaceFaults tracks the logs (durable and spill) whose writes fail for want of space, for the
@@ -109,6 +114,12 @@ const defsLog = "defs"
 // the queue and spill logs sealed with enc's keys.
 func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage, error) {
 	faults := &spaceFaults{logs: map[string]bool{}}
+	st := &walStorage{}
+	cfg.OnAppend = func(name string, rec wal.Record) {
+		if r := st.onAppend.Load(); r != nil {
+			r.OnAppend(name, rec)
+		}
+	}
 	onFault := cfg.OnFault
 	cfg.CipherFor = enc.cipherFor("wal")
 	cfg.OnFault = faults.hook("wal", onFault)
@@ -135,8 +146,9 @@ func openStorage(cfg wal.Config, spillDir string, enc *encryption) (*walStorage,
 		m.Close()
 		return nil, err
 	}
-	return &walStorage{m: m, dir: cfg.Dir, log: cfg.Logger.With().Str("component", "storage").Logger(),
-		defs: defs, spill: sm, enc: enc, tried: map[string]bool{}, faults: faults}, nil
+	st.m, st.dir, st.log = m, cfg.Dir, cfg.Logger.With().Str("component", "storage").Logger()
+	st.defs, st.spill, st.enc, st.tried, st.faults = defs, sm, enc, map[string]bool{}, faults
+	return st, nil
 }
 
 func (s *walStorage) OpenSpill(vh, q string) (queue.Spill, error) {
