@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -86,10 +87,38 @@ func (s *served) queue() *queue.Queue {
 	return s.q.Load()
 }
 
+// fresh is queue, looked up again when the queue object it found was replaced (a replicated
+// queue's leadership moved: this node's object for it changed) or deleted.
+func (s *served) fresh() *queue.Queue {
+	q := s.queue()
+	if q != nil && q.Deleted() {
+		s.q.CompareAndSwap(q, nil)
+		q = s.queue()
+	}
+	return q
+}
+
+// replicated reports whether the queue is a replicated one (this node may not lead it now).
+func (s *served) replicated() bool {
+	v := s.h.n.vhost(s.vhost)
+	if v == nil {
+		return false
+	}
+	_, ok := v.PlacementOf(s.name)
+	return ok
+}
+
+// errNotLeader answers a publish for a replicated queue this node does not lead (any more):
+// a nack, so the publisher sends it again (its node's Ref follows the leader).
+var errNotLeader = errors.New("remote: this node does not lead the replicated queue")
+
 // missing is the error for a queue this node does not have: 404, as RabbitMQ answers for
 // a queue whose home node is down while this node is still starting (its queues are not back
 // yet), else as for a queue that does not exist.
 func (s *served) missing() error {
+	if s.replicated() {
+		return errNotLeader // not a 404: the asking node tries the leader again
+	}
 	if s.h.n.vhostFn.Load() == nil {
 		return amqp.ChannelErr(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", s.h.n.cfg.Node, s.name, s.vhost)
 	}
@@ -326,7 +355,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		}
 	case opGet, opPurge, opDelete, opCounts, opFigures:
 		req := rd.u64()
-		q := s.queue()
+		q := s.fresh()
 		if q == nil {
 			h.replyErr(req, s.missing())
 			return
@@ -361,17 +390,28 @@ func (h *home) publish(s *served, rd *reader) {
 	seq := rd.u64()
 	exchange, key, props, body := rd.str(), rd.str(), rd.bytes(), rd.rest()
 	st := queue.PubDropped
-	if q := s.queue(); q != nil && !rd.bad {
-		if m, err := message.New(exchange, key, props, body); err == nil {
-			var c queue.Completion
-			if seq != 0 {
-				c = &pubAnswer{h, seq}
-			}
+	var perr error
+	if m, err := message.New(exchange, key, props, body); err == nil && !rd.bad {
+		var c queue.Completion
+		if seq != 0 {
+			c = &pubAnswer{h, seq}
+		}
+		q := s.queue()
+		if q != nil {
 			st = q.Ref().Publish(m, c)
+		}
+		if st == queue.PubDropped || st == queue.PubRejected && q.Standby {
+			// The queue object found first was replaced (a replicated queue's leader moved),
+			// or this node never had it: look again once.
+			if q2 := s.fresh(); q2 != nil && q2 != q {
+				st = q2.Ref().Publish(m, c)
+			} else if q2 == nil && s.replicated() {
+				st, perr = queue.PubQueued, errNotLeader
+			}
 		}
 	}
 	if seq != 0 && st != queue.PubPending {
-		h.answer(seq, st, nil)
+		h.answer(seq, st, perr)
 	}
 	h.processedBytes(pubSize(exchange, key, props, body))
 }
@@ -387,7 +427,7 @@ func (h *home) subscribe(s *served, rd *reader) {
 		h.replyErr(req, amqp.ConnErr(amqp.InternalError, "malformed subscription from node %s", h.peer))
 		return
 	}
-	q := s.queue()
+	q := s.fresh()
 	if q == nil {
 		h.replyErr(req, s.missing())
 		return

@@ -80,7 +80,7 @@ func (p *peer) down(g uint64) {
 		close(rq.done)
 	}
 	for _, s := range subs {
-		s.r.cancelled(s, false)
+		s.r.lost(s)
 	}
 }
 
@@ -263,14 +263,22 @@ func (p *peer) unsend(refID uint64, ids []uint64) {
 // LogOffset: that is what Settle sends back.
 type Ref struct {
 	n     *Node
-	p     *peer
+	pp    atomic.Pointer[peer] // the home: fixed for a classic queue, the leader for a replicated one
 	id    uint64
 	vhost string
 	q     *queue.Queue // this node's copy of the definition
+	// replicated: a replicated queue's Ref, which follows its leader (Retarget): a leader
+	// lost keeps its consumers waiting for the next one, and a publish it cannot take is
+	// nacked, never dropped.
+	replicated bool
+	// inc counts the homes this Ref has had; the delivery ids it hands out carry it (the top
+	// bits of Entry.LogOffset), so a settlement for an earlier home is not sent to a later one.
+	inc atomic.Uint64
 
-	openMu  sync.Mutex
-	openGen atomic.Uint64 // the link life the home knows this ref in (0: none)
-	dropped atomic.Bool
+	openMu     sync.Mutex
+	openGen    atomic.Uint64 // the link life the home knows this ref in (0: none)
+	dropped    atomic.Bool
+	recovering atomic.Bool // a goroutine subscribes the consumers that lost their home again
 
 	mu   sync.Mutex
 	subs map[queue.Consumer]*sub
@@ -279,13 +287,16 @@ type Ref struct {
 // sub is one consumer's subscription at the home.
 type sub struct {
 	r      *Ref
+	p      *peer // the home it subscribes at
 	id     uint64
 	c      queue.Consumer
 	added  func()
-	window bool // credit comes back as deliveries are taken (no-ack, or no prefetch)
+	window bool               // credit comes back as deliveries are taken (no-ack, or no prefetch)
+	spec   queue.Subscription // how it subscribed (Added cleared), to subscribe again at a new leader
 
 	// under r.mu
 	active     bool // the home accepted it
+	orphan     bool // its home was lost or replaced: it waits to subscribe at the leader
 	gone       bool // unsubscribed, cancelled or refused: deliveries go back
 	buf        []queue.Entry
 	taken      uint32
@@ -295,19 +306,24 @@ type sub struct {
 var _ queue.Ref = (*Ref)(nil)
 
 // Home is the node the queue lives on.
-func (r *Ref) Home() string { return r.p.name }
+func (r *Ref) Home() string { return r.peer().name }
+
+// peer is the current home's state.
+func (r *Ref) peer() *peer { return r.pp.Load() }
 
 // open makes sure the home knows this ref in the current link life, sending opOpen first if
 // not; it returns that life.
 func (r *Ref) open() uint64 {
-	g := r.p.gen.Load()
+	p := r.peer()
+	g := p.gen.Load()
 	if r.openGen.Load() == g {
 		return g
 	}
 	r.openMu.Lock()
 	defer r.openMu.Unlock()
-	if r.openGen.Load() != g {
-		err := r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+	if p = r.peer(); r.openGen.Load() != p.gen.Load() {
+		g = p.gen.Load()
+		err := r.n.send(p.name, topicHome, func(b []byte) []byte {
 			b = append(b, opOpen)
 			b = putU64(b, r.id)
 			b = putU64(b, g)
@@ -344,9 +360,9 @@ func (r *Ref) PublishUnthrottled(m *message.Message, c queue.Completion) queue.P
 }
 
 func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) queue.PubStatus {
-	p := r.p
+	p := r.peer()
 	if r.dropped.Load() || !p.available(false) {
-		return queue.PubDropped // as RabbitMQ drops a message for a queue whose node is down
+		return r.unreachable(c) // as RabbitMQ drops a message for a queue whose node is down
 	}
 	size := int64(m.Size())
 	var seq uint64
@@ -383,12 +399,24 @@ func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) que
 		if c != nil && !mine {
 			return queue.PubPending // the link's end answered it
 		}
-		return queue.PubDropped // the home is unreachable: as RabbitMQ drops it (a confirm, a return)
+		return r.unreachable(c) // the home is unreachable: as RabbitMQ drops it (a confirm, a return)
 	}
 	if c != nil {
 		return queue.PubPending
 	}
 	return queue.PubQueued
+}
+
+// unreachable answers a publish the home cannot be sent: a classic queue's is dropped, as
+// RabbitMQ drops a message for a queue whose node is down (the publisher is confirmed); a
+// replicated queue's, whose leader is lost or moving, is nacked when a publisher waits for it
+// (the publisher sends it again), as a RabbitMQ quorum queue without a leader never confirms.
+func (r *Ref) unreachable(c queue.Completion) queue.PubStatus {
+	if !r.replicated || r.dropped.Load() || c == nil {
+		return queue.PubDropped
+	}
+	c.Completed(queue.PubQueued, errDown)
+	return queue.PubPending
 }
 
 // Subscribe opens a subscription at the home, with the consumer's prefetch as credit (credit
@@ -399,10 +427,37 @@ func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 	if r.dropped.Load() {
 		return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
 	}
-	if !r.p.available(true) {
+	p := r.peer()
+	if !p.available(true) {
 		return homeDown(r)
 	}
-	sb := &sub{r: r, id: r.n.nextID.Add(1), c: c, added: s.Added, window: s.NoAck || s.Prefetch == 0}
+	spec := s
+	spec.Added = nil
+	sb := &sub{r: r, p: p, id: r.n.nextID.Add(1), c: c, added: s.Added, window: s.NoAck || s.Prefetch == 0, spec: spec}
+	r.mu.Lock()
+	r.subs[c] = sb
+	r.mu.Unlock()
+	err := r.subscribeAt(p, sb)
+	if err == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if r.subs[c] == sb {
+		delete(r.subs, c)
+	}
+	sb.gone = true
+	r.mu.Unlock()
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return homeDown(r)
+}
+
+// subscribeAt opens sb at home p and waits for its answer; on failure, sb is no longer
+// registered at p.
+func (r *Ref) subscribeAt(p *peer, sb *sub) error {
+	s := sb.spec
 	credit := s.Prefetch
 	var flags byte
 	if sb.window {
@@ -419,10 +474,6 @@ func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 	if s.GlobalQos {
 		flags |= subGlobalQos
 	}
-	r.mu.Lock()
-	r.subs[c] = sb
-	r.mu.Unlock()
-	p := r.p
 	reqID, rq := p.request(sb)
 	r.open()
 	err := r.n.send(p.name, topicHome, func(b []byte) []byte {
@@ -434,7 +485,7 @@ func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 		b = putU64(b, uint64(s.Priority))
 		b = putU32(b, s.Prefetch)
 		b = putU32(b, credit)
-		b = putStr(b, c.Tag())
+		b = putStr(b, sb.c.Tag())
 		return amqp.AppendTable(b, s.Args)
 	})
 	if err != nil {
@@ -445,27 +496,17 @@ func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 	if err == nil {
 		return nil
 	}
-	r.mu.Lock()
-	if r.subs[c] == sb {
-		delete(r.subs, c)
-	}
-	sb.gone = true
-	r.mu.Unlock()
 	p.mu.Lock()
 	delete(p.subs, sb.id)
 	p.mu.Unlock()
 	if errors.Is(err, errTimeout) {
-		r.sendCancel(sb.id) // in case the home accepts it after all
+		r.sendCancelTo(p, sb.id) // in case the home accepts it after all
 	}
-	var ae *amqp.Error
-	if errors.As(err, &ae) {
-		return err
-	}
-	return homeDown(r)
+	return err
 }
 
-func (r *Ref) sendCancel(sid uint64) {
-	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+func (r *Ref) sendCancelTo(p *peer, sid uint64) {
+	r.n.send(p.name, topicHome, func(b []byte) []byte {
 		b = append(b, opCancel)
 		b = putU64(b, r.id)
 		return putU64(b, sid)
@@ -486,11 +527,11 @@ func (r *Ref) Unsubscribe(c queue.Consumer) {
 	buf := sb.buf
 	sb.buf = nil
 	r.mu.Unlock()
-	p := r.p
+	p := sb.p
 	p.mu.Lock()
 	delete(p.subs, sb.id)
 	p.mu.Unlock()
-	r.sendCancel(sb.id)
+	r.sendCancelTo(p, sb.id)
 	if len(buf) > 0 {
 		p.unsend(r.id, entryIDs(buf))
 	}
@@ -499,10 +540,19 @@ func (r *Ref) Unsubscribe(c queue.Consumer) {
 func entryIDs(es []queue.Entry) []uint64 {
 	ids := make([]uint64, len(es))
 	for i, e := range es {
-		ids[i] = e.LogOffset
+		ids[i] = e.LogOffset & idMask
 	}
 	return ids
 }
+
+// A delivery id as the Ref hands it out (Entry.LogOffset): the home's id in the low bits, the
+// Ref's home count (inc) above them.
+const (
+	incShift = 40
+	idMask   = 1<<incShift - 1
+)
+
+func (r *Ref) tag(id uint64) uint64 { return r.inc.Load()<<incShift | id&idMask }
 
 // deliver offers a delivery from the home to its consumer, keeping it when the consumer
 // refuses (until Kick). On the home link's reader.
@@ -510,9 +560,10 @@ func (r *Ref) deliver(s *sub, e queue.Entry) {
 	r.mu.Lock()
 	if s.gone {
 		r.mu.Unlock()
-		r.p.unsend(r.id, []uint64{e.LogOffset})
+		s.p.unsend(r.id, []uint64{e.LogOffset})
 		return
 	}
+	e.LogOffset = r.tag(e.LogOffset)
 	if len(s.buf) == 0 {
 		if s.c.Deliver(r, e) != queue.Refused {
 			r.tookLocked(s, e, false)
@@ -539,7 +590,7 @@ func (r *Ref) tookLocked(s *sub, e queue.Entry, flush bool) {
 	}
 	n, bytes := s.taken, s.takenBytes
 	s.taken, s.takenBytes = 0, 0
-	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+	r.n.send(s.p.name, topicHome, func(b []byte) []byte {
 		b = append(b, opCredit)
 		b = putU64(b, r.id)
 		b = putU64(b, s.id)
@@ -569,19 +620,33 @@ func (r *Ref) Kick() {
 	r.mu.Unlock()
 }
 
-// Settle sends the entries' delivery ids back to the home (fire and forget).
+// Settle sends the entries' delivery ids back to the home (fire and forget). Entries a home
+// this Ref no longer uses delivered are skipped: a replicated queue's new leader delivers
+// again what the old one had not seen settled.
 func (r *Ref) Settle(es []queue.Entry, how queue.Settlement) {
-	if len(es) == 0 || r.dropped.Load() || r.p.isDown.Load() {
+	if len(es) == 0 || r.dropped.Load() || r.peer().isDown.Load() {
 		return // the home took back what the lost link had not settled
 	}
+	inc := r.inc.Load()
+	k := 0
+	for _, e := range es {
+		if e.LogOffset>>incShift == inc {
+			k++
+		}
+	}
+	if k == 0 {
+		return
+	}
 	r.open()
-	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+	r.n.send(r.peer().name, topicHome, func(b []byte) []byte {
 		b = append(b, opSettle)
 		b = putU64(b, r.id)
 		b = append(b, byte(how))
-		b = putU32(b, uint32(len(es)))
+		b = putU32(b, uint32(k))
 		for _, e := range es {
-			b = putU64(b, e.LogOffset)
+			if e.LogOffset>>incShift == inc {
+				b = putU64(b, e.LogOffset&idMask)
+			}
 		}
 		return b
 	})
@@ -593,7 +658,7 @@ func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
 	if r.dropped.Load() {
 		return reader{}, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
 	}
-	p := r.p
+	p := r.peer()
 	if !p.available(true) {
 		return reader{}, homeDown(r)
 	}
@@ -624,6 +689,7 @@ func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
 
 // Get takes a message at the home (basic.get).
 func (r *Ref) Get(noAck bool) (queue.Entry, int, bool, error) {
+	inc := r.inc.Load()
 	res, err := r.call(opGet, func(b []byte) []byte { return putBool(b, noAck) })
 	if err != nil {
 		return queue.Entry{}, 0, false, err
@@ -637,11 +703,11 @@ func (r *Ref) Get(noAck bool) (queue.Entry, int, bool, error) {
 	m, err := message.New(exchange, key, props, body)
 	if err != nil || res.bad {
 		if !noAck {
-			r.p.unsend(r.id, []uint64{id})
+			r.peer().unsend(r.id, []uint64{id})
 		}
 		return queue.Entry{}, 0, false, homeDown(r)
 	}
-	return queue.Entry{Msg: m, Offset: off, LogOffset: id, Redelivered: redelivered, Returns: returns}, remaining, true, nil
+	return queue.Entry{Msg: m, Offset: off, LogOffset: inc<<incShift | id, Redelivered: redelivered, Returns: returns}, remaining, true, nil
 }
 
 // Purge purges the queue at the home.
@@ -683,11 +749,11 @@ func (r *Ref) Figures() (queue.Figures, error) {
 
 // Touch counts a use of the queue at the home (x-expires).
 func (r *Ref) Touch() {
-	if r.dropped.Load() || !r.p.available(false) {
+	if r.dropped.Load() || !r.peer().available(false) {
 		return
 	}
 	r.open()
-	r.n.send(r.p.name, topicHome, func(b []byte) []byte {
+	r.n.send(r.peer().name, topicHome, func(b []byte) []byte {
 		return putU64(append(b, opTouch), r.id)
 	})
 }
@@ -708,7 +774,7 @@ func (r *Ref) cancelled(s *sub, giveBack bool) {
 	buf := s.buf
 	s.buf = nil
 	r.mu.Unlock()
-	p := r.p
+	p := s.p
 	p.mu.Lock()
 	delete(p.subs, s.id)
 	p.mu.Unlock()
@@ -734,11 +800,187 @@ func (r *Ref) drop() {
 	for _, s := range subs {
 		r.cancelled(s, true)
 	}
-	p := r.p
+	p := r.peer()
 	p.mu.Lock()
 	delete(p.refs, r.id)
 	p.mu.Unlock()
 	if r.openGen.Load() == p.gen.Load() {
 		r.n.send(p.name, topicHome, func(b []byte) []byte { return putU64(append(b, opClose), r.id) })
+	}
+}
+
+// failoverWait is how long a replicated queue's consumers wait for a leader after theirs was
+// lost: past it they are cancelled (basic.cancel), as for a queue without a leader.
+var failoverWait = 30 * time.Second
+
+// lost handles a subscription whose home's link broke. A replicated queue's consumer waits
+// for the next leader (the Ref subscribes it there: recover); any other is cancelled.
+func (r *Ref) lost(s *sub) {
+	if !r.replicated || r.dropped.Load() {
+		r.cancelled(s, false)
+		return
+	}
+	r.mu.Lock()
+	if s.gone || !s.active || r.subs[s.c] != s {
+		r.mu.Unlock()
+		r.cancelled(s, false) // not yet accepted: its Subscribe fails
+		return
+	}
+	r.orphanLocked(s)
+	r.mu.Unlock()
+	r.startRecover()
+}
+
+// orphanLocked ends s (its home is gone or replaced) and puts a subscription waiting for the
+// leader in its place. What s held back goes with its home (the new leader has it).
+func (r *Ref) orphanLocked(s *sub) *sub {
+	s.gone = true
+	s.buf = nil
+	ns := &sub{r: r, p: r.peer(), id: r.n.nextID.Add(1), c: s.c, window: s.window, spec: s.spec, orphan: true}
+	r.subs[s.c] = ns
+	return ns
+}
+
+// Retarget points a replicated queue's Ref at its new leader (vhost.Remote): new requests and
+// publishes go there, settlements of what the old leader delivered are dropped (the new leader
+// delivers those messages again, redelivered), and each consumer subscribes there again
+// without its client noticing, unless it asked for x-cancel-on-ha-failover, which cancels it
+// (basic.cancel) as RabbitMQ does for a mirrored queue's failover.
+func (n *Node) Retarget(qr queue.Ref, home string) {
+	r, ok := qr.(*Ref)
+	if !ok || r.dropped.Load() {
+		return
+	}
+	np := n.peer(home)
+	r.openMu.Lock()
+	old := r.pp.Load()
+	if old == np {
+		r.openMu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	r.pp.Store(np)
+	r.openGen.Store(0)
+	r.inc.Add(1)
+	var olds []*sub
+	var cancel []*sub
+	for _, s := range r.subs {
+		if s.gone || s.orphan || !s.active {
+			if s.orphan {
+				s.p = np
+			}
+			continue
+		}
+		olds = append(olds, s)
+		ns := r.orphanLocked(s)
+		if b, _ := s.spec.Args["x-cancel-on-ha-failover"].(bool); b {
+			cancel = append(cancel, ns)
+		}
+	}
+	r.mu.Unlock()
+	r.openMu.Unlock()
+	old.mu.Lock()
+	delete(old.refs, r.id)
+	for _, s := range olds {
+		delete(old.subs, s.id)
+	}
+	old.mu.Unlock()
+	np.mu.Lock()
+	np.refs[r.id] = r
+	np.mu.Unlock()
+	for _, s := range olds {
+		r.sendCancelTo(old, s.id)
+	}
+	for _, s := range cancel {
+		r.cancelOrphan(s)
+	}
+	r.startRecover()
+}
+
+// cancelOrphan cancels a consumer waiting for a leader (basic.cancel).
+func (r *Ref) cancelOrphan(s *sub) {
+	r.mu.Lock()
+	if s.gone {
+		r.mu.Unlock()
+		return
+	}
+	s.gone = true
+	if r.subs[s.c] == s {
+		delete(r.subs, s.c)
+	}
+	r.mu.Unlock()
+	s.c.Cancelled(r)
+}
+
+func (r *Ref) startRecover() {
+	if r.recovering.Swap(true) {
+		return
+	}
+	r.n.wg.Add(1)
+	go r.recover()
+}
+
+// recover subscribes the consumers that lost their home at the queue's leader, as soon as it
+// answers; those it refuses, and all of them after failoverWait without a leader, are
+// cancelled.
+func (r *Ref) recover() {
+	defer r.n.wg.Done()
+	deadline := time.Now().Add(failoverWait)
+	for {
+		r.mu.Lock()
+		var orphans []*sub
+		for _, s := range r.subs {
+			if s.orphan && !s.gone {
+				orphans = append(orphans, s)
+			}
+		}
+		r.mu.Unlock()
+		if len(orphans) == 0 {
+			r.recovering.Store(false)
+			r.mu.Lock()
+			again := false
+			for _, s := range r.subs {
+				again = again || (s.orphan && !s.gone)
+			}
+			r.mu.Unlock()
+			if again && !r.recovering.Swap(true) {
+				continue
+			}
+			return
+		}
+		if r.dropped.Load() || time.Now().After(deadline) {
+			for _, s := range orphans {
+				r.cancelOrphan(s)
+			}
+			continue
+		}
+		p := r.peer()
+		if p.available(true) {
+			for _, s := range orphans {
+				r.mu.Lock()
+				ok := !s.gone && s.p == p
+				r.mu.Unlock()
+				if !ok {
+					continue // retargeted meanwhile: the next round
+				}
+				err := r.subscribeAt(p, s)
+				r.mu.Lock()
+				if err == nil && s.active {
+					s.orphan = false
+				}
+				r.mu.Unlock()
+				var ae *amqp.Error
+				if errors.As(err, &ae) {
+					r.n.log.Warn().Err(err).Str("queue", r.q.Name).Str("leader", p.name).Msg("consumer not taken by the queue's new leader: cancelled")
+					r.cancelOrphan(s)
+				}
+			}
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-r.n.stop:
+			r.recovering.Store(false)
+			return
+		}
 	}
 }

@@ -126,7 +126,9 @@ func (n *Node) Node() string { return n.cfg.Node }
 // once per queue).
 func (n *Node) Ref(v *vhost.VHost, q *queue.Queue, home string) queue.Ref {
 	p := n.peer(home)
-	r := &Ref{n: n, p: p, id: n.nextID.Add(1), vhost: v.Name, q: q, subs: map[queue.Consumer]*sub{}}
+	r := &Ref{n: n, id: n.nextID.Add(1), vhost: v.Name, q: q, subs: map[queue.Consumer]*sub{},
+		replicated: q.Args["x-queue-type"] == "quorum"}
+	r.pp.Store(p)
 	p.mu.Lock()
 	p.refs[r.id] = r
 	p.mu.Unlock()
@@ -238,7 +240,7 @@ func (n *Node) serveClient(from string, payload []byte) {
 // record is gone in RabbitMQ when its node is (404 no queue).
 func homeDown(r *Ref) error {
 	if r.q.Durable && !r.q.Exclusive {
-		return amqp.ChannelErr(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", r.p.name, r.q.Name, r.vhost)
+		return amqp.ChannelErr(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", r.peer().name, r.q.Name, r.vhost)
 	}
 	return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -532,9 +533,9 @@ func TestRemote_PendingConfirmsNackedWhenLinkLost(t *testing.T) {
 	ra := a.ref(t, "q").(*Ref)
 	got := make(chan error, 1)
 	// A completion registered as the link breaks: it fails (not known durable).
-	ra.p.mu.Lock()
-	ra.p.pubs[999] = queue.CompletionFunc(func(_ queue.PubStatus, err error) { got <- err })
-	ra.p.mu.Unlock()
+	ra.peer().mu.Lock()
+	ra.peer().pubs[999] = queue.CompletionFunc(func(_ queue.PubStatus, err error) { got <- err })
+	ra.peer().mu.Unlock()
 	tc.hub.sever("a", "b")
 	select {
 	case err := <-got:
@@ -594,9 +595,9 @@ func TestRemote_PublishWindowBoundsWhatIsInFlight(t *testing.T) {
 	for i := 0; i < 400; i++ { // 25 MiB through an 8 MiB window
 		a.publish(t, "q", body, false, false)
 		ra := a.ref(t, "q").(*Ref)
-		ra.p.mu.Lock()
-		in := ra.p.inflight
-		ra.p.mu.Unlock()
+		ra.peer().mu.Lock()
+		in := ra.peer().inflight
+		ra.peer().mu.Unlock()
 		if in > publishWindow+int64(len(body))+1024 {
 			t.Fatalf("in flight %d", in)
 		}
@@ -664,5 +665,188 @@ func TestRemote_DefaultLocatorPlacesWhatNothingElsePlaces(t *testing.T) {
 	tc.declare(t, "a", vhost.QueueDecl{Name: "here", Args: amqp.Table{"x-queue-master-locator": "client-local"}})
 	if h := a.v.Home("here"); h != "a" {
 		t.Fatalf("client-local argument with a min-masters default: on %q", h)
+	}
+}
+
+// fakeReplicas is a vhost.ReplicaHost without replication: the leader's log keeps nothing
+// (every append answers at once), so each leader starts empty. Enough for what the Refs do
+// when a replicated queue's leader moves.
+type fakeReplicas struct {
+	self  string
+	names []string
+}
+
+type nopLog struct{ next atomic.Uint64 }
+
+func (l *nopLog) Append(_ []byte, done func(uint64, error)) uint64 {
+	off := l.next.Add(1)
+	if done != nil {
+		done(off, nil)
+	}
+	return off
+}
+func (l *nopLog) Retire(...uint64)        {}
+func (l *nopLog) MarkDelivered(...uint64) {}
+
+func (f *fakeReplicas) Self() string { return f.self }
+func (f *fakeReplicas) Place(n int) []string {
+	out := []string{f.self}
+	for _, x := range f.names {
+		if x != f.self && len(out) < n {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+func (f *fakeReplicas) Lead(string, string, uint64, []string, bool, func(uint64, []byte, bool) error) (queue.Log, error) {
+	return &nopLog{}, nil
+}
+func (f *fakeReplicas) Follow(string, string, uint64, string) error { return nil }
+func (f *fakeReplicas) Stop(string, string, bool)                   {}
+func (f *fakeReplicas) SetMembers(string, string, []string) error   { return nil }
+func (f *fakeReplicas) PrepareTransfer(string, string, string) (func(), error) {
+	return func() {}, nil
+}
+func (f *fakeReplicas) InSync(string, string) []string { return nil }
+
+// newReplicatedCluster is a test cluster whose vhosts place quorum queues (fakeReplicas).
+func newReplicatedCluster(t *testing.T, names ...string) *testCluster {
+	tc := newTestCluster(t, names...)
+	for _, n := range tc.nodes {
+		n.v.Replicas = &fakeReplicas{self: n.name, names: names}
+	}
+	return tc
+}
+
+func quorumDecl(name string, args amqp.Table) vhost.QueueDecl {
+	a := amqp.Table{"x-queue-type": "quorum"}
+	for k, v := range args {
+		a[k] = v
+	}
+	return vhost.QueueDecl{Name: name, Durable: true, Args: a}
+}
+
+func leaderOf(t *testing.T, n *testNode, q string) (string, uint64) {
+	t.Helper()
+	p, ok := n.v.PlacementOf(q)
+	if !ok {
+		t.Fatalf("%s: no placement of %s", n.name, q)
+	}
+	return p.Leader, p.Epoch
+}
+
+// A replicated queue's Ref on a node that does not lead it is a remote Ref to the leader, and
+// follows the leader when it moves: the consumer stays (no basic.cancel) and gets the new
+// leader's messages; settling what the old leader delivered does not settle the new leader's
+// deliveries; publishers through every node reach the new leader.
+func TestRemote_ReplicatedRefFollowsItsLeader(t *testing.T) {
+	tc := newReplicatedCluster(t, "a", "b", "c")
+	a, b, c := tc.node("a"), tc.node("b"), tc.node("c")
+	tc.declare(t, "b", quorumDecl("qq", nil))
+	tc.declare(t, "b", quorumDecl("qc", amqp.Table{}))
+	if l, _ := leaderOf(t, a, "qq"); l != "b" {
+		t.Fatalf("leader %s", l)
+	}
+	ra := a.ref(t, "qq")
+	if _, ok := ra.(*Ref); !ok {
+		t.Fatalf("node a reaches qq through %T", ra)
+	}
+	cons := newConsumer("c1", 10)
+	if err := ra.Subscribe(cons, queue.Subscription{Prefetch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	hav := newConsumer("c2", 10)
+	if err := a.ref(t, "qc").Subscribe(hav, queue.Subscription{Prefetch: 10, Args: amqp.Table{"x-cancel-on-ha-failover": true}}); err != nil {
+		t.Fatal(err)
+	}
+	_, ans := a.publish(t, "qq", "1", true, true)
+	if rej, failed := answer(t, ans); rej || failed {
+		t.Fatalf("publish through a: rejected %v failed %v", rej, failed)
+	}
+	e1 := cons.next(t)
+	if string(e1.Msg.Body) != "1" {
+		t.Fatalf("got %q", e1.Msg.Body)
+	}
+
+	for _, q := range []string{"qq", "qc"} {
+		_, ep := leaderOf(t, b, q)
+		if err := b.v.MoveLeader(q, ep, "c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hav.waitCancelled(t) // x-cancel-on-ha-failover: told
+	if a.ref(t, "qq") != ra {
+		t.Fatal("node a's Ref of qq changed: its consumers would be lost")
+	}
+	if _, ok := c.ref(t, "qq").(*Ref); ok {
+		t.Fatal("the new leader reaches qq remotely")
+	}
+	if _, ok := b.ref(t, "qq").(*Ref); !ok {
+		t.Fatal("the old leader does not reach qq remotely")
+	}
+	_, ans = a.publish(t, "qq", "2", true, true)
+	if rej, failed := answer(t, ans); rej || failed {
+		t.Fatalf("publish through a after the move: rejected %v failed %v", rej, failed)
+	}
+	e2 := cons.next(t)
+	if string(e2.Msg.Body) != "2" {
+		t.Fatalf("got %q", e2.Msg.Body)
+	}
+	// The old leader's delivery settles nothing at the new one.
+	ra.Settle([]queue.Entry{e1}, queue.SettleAck)
+	cons.acked(1)
+	time.Sleep(50 * time.Millisecond)
+	waitCounts(t, c.ref(t, "qq"), 0, 1, 1)
+	ra.Settle([]queue.Entry{e2}, queue.SettleAck)
+	cons.acked(1)
+	waitCounts(t, c.ref(t, "qq"), 0, 0, 1)
+	// The old leader's publishers reach the new leader too.
+	_, ans = b.publish(t, "qq", "3", true, true)
+	if rej, failed := answer(t, ans); rej || failed {
+		t.Fatalf("publish through b: rejected %v failed %v", rej, failed)
+	}
+	if e := cons.next(t); string(e.Msg.Body) != "3" {
+		t.Fatalf("got %q", e.Msg.Body)
+	}
+	cons.mu.Lock()
+	n := cons.cancelled
+	cons.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("consumer cancelled %d times", n)
+	}
+}
+
+// When the link to a replicated queue's leader breaks, its consumers elsewhere wait for the
+// next leader instead of being cancelled, and a confirmed publish meanwhile is nacked (never
+// confirmed for a message nobody holds).
+func TestRemote_ReplicatedConsumersWaitForTheNextLeader(t *testing.T) {
+	tc := newReplicatedCluster(t, "a", "b", "c")
+	a, b := tc.node("a"), tc.node("b")
+	tc.declare(t, "b", quorumDecl("qq", nil))
+	cons := newConsumer("c1", 0)
+	if err := a.ref(t, "qq").Subscribe(cons, queue.Subscription{NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	tc.hub.sever("a", "b")
+	_, ans := a.publish(t, "qq", "lost", true, true)
+	if _, failed := answer(t, ans); !failed {
+		t.Fatal("a publish to a leader out of reach was confirmed")
+	}
+	_, ep := leaderOf(t, b, "qq")
+	if err := b.v.MoveLeader("qq", ep, "c"); err != nil {
+		t.Fatal(err)
+	}
+	_, ans = a.publish(t, "qq", "x", true, true)
+	if rej, failed := answer(t, ans); rej || failed {
+		t.Fatalf("publish to the new leader: rejected %v failed %v", rej, failed)
+	}
+	if e := cons.next(t); string(e.Msg.Body) != "x" {
+		t.Fatalf("got %q", e.Msg.Body)
+	}
+	cons.mu.Lock()
+	n := cons.cancelled
+	cons.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("consumer cancelled %d times", n)
 	}
 }

@@ -255,10 +255,11 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 	}
 	q := queue.New(d.Name, o)
 	home := queueHome(rec)
-	remote := false
-	if placementOf(rec) == nil || v.Replicas == nil {
-		remote = v.refFor(q, home) != nil
+	refHome := home
+	if p := placementOf(rec); p != nil && v.Replicas != nil {
+		refHome = p.Leader // a replicated queue is reached at its leader (replicated.go)
 	}
+	remote := v.refFor(q, refHome) != nil
 	v.setupQueue(q)
 	if remote {
 		// Its home keeps its messages, decides x-expires and auto-delete, dead-letters: this

@@ -301,6 +301,9 @@ type Remote interface {
 	// vhost): its consumers are cancelled and what waits for the home fails. Called without
 	// the vhost's locks.
 	Dropped(r queue.Ref)
+	// Retarget points r, the Ref of a replicated queue (one Ref returned), at the queue's new
+	// leader, node home: its consumers follow. Called without the vhost's locks.
+	Retarget(r queue.Ref, home string)
 }
 
 // caughtUp waits until this node has applied every metadata change committed so far, when its
@@ -371,6 +374,16 @@ func (v *VHost) dropRef(q *queue.Queue) {
 	if r != nil {
 		v.Remote.Dropped(r)
 	}
+}
+
+// remoteRef returns q's remote Ref (nil: q is reached locally).
+func (v *VHost) remoteRef(q *queue.Queue) queue.Ref {
+	if v.Remote == nil {
+		return nil
+	}
+	v.refMu.RLock()
+	defer v.refMu.RUnlock()
+	return v.refs[q]
 }
 
 // forgetRef removes q's remote Ref from refs (q is unregistered).
