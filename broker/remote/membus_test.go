@@ -13,11 +13,12 @@ type hub struct {
 	mu    sync.Mutex
 	buses map[string]*memBus
 	cut   map[[2]string]bool
+	mute  map[[2]string]bool // frames from a to b are dropped silently (a paused node)
 	wg    sync.WaitGroup
 }
 
 func newHub(t *testing.T) *hub {
-	h := &hub{buses: map[string]*memBus{}, cut: map[[2]string]bool{}}
+	h := &hub{buses: map[string]*memBus{}, cut: map[[2]string]bool{}, mute: map[[2]string]bool{}}
 	t.Cleanup(h.close)
 	return h
 }
@@ -126,9 +127,13 @@ func (b *memBus) SendBuf(peer string, topic byte, fill func([]byte) []byte) erro
 	h.mu.Lock()
 	to := h.buses[peer]
 	cut := h.cut[[2]string{b.name, peer}]
+	mute := h.mute[[2]string{b.name, peer}]
 	h.mu.Unlock()
 	if to == nil || cut {
 		return errMemDown
+	}
+	if mute {
+		return nil
 	}
 	b.mu.Lock()
 	l := b.links[peer]

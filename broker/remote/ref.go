@@ -165,7 +165,12 @@ func (p *peer) request(s *sub) (uint64, *request) {
 
 // wait waits for a request's reply, or the link's end, or the request timeout.
 func (p *peer) wait(id uint64, rq *request) error {
-	t := time.NewTimer(p.n.cfg.RequestTimeout)
+	return p.waitFor(id, rq, p.n.cfg.RequestTimeout)
+}
+
+// waitFor is wait with its own timeout.
+func (p *peer) waitFor(id uint64, rq *request, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-rq.done:
@@ -655,6 +660,11 @@ func (r *Ref) Settle(es []queue.Entry, how queue.Settlement) {
 // call sends a request (op, the ref, the request id, then what fill appends) and waits for
 // its reply.
 func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
+	return r.callFor(op, fill, r.n.cfg.RequestTimeout)
+}
+
+// callFor is call with its own timeout.
+func (r *Ref) callFor(op byte, fill func([]byte) []byte, d time.Duration) (reader, error) {
 	if r.dropped.Load() {
 		return reader{}, amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
 	}
@@ -677,7 +687,7 @@ func (r *Ref) call(op byte, fill func([]byte) []byte) (reader, error) {
 		p.forget(id)
 		return reader{}, homeDown(r)
 	}
-	if err := p.wait(id, rq); err != nil {
+	if err := p.waitFor(id, rq, d); err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
 			return reader{}, err
@@ -738,9 +748,13 @@ func (r *Ref) Counts() (ready, unacked, consumers int, err error) {
 	return int(res.u64()), int(res.u64()), int(res.u64()), nil
 }
 
+// figuresTimeout bounds management's wait for a home's figures: a page of queues must not
+// hang for a home that is paused or partitioned (it shows the queue as down instead).
+const figuresTimeout = 2 * time.Second
+
 // Figures asks the home for the queue's counts and counters (management).
 func (r *Ref) Figures() (queue.Figures, error) {
-	res, err := r.call(opFigures, nil)
+	res, err := r.callFor(opFigures, nil, min(figuresTimeout, r.n.cfg.RequestTimeout))
 	if err != nil {
 		return queue.Figures{}, err
 	}

@@ -850,3 +850,28 @@ func TestRemote_ReplicatedConsumersWaitForTheNextLeader(t *testing.T) {
 		t.Fatalf("consumer cancelled %d times", n)
 	}
 }
+
+// Management asks a queue's home for its figures with a short timeout: a home that stopped
+// answering (paused) makes a queue page wait about 2 s, not the request timeout.
+func TestRemote_FiguresOfASilentHomeTimeOutSoon(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a := tc.node("a")
+	for _, n := range tc.nodes {
+		n.rn.cfg.RequestTimeout = 20 * time.Second
+	}
+	r := a.ref(t, "q").(*Ref)
+	if _, err := r.Figures(); err != nil {
+		t.Fatal(err)
+	}
+	tc.hub.mu.Lock()
+	tc.hub.mute[[2]string{"b", "a"}] = true
+	tc.hub.mu.Unlock()
+	start := time.Now()
+	if _, err := r.Figures(); err == nil {
+		t.Fatal("figures from a silent home")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("figures waited %v for a silent home", d)
+	}
+}
