@@ -781,7 +781,9 @@ func (r *Ref) cancelled(s *sub, giveBack bool) {
 		return
 	}
 	s.gone = true
-	notify := s.active // a subscription not yet accepted fails in Subscribe instead
+	// A subscription not yet accepted fails in Subscribe instead; one waiting for a new
+	// leader (orphan) was accepted once: its consumer is told.
+	notify := s.active || s.orphan
 	if r.subs[s.c] == s {
 		delete(r.subs, s.c)
 	}

@@ -875,3 +875,29 @@ func TestRemote_FiguresOfASilentHomeTimeOutSoon(t *testing.T) {
 		t.Fatalf("figures waited %v for a silent home", d)
 	}
 }
+
+// A consumer waiting for the next leader (its leader's link broke) on the node that becomes
+// the leader is cancelled (basic.cancel), so that its client consumes again, here.
+func TestRemote_ReplicatedConsumerCancelledWhenItsNodeTakesOver(t *testing.T) {
+	tc := newReplicatedCluster(t, "a", "b", "c")
+	a, b := tc.node("a"), tc.node("b")
+	tc.declare(t, "b", quorumDecl("qq", nil))
+	cons := newConsumer("c1", 0)
+	if err := a.ref(t, "qq").Subscribe(cons, queue.Subscription{NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	tc.hub.sever("a", "b")
+	_, ep := leaderOf(t, b, "qq")
+	if err := b.v.MoveLeader("qq", ep, "a"); err != nil {
+		t.Fatal(err)
+	}
+	cons.waitCancelled(t)
+	c2 := newConsumer("c2", 0)
+	if err := a.ref(t, "qq").Subscribe(c2, queue.Subscription{NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.publish(t, "qq", "here", true, false)
+	if e := c2.next(t); string(e.Msg.Body) != "here" {
+		t.Fatalf("got %q", e.Msg.Body)
+	}
+}
