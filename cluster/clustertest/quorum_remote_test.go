@@ -134,7 +134,7 @@ func TestRemote_QuorumQueueLedElsewhereSurvivesLeaderKill(t *testing.T) {
 	defer close(stop)
 	cons := consumeQuorum(t, c, 3, "qx", stop)
 
-	const perPublisher = 1500
+	const perPublisher = 2000
 	deadline := time.Now().Add(90 * time.Second)
 	type result struct {
 		node  int
@@ -151,7 +151,7 @@ func TestRemote_QuorumQueueLedElsewhereSurvivesLeaderKill(t *testing.T) {
 	}
 	// Kill the leader once some hundreds are confirmed.
 	batches := 0
-	for batches < 12 { // about 300 confirmed through each node
+	for batches < 6 { // about 150 confirmed through each node
 		select {
 		case <-progress:
 			batches++
@@ -213,5 +213,85 @@ func TestRemote_QuorumQueueLedElsewhereSurvivesLeaderKill(t *testing.T) {
 	}
 	if len(cons.dupsBare) > 0 {
 		t.Errorf("%d messages delivered again without redelivered, e.g. %s", len(cons.dupsBare), cons.dupsBare[0])
+	}
+}
+
+// The rest of a publisher's and a consumer's contract on a node that neither leads the quorum
+// queue nor holds the dead-letter target: x-overflow reject-publish nacks the publisher on
+// node 3 (leader on node 1), a mandatory message nobody routes returns, the queue keeps the
+// channel's order, and a rejected message is dead-lettered by the leader to a classic queue
+// whose home is node 2.
+func TestRemote_QuorumQueueOverflowReturnsOrderAndDeadLetterAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 2, "dlx-target", true, nil)
+	declareOn(t, c, 1, "qo", true, amqp.Table{"x-queue-type": "quorum", "x-max-length": int32(3), "x-overflow": "reject-publish",
+		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlx-target"})
+	if l := queueLeader(t, c, 3, "qo"); l != 1 {
+		t.Fatalf("leader %d", l)
+	}
+	_, ch := channel(t, c, 3)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	for i := range 5 {
+		if err := ch.Publish("", "qo", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint("o", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		select {
+		case cf := <-confirms:
+			if cf.Ack != (i < 3) {
+				t.Fatalf("publish %d: ack=%v (x-max-length 3, reject-publish)", i, cf.Ack)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of 5 confirms", i)
+		}
+	}
+	if err := ch.Publish("", "nowhere", true, false, amqp.Publishing{Body: []byte("r")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyCode != 312 || r.ReplyText != "NO_ROUTE" {
+			t.Fatalf("return %d %s", r.ReplyCode, r.ReplyText)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("mandatory message nobody routes not returned")
+	}
+	<-confirms
+	var first amqp.Delivery
+	for i := range 3 {
+		d, ok, err := ch.Get("qo", false)
+		if err != nil || !ok || string(d.Body) != fmt.Sprint("o", i) {
+			t.Fatalf("get %d: %q %v %v", i, d.Body, ok, err)
+		}
+		if i == 0 {
+			first = d
+		} else if err := d.Ack(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Reject(false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() error {
+		q, err := passive(t, c, 3, "dlx-target")
+		if err != nil || q.Messages != 1 {
+			return fmt.Errorf("dlx-target: %d messages (%v)", q.Messages, err)
+		}
+		return nil
+	})
+	d, ok, err := ch.Get("dlx-target", true)
+	if err != nil || !ok || string(d.Body) != "o0" {
+		t.Fatalf("dead letter: %q %v %v", d.Body, ok, err)
+	}
+	if xd, _ := d.Headers["x-death"].([]any); len(xd) == 0 || fmt.Sprint(xd[0].(amqp.Table)["reason"]) != "rejected" || fmt.Sprint(xd[0].(amqp.Table)["queue"]) != "qo" {
+		t.Fatalf("x-death %v", d.Headers["x-death"])
+	}
+	if q, err := passive(t, c, 2, "qo"); err != nil || q.Messages != 0 {
+		t.Fatalf("qo after: %d messages (%v)", q.Messages, err)
 	}
 }
