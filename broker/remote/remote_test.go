@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -674,18 +675,46 @@ func TestRemote_DefaultLocatorPlacesWhatNothingElsePlaces(t *testing.T) {
 type fakeReplicas struct {
 	self  string
 	names []string
+	logs  *sharedLogs // nil: each leader starts empty
 }
 
-type nopLog struct{ next atomic.Uint64 }
+// sharedLogs is one log per queue that every fake leader writes and a new leader replays
+// (without delivered marks: as if none had reached a majority).
+type sharedLogs struct {
+	mu   sync.Mutex
+	next uint64
+	recs map[string]map[uint64][]byte
+}
 
-func (l *nopLog) Append(_ []byte, done func(uint64, error)) uint64 {
+type nopLog struct {
+	next   atomic.Uint64
+	shared *sharedLogs
+	name   string
+}
+
+func (l *nopLog) Append(payload []byte, done func(uint64, error)) uint64 {
 	off := l.next.Add(1)
+	if sl := l.shared; sl != nil {
+		sl.mu.Lock()
+		sl.next++
+		off = sl.next
+		sl.recs[l.name][off] = append([]byte(nil), payload...)
+		sl.mu.Unlock()
+	}
 	if done != nil {
 		done(off, nil)
 	}
 	return off
 }
-func (l *nopLog) Retire(...uint64)        {}
+func (l *nopLog) Retire(offs ...uint64) {
+	if sl := l.shared; sl != nil {
+		sl.mu.Lock()
+		for _, o := range offs {
+			delete(sl.recs[l.name], o)
+		}
+		sl.mu.Unlock()
+	}
+}
 func (l *nopLog) MarkDelivered(...uint64) {}
 
 func (f *fakeReplicas) Self() string { return f.self }
@@ -698,8 +727,31 @@ func (f *fakeReplicas) Place(n int) []string {
 	}
 	return out
 }
-func (f *fakeReplicas) Lead(string, string, uint64, []string, bool, func(uint64, []byte, bool) error) (queue.Log, error) {
-	return &nopLog{}, nil
+func (f *fakeReplicas) Lead(_, q string, _ uint64, _ []string, _ bool, replay func(uint64, []byte, bool) error) (queue.Log, error) {
+	sl := f.logs
+	if sl == nil {
+		return &nopLog{}, nil
+	}
+	sl.mu.Lock()
+	if sl.recs[q] == nil {
+		sl.recs[q] = map[uint64][]byte{}
+	}
+	var offs []uint64
+	for o := range sl.recs[q] {
+		offs = append(offs, o)
+	}
+	slices.Sort(offs)
+	recs := make([][]byte, len(offs))
+	for i, o := range offs {
+		recs[i] = sl.recs[q][o]
+	}
+	sl.mu.Unlock()
+	for i, o := range offs {
+		if err := replay(o, recs[i], false); err != nil {
+			return nil, err
+		}
+	}
+	return &nopLog{shared: sl, name: q}, nil
 }
 func (f *fakeReplicas) Follow(string, string, uint64, string) error { return nil }
 func (f *fakeReplicas) Stop(string, string, bool)                   {}
@@ -899,5 +951,42 @@ func TestRemote_ReplicatedConsumerCancelledWhenItsNodeTakesOver(t *testing.T) {
 	a.publish(t, "qq", "here", true, false)
 	if e := c2.next(t); string(e.Msg.Body) != "here" {
 		t.Fatalf("got %q", e.Msg.Body)
+	}
+}
+
+// A new leader after a leader change delivers every message it restored as redelivered: the
+// old leader may have delivered it before its delivered mark was replicated.
+func TestRemote_NewLeaderRedeliversWhatItRestored(t *testing.T) {
+	tc := newReplicatedCluster(t, "a", "b", "c")
+	logs := &sharedLogs{recs: map[string]map[uint64][]byte{}}
+	for _, n := range tc.nodes {
+		n.v.Replicas.(*fakeReplicas).logs = logs
+	}
+	a, b := tc.node("a"), tc.node("b")
+	tc.declare(t, "b", quorumDecl("qq", nil))
+	_, ans := a.publish(t, "qq", "m", true, true)
+	if rej, failed := answer(t, ans); rej || failed {
+		t.Fatalf("rejected %v failed %v", rej, failed)
+	}
+	ra := a.ref(t, "qq")
+	e, _, ok, err := ra.Get(false) // delivered by b; its mark never reached the others
+	if err != nil || !ok || e.Redelivered {
+		t.Fatalf("get: %v %v redelivered=%v", ok, err, e.Redelivered)
+	}
+	_, ep := leaderOf(t, b, "qq")
+	if err := b.v.MoveLeader("qq", ep, "c"); err != nil {
+		t.Fatal(err)
+	}
+	var d queue.Entry
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, _, ok, err = ra.Get(true)
+		if ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok || string(d.Msg.Body) != "m" || !d.Redelivered {
+		t.Fatalf("from the new leader: %v %q redelivered=%v (%v)", ok, d.Msg.Body, d.Redelivered, err)
 	}
 }

@@ -226,8 +226,13 @@ func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
 	self := v.Replicas.Self()
 	switch {
 	case p.Leader == self:
+		// After a leader change (epoch > 1) every message comes back redelivered: an earlier
+		// leader may have delivered one before its delivered mark reached a majority (a
+		// consumer would otherwise see it twice with redelivered=false), as a RabbitMQ mirror
+		// promoted to master marks its messages redelivered.
+		takeover := p.Epoch > 1
 		l, err := v.Replicas.Lead(v.Name, q.Name, p.Epoch, p.followers(), p.Async, func(off uint64, payload []byte, delivered bool) error {
-			if err := q.RestoreRecord(off, payload, delivered); err != nil {
+			if err := q.RestoreRecord(off, payload, delivered || takeover); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
 			}
 			return nil
