@@ -11,7 +11,7 @@ PKGS      := ./amqp/... ./broker/... ./crypt/... ./wal/... ./mgmt/... ./cmd/... 
 NODES     ?= 3
 ROUNDS    ?= 10
 
-.PHONY: help run cluster build gen verify test unit conformance conformance-race conformance-rabbitmq fuzz fuzz-short bench imports chaos
+.PHONY: help run cluster build gen verify test unit conformance conformance-race conformance-rabbitmq conformance-cluster fuzz fuzz-short bench imports chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-22s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ endif
 
 conformance-race: ## the conformance suite (-short) against a broker built with the race detector
 	CONFORMANCE_RACE=1 $(GO) test -count=1 -short ./conformance/
+
+conformance-cluster: ## the conformance suite against a 3-node cluster: connections on node 2, queues spread over all three
+	CONFORMANCE_CLUSTER=1 $(GO) test -count=1 ./conformance/
 
 conformance-rabbitmq: ## the same suite against RabbitMQ at RABBITMQ_URL
 	CONFORMANCE_URL=$(RABBITMQ_URL) $(GO) test -count=1 ./conformance/

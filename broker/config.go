@@ -102,6 +102,11 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 0 {
 		bad("max-connections %d: negative", c.MaxConnections)
 	}
+	if c.QueueMasterLocator != "" {
+		if _, ok := queue.MasterLocator(c.QueueMasterLocator); !ok {
+			bad("queue-master-locator %q: want client-local, min-masters or random", c.QueueMasterLocator)
+		}
+	}
 	switch c.CertLoginFrom {
 	case "", "distinguished_name", "common_name":
 	default:

@@ -37,6 +37,7 @@ func TestConfig_ValidateNamesEachBadSetting(t *testing.T) {
 		{Config{HandshakeTimeout: -time.Second}, "handshake-timeout -1s: negative"},
 		{Config{MaxConnections: -1}, "max-connections -1: negative"},
 		{Config{CertLoginFrom: "email"}, `ssl-cert-login-from "email"`},
+		{Config{QueueMasterLocator: "balanced"}, `queue-master-locator "balanced"`},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -68,6 +68,13 @@ type Config struct {
 	// change to, applying to app (a replicated store, say). Nil: a meta.LogStore over
 	// Storage.MetaLog(), or a meta.MemoryStore without Storage.
 	MetaStore func(app meta.Applier) meta.Store
+	// Remote, in a cluster, reaches the queues homed on other nodes (broker/remote); nil on a
+	// single node.
+	Remote vhost.Remote
+	// QueueMasterLocator is where a new classic queue lives when neither its
+	// x-queue-master-locator argument nor a policy says (RabbitMQ's queue_master_locator):
+	// client-local (the default), min-masters or random. Only a cluster has a choice.
+	QueueMasterLocator string
 	// Replicas, in a cluster, replicates the logs of quorum queues (nil: a single node, where
 	// a quorum queue is a durable queue).
 	Replicas vhost.ReplicaHost
@@ -226,6 +233,8 @@ func (s *Server) newVHost(name string) *vhost.VHost {
 	v.Replicas = s.cfg.Replicas
 	v.Counters = &s.churn.Queues
 	v.Log = s.log.With().Str("vhost", name).Logger()
+	v.Remote = s.cfg.Remote
+	v.DefaultLocator = s.cfg.QueueMasterLocator
 	return v
 }
 

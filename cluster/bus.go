@@ -34,8 +34,8 @@ var ErrPeerUnknown = errors.New("cluster: unknown peer")
 var errLinkFull = errors.New("cluster: link to peer is full")
 
 const (
-	maxFrame      = 64 << 20
-	maxLinkBuffer = 64 << 20 // bytes waiting on one link before Send refuses
+	maxFrame      = 640 << 20 // a message of up to 512 MiB (RabbitMQ's max_message_size bound) travels in one frame
+	maxLinkBuffer = 64 << 20  // bytes waiting on one link before Send refuses
 )
 
 // Handler takes a message from a peer (payload owned by the handler).

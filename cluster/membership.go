@@ -129,6 +129,10 @@ func startMembership(cfg *Config, tags map[string]string, log zerolog.Logger) (*
 	sc.EnableNameConflictResolution = false // a duplicate is refused at join, not voted on
 	sc.ReconnectTimeout = 72 * time.Hour    // a failed node stays known until forgotten
 	sc.TombstoneTimeout = 24 * time.Hour
+	// A failed member is tried again every 2 s (serf's default: 30 s): once a partition heals,
+	// it is alive again within seconds, and the node bus, which only dials alive members,
+	// reaches the queues homed there again (TestCluster_IsolatedNodeRefusesThenCatchesUp).
+	sc.ReconnectInterval = 2 * time.Second
 	ml := memberlist.DefaultLANConfig()
 	ml.Name = cfg.NodeName
 	ml.BindAddr, ml.BindPort = host, port

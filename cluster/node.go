@@ -306,6 +306,20 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64, deadline time.Time) 
 	}
 }
 
+// CatchUp waits, at most d, until this node has applied every log entry it holds (committed,
+// or received and about to be committed: the leader sends a change to every follower at once,
+// so a follower usually holds it before the change's proposer answers its client), and reports
+// whether it had to wait. It sends nothing: a lookup that missed calls it, for what another
+// node changed a moment ago.
+func (n *Node) CatchUp(d time.Duration) bool {
+	idx := max(n.raft.CommitIndex(), n.raft.LastIndex())
+	if a, _ := n.fsm.appliedIndex(); a >= idx {
+		return false
+	}
+	n.waitApplied(context.Background(), idx, time.Now().Add(d))
+	return true
+}
+
 // AppliedIndex is the index of the last log entry this node applied.
 func (n *Node) AppliedIndex() uint64 { a, _ := n.fsm.appliedIndex(); return a }
 

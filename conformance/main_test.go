@@ -58,6 +58,13 @@ func run(m *testing.M) int {
 		if h := os.Getenv("CONFORMANCE_HTTP"); h != "" {
 			httpAddr = h
 		}
+	} else if os.Getenv("CONFORMANCE_CLUSTER") != "" {
+		stop, err := startWarrenCluster()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "conformance:", err)
+			return 2
+		}
+		defer stop()
 	} else {
 		stop, err := startWarren()
 		if err != nil {
@@ -103,6 +110,98 @@ func startWarren() (stop func(), err error) {
 		b.Stop()
 		os.RemoveAll(dir)
 	}, nil
+}
+
+// startWarrenCluster builds cmd/warren and starts a 3-node cluster on loopback
+// (CONFORMANCE_CLUSTER, make conformance-cluster): the suite connects to node 2, and new
+// classic queues are spread over the three nodes (--queue-master-locator min-masters), so
+// most of what a test does goes through node 2 to a queue that lives on node 1 or 3.
+func startWarrenCluster() (stop func(), err error) {
+	dir, err := os.MkdirTemp("", "warren-conformance-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	warrenBin = filepath.Join(dir, "warren")
+	build := exec.Command("go", "build", "-o", warrenBin, "../cmd/warren")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build warren: %w", err)
+	}
+	key := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("c0ffee", 10)+"abcd"), 0o600); err != nil {
+		return nil, err
+	}
+	const n = 3
+	var gossip, rpc [n]string
+	for i := range n {
+		if gossip[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if rpc[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	type started struct {
+		i   int
+		b   *Broker
+		err error
+	}
+	done := make(chan started, n)
+	for i := range n {
+		var join []string
+		for j := range n {
+			if j != i {
+				join = append(join, gossip[j])
+			}
+		}
+		args := []string{"--node-name", fmt.Sprintf("conf-%d", i+1), "--cluster-listen", gossip[i], "--cluster-rpc-listen", rpc[i],
+			"--cluster-join", strings.Join(join, ","), "--cluster-expect", "3", "--cluster-key-file", key,
+			"--queue-master-locator", "min-masters"}
+		go func() {
+			b, err := StartBroker(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "data"), args...)
+			done <- started{i, b, err}
+		}()
+	}
+	var nodes [n]*Broker
+	for range n {
+		s := <-done
+		nodes[s.i] = s.b
+		if s.err != nil && err == nil {
+			err = fmt.Errorf("cluster node %d: %w", s.i+1, s.err)
+		}
+	}
+	stopAll := func() {
+		for _, b := range nodes {
+			if b != nil {
+				b.Stop()
+			}
+		}
+		os.RemoveAll(dir)
+	}
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	brokerURL, amqpAddr, httpAddr = nodes[1].URL, nodes[1].AMQPAddr, nodes[1].HTTPAddr
+	return stopAll, nil
+}
+
+// freeAddr returns a loopback address with a port free for TCP and UDP (gossip uses both).
+func freeAddr() (string, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no free port for TCP and UDP")
 }
 
 // Broker is a warren process started by the suite.

@@ -173,6 +173,9 @@ func (bc *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	queues, consumers := 0, 0
 	for _, vh := range s.b.VHosts() {
 		for _, q := range vh.Queues() {
+			if vh.Ref(q) != q.Ref() {
+				continue // a node's scrape reports its own queues (RabbitMQ's per-node metrics)
+			}
 			in := q.Info()
 			queues++
 			consumers += in.Consumers

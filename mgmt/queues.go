@@ -3,6 +3,7 @@ package mgmt
 import (
 	"encoding/base64"
 	"net/http"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/warrenmq/warren/amqp"
@@ -28,19 +29,74 @@ func queueVector(q *queue.Queue) []float64 {
 	return v
 }
 
+// remoteQueue is the Ref of a queue homed on another cluster node (broker/remote).
+type remoteQueue interface {
+	Home() string
+	Figures() (queue.Figures, error)
+}
+
+// qview is what a queue's JSON shows of where it lives and what it holds.
+type qview struct {
+	f     queue.Figures
+	node  string
+	state string
+	local bool // homed here: its rates are this node's samples
+}
+
+// view returns q's figures: its own, or for a queue homed on another node its home's, asked
+// at once (as a passive declare's counts, so they agree); state "down" when the home does not
+// answer, as RabbitMQ shows a classic queue whose node is down.
+func (s *Server) view(vh *vhost.VHost, q *queue.Queue) qview {
+	rq, ok := vh.Ref(q).(remoteQueue)
+	if !ok {
+		return qview{f: q.Figures(), node: s.cfg.Node, state: "running", local: true}
+	}
+	f, err := rq.Figures()
+	if err != nil {
+		return qview{node: rq.Home(), state: "down"}
+	}
+	return qview{f: f, node: rq.Home(), state: "running"}
+}
+
+// views returns the views of qs, asking the homes of remote queues in parallel.
+func (s *Server) views(vh *vhost.VHost, qs []*queue.Queue) []qview {
+	out := make([]qview, len(qs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i, q := range qs {
+		if _, ok := vh.Ref(q).(remoteQueue); !ok {
+			out[i] = s.view(vh, q)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i] = s.view(vh, q)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // queueJSON renders a queue as GET /api/queues does.
-func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
-	in := q.Info()
-	st := q.Stats()
-	rt := s.rates.rates(q, qLen)
-	del, gets := st.Delivered.Load(), st.Gets.Load()
+func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue, v qview) obj {
+	in := v.f.Info
+	st := &v.f
+	var rt []float64
+	if v.local {
+		rt = s.rates.rates(q, qLen)
+	} else {
+		rt = make([]float64, qLen) // sampled where the queue lives
+	}
+	del, gets := st.Delivered, st.Gets
 	o := obj{
-		"name": q.Name, "vhost": vh.Name, "node": s.cfg.Node,
+		"name": q.Name, "vhost": vh.Name, "node": v.node,
 		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
-		"arguments": tableJSON(q.Args), "type": queueType(q), "state": "running",
+		"arguments": tableJSON(q.Args), "type": queueType(q), "state": v.state,
 		"policy": policyName(vh.QueuePolicy(q)), "operator_policy": nil, "effective_policy_definition": s.effectivePolicy(vh, q),
 		"encrypted":              q.Durable && !q.Exclusive && s.b.QueueEncrypted(vh.Name, q.Name),
-		"duplicates_dropped":     q.Duplicates(),
+		"duplicates_dropped":     st.Duplicates,
 		"exclusive_consumer_tag": nil, "single_active_consumer_tag": nil, "head_message_timestamp": nil,
 		"consumers":                       in.Consumers,
 		"messages":                        in.Ready + in.Unacked,
@@ -61,12 +117,12 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 		"message_bytes_paged_out":         in.PagedOutBytes,
 		"memory":                          in.Memory,
 		"message_stats": obj{
-			"publish": st.Published.Load(), "publish_details": details(rt[qPublish]),
+			"publish": st.Published, "publish_details": details(rt[qPublish]),
 			"deliver_get": del + gets, "deliver_get_details": details(rt[qDeliverGet]),
 			"deliver": del, "deliver_details": details(rt[qDeliver]),
 			"get": gets, "get_details": details(rt[qGet]),
-			"ack": st.Acked.Load(), "ack_details": details(rt[qAck]),
-			"redeliver": st.Redelivered.Load(), "redeliver_details": details(rt[qRedeliver]),
+			"ack": st.Acked, "ack_details": details(rt[qAck]),
+			"redeliver": st.Redelivered, "redeliver_details": details(rt[qRedeliver]),
 		},
 	}
 	if p, ok := vh.PlacementOf(q.Name); ok {
@@ -91,8 +147,8 @@ func (s *Server) queueJSON(vh *vhost.VHost, q *queue.Queue) obj {
 		o["consumer_utilisation"] = nil
 	}
 	if q.IsStream() { // a stream's messages are its retained log
-		first, next, bytes := q.StreamBounds()
-		o["messages"], o["messages_ready"], o["message_bytes"] = next-first, next-first, bytes
+		n := st.StreamNext - st.StreamFirst
+		o["messages"], o["messages_ready"], o["message_bytes"] = n, n, st.StreamBytes
 	}
 	return o
 }
@@ -160,8 +216,9 @@ func (s *Server) queues(w http.ResponseWriter, r *http.Request) {
 	}
 	items := []obj{}
 	for _, vh := range vhs {
-		for _, q := range vh.Queues() {
-			items = append(items, s.queueJSON(vh, q))
+		qs := vh.Queues()
+		for i, v := range s.views(vh, qs) {
+			items = append(items, s.queueJSON(vh, qs[i], v))
 		}
 	}
 	writeList(w, r, items)
@@ -194,7 +251,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	if q == nil {
 		return
 	}
-	o := s.queueJSON(vh, q)
+	o := s.queueJSON(vh, q, s.view(vh, q))
 	cds := []obj{}
 	for _, ref := range q.ConsumerList() {
 		if ci, ok := session.DescribeConsumer(ref.Consumer); ok {

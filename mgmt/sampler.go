@@ -79,6 +79,9 @@ func (sm *sampler) sample(b *broker.Server, now time.Time) {
 			all = append(all, obs{x, []float64{float64(x.PublishIn.Load()), float64(x.PublishOut.Load())}})
 		}
 		for _, q := range vh.Queues() {
+			if vh.Ref(q) != q.Ref() {
+				continue // homed on another node: sampled there
+			}
 			v := queueVector(q)
 			node[nodeMessages] += v[qMessages]
 			node[nodeReady] += v[qReady]

@@ -121,6 +121,26 @@ func (s *ReplicatedStore) Propose(rec Record) (any, error) {
 	return res, err
 }
 
+// Sync returns once this node has applied every change committed before the call (a barrier
+// entry through the log, applied here in log order). A lookup that missed on this node looks
+// again after it: a client may use, through this node, a queue or exchange that another node
+// declared a moment ago, before this node applied the declare.
+func (s *ReplicatedStore) Sync() error {
+	<-s.recovered
+	_, _, err := s.propose(entryBarrier, Record{})
+	return err
+}
+
+// CatchUp waits until this node has applied every change it knows to be committed, without
+// writing anything (a cheaper, weaker Sync: what another node committed a moment ago may not
+// be known here yet), and reports whether it had to wait. For a message that routed nowhere.
+func (s *ReplicatedStore) CatchUp() bool {
+	if c, ok := s.rep.(interface{ CatchUp() bool }); ok {
+		return c.CatchUp()
+	}
+	return false
+}
+
 // propose returns Apply's result and error, or the replicated log's error (rerr).
 func (s *ReplicatedStore) propose(typ byte, rec Record) (res any, err, rerr error) {
 	rec.Node = s.node

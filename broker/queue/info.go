@@ -42,3 +42,23 @@ func (q *Queue) ConsumerList() []ConsumerRef {
 	}
 	return out
 }
+
+// Figures are what management shows of a queue: its counts and its counters, gathered where
+// the queue lives (Queue.Figures; a queue homed on another cluster node reports them from
+// there).
+type Figures struct {
+	Info
+	Published, Delivered, Redelivered, Acked, Gets, Duplicates uint64
+	// StreamFirst, StreamNext and StreamBytes are a stream's bounds (StreamBounds).
+	StreamFirst, StreamNext uint64
+	StreamBytes             int64
+}
+
+// Figures returns the queue's figures.
+func (q *Queue) Figures() Figures {
+	f := Figures{Info: q.Info(), Published: q.stats.Published.Load(), Delivered: q.stats.Delivered.Load(),
+		Redelivered: q.stats.Redelivered.Load(), Acked: q.stats.Acked.Load(), Gets: q.stats.Gets.Load(),
+		Duplicates: q.stats.Duplicates.Load()}
+	f.StreamFirst, f.StreamNext, f.StreamBytes = q.StreamBounds()
+	return f
+}

@@ -624,6 +624,32 @@ func (q *Queue) Requeue(es []Entry) {
 	q.unlock()
 }
 
+// Unsend puts back entries that were handed to a consumer which never passed them on (a
+// consumer on another node that was cancelled while they travelled to it): in their original
+// positions and as they were, not marked redelivered and not counted as returned, as if they
+// had never left the queue. A stream keeps every message: only the credit comes back.
+func (q *Queue) Unsend(es []Entry) {
+	q.mu.Lock()
+	if q.deleted {
+		for _, e := range es {
+			q.freedLocked(e)
+		}
+		q.mu.Unlock()
+		return
+	}
+	q.unacked -= len(es)
+	if q.stream == nil {
+		for _, e := range es {
+			q.ready.Insert(e)
+			q.accountLocked(e, 1)
+		}
+		q.expireLocked()
+		q.scheduleExpiryLocked()
+	}
+	q.dispatchLocked()
+	q.unlock()
+}
+
 // Get removes the first ready message for basic.get. The message is counted as unacked until
 // Ack or Requeue (the caller acks at once for no-ack gets). remaining is the ready count after.
 func (q *Queue) Get() (e Entry, remaining int, ok bool) {

@@ -61,10 +61,24 @@ func CheckTypeDeclare(name, vhost string, serverNamed, durable, exclusive, autoD
 		} else if t, ok := args["x-queue-type"]; ok && t != "classic" {
 			return nil // unknown type: the generic checks refuse it
 		}
-		for _, k := range streamOnlyArgs {
+		// Each type refuses the other's locator argument (RabbitMQ 3.10: classic queues take
+		// x-queue-master-locator, quorum queues x-queue-leader-locator), ahead of the rest.
+		other := "x-queue-leader-locator"
+		if qtype == "rabbit_quorum_queue" {
+			other = "x-queue-master-locator"
+		}
+		for _, k := range append([]string{other}, streamOnlyArgs...) {
 			if _, ok := args[k]; ok {
 				return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg '%s' for queue '%s' in vhost '%s' of queue type %s", k, name, vhost, qtype)
 			}
+		}
+		if v, ok := args["x-queue-master-locator"]; ok {
+			if _, ok := MasterLocator(v); !ok {
+				return internalError() // RabbitMQ 3.10 crashes on an unknown strategy
+			}
+		}
+		if v, ok := args["x-queue-leader-locator"]; ok {
+			return checkLeaderLocator(v, name, vhost)
 		}
 		return nil
 	}
@@ -102,14 +116,8 @@ func CheckTypeDeclare(name, vhost string, serverNamed, durable, exclusive, autoD
 				return bad(k, "invalid_max_age")
 			}
 		case "x-queue-leader-locator":
-			s, ok := v.(string)
-			if !ok {
-				return bad(k, fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
-			}
-			switch s {
-			case "client-local", "balanced", "random", "least-leaders":
-			default:
-				return bad(k, "invalid_queue_locator_arg")
+			if err := checkLeaderLocator(v, name, vhost); err != nil {
+				return err
 			}
 		}
 	}
@@ -269,4 +277,32 @@ func (q *Queue) checkStreamConsume(sc StreamConsume) (streamStart, error) {
 // "queue.purge", "basic.nack and basic.reject"): 540 NOT_IMPLEMENTED, closing the connection.
 func (q *Queue) StreamUnsupported(op string) error {
 	return amqp.ChannelErr(amqp.NotImplemented, "%s not supported by stream queues queue '%s' in vhost '%s'", op, q.Name, q.VHost)
+}
+
+// checkLeaderLocator checks an x-queue-leader-locator value (quorum queues and streams).
+func checkLeaderLocator(v any, name, vhost string) error {
+	bad := func(reason string) error {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "invalid arg 'x-queue-leader-locator' for queue '%s' in vhost '%s': %s", name, vhost, reason)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
+	}
+	switch s {
+	case "client-local", "balanced", "random", "least-leaders":
+		return nil
+	}
+	return bad("invalid_queue_locator_arg")
+}
+
+// MasterLocator reads a classic queue's x-queue-master-locator (or the policy key
+// queue-master-locator): "client-local", "min-masters" or "random", RabbitMQ 3.10's strategies
+// for where a new classic queue lives. ok is false for anything else.
+func MasterLocator(v any) (string, bool) {
+	s, _ := v.(string)
+	switch s {
+	case "client-local", "min-masters", "random":
+		return s, true
+	}
+	return "", false
 }

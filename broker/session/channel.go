@@ -626,6 +626,7 @@ func (ch *Channel) route(msg *message.Message, mandatory bool, seq uint64) error
 		w.Reset(w)
 		vw = &w.Wait
 	}
+	ch.router.Mandatory = mandatory
 	out, err := ch.c.vh.Publish(&ch.router, msg, vw)
 	if err != nil {
 		return err
@@ -718,6 +719,7 @@ func (ch *Channel) commit() error {
 			}
 			continue
 		}
+		ch.router.Mandatory = p.mandatory
 		out, err := ch.c.vh.Publish(&ch.router, p.msg, &w.Wait)
 		if err != nil {
 			return err

@@ -254,14 +254,25 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		o.Standby = p.Leader != v.Replicas.Self() // startParts sets it again after a restart
 	}
 	q := queue.New(d.Name, o)
+	home := queueHome(rec)
+	refHome := home
+	if p := placementOf(rec); p != nil && v.Replicas != nil {
+		refHome = p.Leader // a replicated queue is reached at its leader (replicated.go)
+	}
+	remote := v.refFor(q, refHome) != nil
 	v.setupQueue(q)
+	if remote {
+		// Its home keeps its messages, decides x-expires and auto-delete, dead-letters: this
+		// node's Queue only holds the definition (bindings, declares, management).
+		q.OnUnused = nil
+	}
 	if ok, err := v.openReplicatedLocked(q, rec); ok {
 		if err != nil {
 			delete(v.placements, q.Name)
 			v.mu.Unlock()
 			return declared{}, err
 		}
-	} else if v.store != nil && isDurable(q) {
+	} else if v.store != nil && isDurable(q) && !remote {
 		l, err := v.store.OpenQueueLog(v.Name, q.Name, func(off uint64, payload []byte, delivered bool) error {
 			if err := q.RestoreRecord(off, payload, delivered); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
@@ -282,8 +293,8 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		q.SetLog(l)
 	}
 	v.queues[d.Name] = q
-	if rec.Node != "" {
-		v.home[d.Name] = rec.Node
+	if home != "" {
+		v.home[d.Name] = home
 	}
 	fx.Keep()
 	if v.Counters != nil && !replay {
@@ -324,6 +335,7 @@ func (v *VHost) applyDeleteQueue(rec meta.Record, fx meta.Effects) int {
 		return 0
 	}
 	n, _ := q.Delete(false, false) // outside v.mu: it cancels consumers (channel locks)
+	v.dropRef(q)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.removeQueueLocked(q, fx)
@@ -341,13 +353,17 @@ func (v *VHost) removeQueueLocked(q *queue.Queue, fx meta.Effects) {
 	delete(v.queuePolicy, q)
 	durable := isDurable(q)
 	fx.Drop(meta.QueueKey(v.Name, q.Name))
-	delete(v.home, q.Name)
+	if v.home[q.Name] != "" && v.queues[q.Name] == nil {
+		delete(v.home, q.Name)
+	}
+	remote := v.Ref(q) != q.Ref()
+	v.forgetRef(q)
 	v.unbindDestLocked(q, fx)
 	if _, replicated := v.placements[q.Name]; replicated {
 		v.dropReplicatedLocked(q, fx)
 		durable = false // its log went with its replication
 	}
-	if v.store != nil {
+	if v.store != nil && !remote {
 		if durable {
 			v.store.RemoveQueueLog(v.Name, q.Name)
 		}
@@ -461,6 +477,7 @@ func (v *VHost) applyDeletePolicy(rec meta.Record, fx meta.Effects) bool {
 func (v *VHost) Drop(fx meta.Effects) {
 	for _, q := range v.Queues() {
 		q.Delete(false, false)
+		v.dropRef(q)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -485,7 +502,16 @@ func (v *VHost) Drop(fx meta.Effects) {
 	}
 }
 
-// Home returns the cluster node a queue was declared on ("" on a single node).
+// queueHome is the node a queue record puts the queue on: the node its declare chose (the
+// queue's locator, field "hn"), else the node that declared it ("" on a single node).
+func queueHome(rec meta.Record) string {
+	if h := rec.Str("hn"); h != "" {
+		return h
+	}
+	return rec.Node
+}
+
+// Home returns the cluster node a queue lives on ("" on a single node).
 func (v *VHost) Home(queue string) string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

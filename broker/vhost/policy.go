@@ -41,6 +41,8 @@ var policyQueueKeys = map[string]struct {
 	"dead-letter-routing-key": {"x-dead-letter-routing-key", false},
 	"overflow":                {"x-overflow", false},
 	"queue-mode":              {"x-queue-mode", false},
+	"queue-master-locator":    {"x-queue-master-locator", false},
+	"queue-leader-locator":    {"x-queue-leader-locator", false},
 }
 
 // ValidatePolicy checks a policy as RabbitMQ does (pattern, apply-to, known keys with the
@@ -74,6 +76,18 @@ func ValidatePolicy(p *Policy) error {
 		m, ok := policyQueueKeys[k]
 		if !ok {
 			return fmt.Errorf("vhost: policy %q: unknown key %q", p.Name, k)
+		}
+		switch k {
+		case "queue-master-locator":
+			if _, ok := queue.MasterLocator(v); !ok {
+				return fmt.Errorf("vhost: policy %q: %q is not a valid queue-master-locator (client-local, min-masters, random)", p.Name, v)
+			}
+			continue
+		case "queue-leader-locator":
+			if s, _ := v.(string); s != "client-local" && s != "balanced" {
+				return fmt.Errorf("vhost: policy %q: %q is not a valid queue-leader-locator (client-local, balanced)", p.Name, v)
+			}
+			continue
 		}
 		args[m.arg] = normalizeNumber(v)
 	}

@@ -28,8 +28,8 @@ func ready(q *queue.Queue) int { r, _, _ := q.Counts(); return r }
 
 func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 	v := New("/", nil)
-	a, _, _ := v.declareQueue(QueueDecl{Name: "orders.a"})
-	b, _, _ := v.declareQueue(QueueDecl{Name: "other"})
+	a, _, _ := v.declareQueue(QueueDecl{Name: "orders.a"}, false)
+	b, _, _ := v.declareQueue(QueueDecl{Name: "other"}, false)
 	if err := v.SetPolicy(Policy{Name: "low", Pattern: "^orders\\.", ApplyTo: "queues", Priority: 1, Definition: amqp.Table{"max-length": int64(5)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 		t.Fatalf("policies %q %q", v.QueuePolicy(a), v.QueuePolicy(b))
 	}
 	// A queue declared later gets the policy too.
-	c, _, _ := v.declareQueue(QueueDecl{Name: "orders.c"})
+	c, _, _ := v.declareQueue(QueueDecl{Name: "orders.c"}, false)
 	publishN(t, v, "orders.c", 4)
 	if got := ready(c); got != 2 {
 		t.Fatalf("orders.c holds %d, want 2", got)
@@ -66,10 +66,10 @@ func TestPolicy_AppliesToMatchingQueuesByPriority(t *testing.T) {
 func TestPolicy_QueueArgumentsCombineAsRabbitMQ(t *testing.T) {
 	v := New("/", nil)
 	// numeric limit: the lower of argument and policy wins
-	q1, _, _ := v.declareQueue(QueueDecl{Name: "q1", Args: amqp.Table{"x-max-length": int32(3)}})
-	q2, _, _ := v.declareQueue(QueueDecl{Name: "q2", Args: amqp.Table{"x-max-length": int32(30)}})
+	q1, _, _ := v.declareQueue(QueueDecl{Name: "q1", Args: amqp.Table{"x-max-length": int32(3)}}, false)
+	q2, _, _ := v.declareQueue(QueueDecl{Name: "q2", Args: amqp.Table{"x-max-length": int32(30)}}, false)
 	// non-numeric: the argument wins
-	q3, _, _ := v.declareQueue(QueueDecl{Name: "q3", Args: amqp.Table{"x-dead-letter-exchange": "mine"}})
+	q3, _, _ := v.declareQueue(QueueDecl{Name: "q3", Args: amqp.Table{"x-dead-letter-exchange": "mine"}}, false)
 	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^q", Definition: amqp.Table{"max-length": int64(10), "dead-letter-exchange": "policy-dlx"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestPolicy_AlternateExchange(t *testing.T) {
 	v := New("/", nil)
 	v.DeclareExchange(ExchangeDecl{Name: "main", Type: "direct"})
 	v.DeclareExchange(ExchangeDecl{Name: "ae", Type: "fanout"})
-	q, _, _ := v.declareQueue(QueueDecl{Name: "unrouted"})
+	q, _, _ := v.declareQueue(QueueDecl{Name: "unrouted"}, false)
 	v.BindQueue("unrouted", "ae", "", nil, nil)
 	if err := v.SetPolicy(Policy{Name: "ae", Pattern: "^main$", ApplyTo: "exchanges", Definition: amqp.Table{"alternate-exchange": "ae"}}); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
 		name string
 		want string
 	}{{"orders", "all-but-amq"}, {"amq.gen-x", ""}, {"xamq.y", "all-but-amq"}} {
-		q, _, err := v.declareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")})
+		q, _, err := v.declareQueue(QueueDecl{Name: c.name, ServerNamed: strings.HasPrefix(c.name, "amq.")}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestPolicy_LookAheadPatternAndMirroringKeys(t *testing.T) {
 // deadlines cannot overflow (issue 18). Queue arguments beyond it are refused.
 func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
 	v := New("/", nil)
-	q, _, _ := v.declareQueue(QueueDecl{Name: "big"})
+	q, _, _ := v.declareQueue(QueueDecl{Name: "big"}, false)
 	for _, val := range []any{int64(9223372036854775807), float64(1e20)} {
 		if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": val, "expires": val}}); err != nil {
 			t.Fatalf("policy with %v refused: %v", val, err)
@@ -174,7 +174,7 @@ func TestPolicy_TTLBeyondTenYearsHeldAtTheLimit(t *testing.T) {
 	if err := v.SetPolicy(Policy{Name: "p", Pattern: "^big$", ApplyTo: "queues", Definition: amqp.Table{"message-ttl": int64(-1)}}); err == nil {
 		t.Fatal("negative message-ttl accepted")
 	}
-	if _, _, err := v.declareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}); err == nil {
+	if _, _, err := v.declareQueue(QueueDecl{Name: "args", Args: amqp.Table{"x-message-ttl": int64(message.MaxTTL + 1)}}, false); err == nil {
 		t.Fatal("x-message-ttl beyond ten years accepted")
 	}
 }

@@ -54,6 +54,13 @@ func (v *VHost) publish(r *Router, m *message.Message, w *Wait, deadLetter bool)
 	if err := v.Route(r, m.Exchange, m.RoutingKey, m); err != nil {
 		return Published{}, err
 	}
+	if len(r.Queues) == 0 && !r.Duplicate && v.Meta != nil && v.caughtUpFor(r.Mandatory) {
+		// Unroutable here: in a cluster, a binding or queue declared through another node a
+		// moment ago may not be applied on this one yet. Route again once it is.
+		if err := v.Route(r, m.Exchange, m.RoutingKey, m); err != nil {
+			return Published{}, err
+		}
+	}
 	p := Published{Msg: m}
 	if r.Duplicate {
 		p.Duplicate = true
@@ -77,7 +84,12 @@ func (v *VHost) publish(r *Router, m *message.Message, w *Wait, deadLetter bool)
 		if w != nil {
 			w.n.Add(1) // before Publish: the queue may answer before it returns
 		}
-		st := q.Publish(p.Msg, c)
+		var st queue.PubStatus
+		if deadLetter {
+			st = publishDead(q, p.Msg, c)
+		} else {
+			st = q.Publish(p.Msg, c)
+		}
 		switch st {
 		case queue.PubPending:
 			p.Pending, p.Queued, p.Routed = true, true, true
@@ -95,6 +107,22 @@ func (v *VHost) publish(r *Router, m *message.Message, w *Wait, deadLetter bool)
 	}
 	r.reset()
 	return p, nil
+}
+
+// unthrottled is a Ref whose Publish may wait for room on its way to another node (a queue
+// homed elsewhere): dead letters skip that wait, as RabbitMQ does not flow-control them,
+// because a queue dead-letters from the goroutine that serves another node's requests, which
+// must not wait for that node.
+type unthrottled interface {
+	PublishUnthrottled(m *message.Message, c queue.Completion) queue.PubStatus
+}
+
+// publishDead publishes a dead letter (without waiting for room on the way to another node).
+func publishDead(q queue.Ref, m *message.Message, c queue.Completion) queue.PubStatus {
+	if u, ok := q.(unthrottled); ok {
+		return u.PublishUnthrottled(m, c)
+	}
+	return q.Publish(m, c)
 }
 
 // reset empties r.Queues, keeping no queue alive.

@@ -129,6 +129,7 @@ func (v *VHost) startParts() {
 	}
 	v.mu.Lock()
 	var olds []*queue.Queue
+	var moves []refMove
 	type conf struct {
 		q   *queue.Queue
 		cfg queue.Config
@@ -141,21 +142,66 @@ func (v *VHost) startParts() {
 		}
 		if standby := p.Leader != v.Replicas.Self(); q.Standby != standby {
 			olds = append(olds, q)
+			if r := v.remoteRef(q); r != nil {
+				v.forgetRef(q)
+				moves = append(moves, refMove{r: r})
+			}
 			q = v.swapQueueLocked(q, standby)
 			if len(v.policies) > 0 {
 				confs = append(confs, conf{q, v.queuePolicyLocked(q)})
 			}
 		}
+		moves = append(moves, v.leaderRefLocked(q, p.Leader))
 		if err := v.takePartLocked(q, p); err != nil {
 			v.Log.Error().Err(err).Str("queue", name).Msg("replicated queue not started")
 		}
 	}
 	v.mu.Unlock()
+	v.moveRefs(moves)
 	for _, c := range confs {
 		c.q.Configure(c.cfg)
 	}
 	for _, q := range olds {
 		q.OutOfService()
+	}
+}
+
+// refMove is a change of a replicated queue's remote Ref, made once the vhost's lock is
+// released: point it at the new leader, or (no leader) drop it (its consumers are cancelled).
+type refMove struct {
+	r      queue.Ref
+	leader string
+}
+
+// leaderRefLocked makes this node reach q, a replicated queue, at its leader: through q's own
+// Ref when this node leads it (a remote Ref q had is dropped), else through a remote Ref to
+// leader (a new one, or q's, pointed at the new leader).
+func (v *VHost) leaderRefLocked(q *queue.Queue, leader string) refMove {
+	r := v.remoteRef(q)
+	switch {
+	case v.Remote == nil:
+	case v.homedHere(leader):
+		if r != nil {
+			v.forgetRef(q)
+			return refMove{r: r}
+		}
+	case r != nil:
+		return refMove{r: r, leader: leader}
+	default:
+		v.refFor(q, leader)
+	}
+	return refMove{}
+}
+
+func (v *VHost) moveRefs(moves []refMove) {
+	for _, m := range moves {
+		switch {
+		case m.r == nil:
+		case m.leader == "":
+			v.Remote.Dropped(m.r)
+		default:
+			v.Remote.Retarget(m.r, m.leader)
+		}
 	}
 }
 
@@ -180,8 +226,13 @@ func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
 	self := v.Replicas.Self()
 	switch {
 	case p.Leader == self:
+		// After a leader change (epoch > 1) every message comes back redelivered: an earlier
+		// leader may have delivered one before its delivered mark reached a majority (a
+		// consumer would otherwise see it twice with redelivered=false), as a RabbitMQ mirror
+		// promoted to master marks its messages redelivered.
+		takeover := p.Epoch > 1
 		l, err := v.Replicas.Lead(v.Name, q.Name, p.Epoch, p.followers(), p.Async, func(off uint64, payload []byte, delivered bool) error {
-			if err := q.RestoreRecord(off, payload, delivered); err != nil {
+			if err := q.RestoreRecord(off, payload, delivered || takeover); err != nil {
 				return fmt.Errorf("queue '%s' record %d: %w", q.Name, off, err)
 			}
 			return nil
@@ -242,15 +293,27 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 		return nil
 	}
 	if p.Leader != self && np.Leader != self {
-		// Not this node's log to run: follow the new leader if a replica.
+		// Not this node's log to run: follow the new leader if a replica. Its Ref here
+		// follows the leader, consumers included.
 		err := v.takePartLocked(old, np)
+		m := v.leaderRefLocked(old, np.Leader)
 		v.mu.Unlock()
+		v.moveRefs([]refMove{m})
 		return err
 	}
 	// This node leads it now, or led it until now: a new queue object takes the old one's
 	// place (bindings move to it); the old one goes without touching the log (a new leader's
-	// queue is restored from its log; a deposed one's log now follows).
+	// queue is restored from its log; a deposed one's log now follows). A deposed leader
+	// reaches the new one through a remote Ref; a new leader drops the remote Ref it had (its
+	// consumers here are cancelled, as the old leader's own consumers are by OutOfService).
+	var moves []refMove
+	if r := v.remoteRef(old); r != nil {
+		v.forgetRef(old)
+		moves = append(moves, refMove{r: r})
+	}
 	q := v.swapQueueLocked(old, np.Leader != self)
+	moves = append(moves, v.leaderRefLocked(q, np.Leader))
+	defer v.moveRefs(moves) // runs after every return below, which all unlock v.mu first
 	if np.Leader != self {
 		if !slices.Contains(np.Replicas, self) {
 			v.Replicas.Stop(v.Name, q.Name, true)

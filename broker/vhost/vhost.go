@@ -53,6 +53,12 @@ type VHost struct {
 	// Log receives what the vhost handles on its own (a queue's failed spill); set right
 	// after New (zero: silent).
 	Log zerolog.Logger
+	// Remote, in a cluster, reaches the queues homed on other nodes; set right after New. Nil
+	// on a single node: every queue is local.
+	Remote Remote
+	// DefaultLocator places a new classic queue that neither its argument nor a policy
+	// places (placeQueue); set right after New. Empty: client-local.
+	DefaultLocator string
 
 	mu          sync.RWMutex
 	exchanges   map[string]*exchange.Exchange
@@ -63,6 +69,9 @@ type VHost struct {
 	home        map[string]string     // cluster node each queue was declared on (cluster only)
 	placements  map[string]*Placement // replicated queues (replicated.go)
 	maxQueues   int                   // RabbitMQ's vhost limit max-queues; negative: no limit
+
+	refMu sync.RWMutex               // guards refs only (a leaf lock: nothing is called under it)
+	refs  map[*queue.Queue]queue.Ref // queues this node reaches through Remote (refFor)
 
 	xd   xdedup      // exchanges' deduplication windows (xdedup.go)
 	xdOn atomic.Bool // some exchange deduplicates
@@ -129,6 +138,9 @@ func (v *VHost) DeclareExchange(d ExchangeDecl) (*exchange.Exchange, error) {
 // checkExchangeDecl answers what a declare can answer without a change: done is false when
 // the exchange must be created.
 func (v *VHost) checkExchangeDecl(d ExchangeDecl) (x *exchange.Exchange, done bool, err error) {
+	if d.Passive && d.Name != "" && v.Exchange(d.Name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	x = v.exchanges[d.Name]
@@ -253,18 +265,140 @@ type QueueDecl struct {
 // DeclareQueue declares (or checks, when passive) a queue. An empty name gets a server name
 // "amq.gen-...". created tells whether the queue is new.
 func (v *VHost) DeclareQueue(d QueueDecl) (queue.Ref, bool, error) {
-	q, created, err := v.declareQueue(d)
+	q, created, err := v.declareQueue(d, false)
 	if err != nil {
 		return nil, false, err
 	}
 	return v.Ref(q), created, nil
 }
 
-// Ref returns the reference the registry hands out for q, the one place that decides how a
-// queue is reached (on this node: q.Ref()).
-func (v *VHost) Ref(q *queue.Queue) queue.Ref { return q.Ref() }
+// Ref returns the reference the registry hands out for q: what refFor decided when q's record
+// was applied (a queue homed here, and every queue of a single node: q.Ref()). It takes no
+// lock of the vhost's (callers may hold v.mu).
+func (v *VHost) Ref(q *queue.Queue) queue.Ref {
+	if v.Remote == nil {
+		return q.Ref()
+	}
+	v.refMu.RLock()
+	r := v.refs[q]
+	v.refMu.RUnlock()
+	if r == nil {
+		return q.Ref()
+	}
+	return r
+}
 
-func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err error) {
+// Remote reaches the queues homed on other cluster nodes (broker/remote implements it).
+type Remote interface {
+	// Node is this node's name: the home of the queues declared here.
+	Node() string
+	// Ref returns the Ref through which this node reaches q, a queue of vhost v homed on node
+	// home (another node). One Ref per queue: refFor asks once, when the record is applied.
+	Ref(v *VHost, q *queue.Queue, home string) queue.Ref
+	// Nodes returns the names of the cluster's live nodes, sorted (queue placement).
+	Nodes() []string
+	// Dropped tells a Ref that Ref returned that its queue is gone here (deleted, or its
+	// vhost): its consumers are cancelled and what waits for the home fails. Called without
+	// the vhost's locks.
+	Dropped(r queue.Ref)
+	// Retarget points r, the Ref of a replicated queue (one Ref returned), at the queue's new
+	// leader, node home: its consumers follow. Called without the vhost's locks.
+	Retarget(r queue.Ref, home string)
+}
+
+// caughtUp waits until this node has applied every metadata change committed so far, when its
+// metadata store is replicated (a cluster: another node may have declared what a lookup here
+// just missed), and reports whether it did; false at once on a single node. Only the paths
+// where a miss is an error call it (a 404 would be wrong), never routing to the default
+// exchange, where a miss is a normal unroutable message.
+func (v *VHost) caughtUp() bool {
+	s, ok := v.Meta.(interface{ Sync() error })
+	return ok && s.Sync() == nil
+}
+
+// CatchUp waits until this node has applied every metadata change committed so far (in a
+// cluster: a barrier through the metadata log) and reports whether it did; false at once on a
+// single node. For a node asked about a queue it does not know yet (the queue's home, asked by
+// another node that applied the declare first).
+func (v *VHost) CatchUp() bool { return v.caughtUp() }
+
+// caughtUpFor catches up for a message that routed nowhere, and reports whether routing
+// again may find more. Such messages may be frequent (events nobody binds to), so only a
+// mandatory one waits for a barrier through the metadata log (caughtUp); any other waits
+// only until this node applied the changes it holds (no message to other nodes): a change
+// another node committed a few milliseconds ago may not be here yet. False at once on a
+// single node.
+func (v *VHost) caughtUpFor(mandatory bool) bool {
+	if mandatory {
+		return v.caughtUp()
+	}
+	s, ok := v.Meta.(interface{ CatchUp() bool })
+	return ok && s.CatchUp()
+}
+
+// homedHere reports whether a queue homed on node home lives on this node (always on a single
+// node, and for records without a node).
+func (v *VHost) homedHere(home string) bool {
+	return v.Remote == nil || home == "" || home == v.Remote.Node()
+}
+
+// refFor decides how this node reaches q, homed on node home (from its record): the one place
+// of the local-or-remote decision. A queue homed here is reached through its own Ref (nil is
+// returned: Ref then answers q.Ref()); one homed elsewhere through Remote, one Ref per queue,
+// which Ref hands out from then on. Called under v.mu when the queue's record is applied.
+func (v *VHost) refFor(q *queue.Queue, home string) queue.Ref {
+	if v.homedHere(home) {
+		return nil
+	}
+	r := v.Remote.Ref(v, q, home)
+	v.refMu.Lock()
+	if v.refs == nil {
+		v.refs = make(map[*queue.Queue]queue.Ref)
+	}
+	v.refs[q] = r
+	v.refMu.Unlock()
+	return r
+}
+
+// dropRef tells the remote Ref of q, if q has one, that its queue is gone here (deleted, or
+// its vhost). The Ref stays in refs until the queue is unregistered (removeQueueLocked), so
+// that a route that still finds q reaches a Ref that drops what it is given. Called without
+// v.mu, after q.Delete (a route that finds q after refs forgot it gets q's own Ref, deleted).
+func (v *VHost) dropRef(q *queue.Queue) {
+	if v.Remote == nil {
+		return
+	}
+	v.refMu.RLock()
+	r := v.refs[q]
+	v.refMu.RUnlock()
+	if r != nil {
+		v.Remote.Dropped(r)
+	}
+}
+
+// remoteRef returns q's remote Ref (nil: q is reached locally).
+func (v *VHost) remoteRef(q *queue.Queue) queue.Ref {
+	if v.Remote == nil {
+		return nil
+	}
+	v.refMu.RLock()
+	defer v.refMu.RUnlock()
+	return v.refs[q]
+}
+
+// forgetRef removes q's remote Ref from refs (q is unregistered).
+func (v *VHost) forgetRef(q *queue.Queue) {
+	if v.Remote == nil {
+		return
+	}
+	v.refMu.Lock()
+	delete(v.refs, q)
+	v.refMu.Unlock()
+}
+
+// declareQueue is DeclareQueue; synced: the node caught up with the metadata log already (a
+// passive declare that missed looks again once).
+func (v *VHost) declareQueue(d QueueDecl, synced bool) (q *queue.Queue, created bool, err error) {
 	if !d.Passive && v.Counters != nil {
 		v.Counters.Declared.Add(1)
 	}
@@ -331,6 +465,9 @@ func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	}
 	if d.Passive {
 		v.mu.RUnlock()
+		if !synced && v.caughtUp() {
+			return v.declareQueue(d, true)
+		}
 		return nil, false, v.notFoundQueue(d.Name)
 	}
 	if v.maxQueues >= 0 && len(v.queues) >= v.maxQueues {
@@ -339,6 +476,9 @@ func (v *VHost) declareQueue(d QueueDecl) (q *queue.Queue, created bool, err err
 	}
 	v.mu.RUnlock()
 	rec := queueRecord(d)
+	if home := v.placeQueue(d); home != "" {
+		rec.Fields["hn"] = home
+	}
 	v.place(&rec, d)
 	res, err := v.propose(rec)
 	if err != nil {
@@ -391,6 +531,9 @@ func (v *VHost) Queue(name string) *queue.Queue {
 
 // LookupQueue returns the named queue, checking exclusive ownership (404 / 405).
 func (v *VHost) LookupQueue(name string, owner any) (queue.Ref, error) {
+	if v.Queue(name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	q := v.queues[name]
@@ -419,6 +562,9 @@ func (v *VHost) Queues() []*queue.Queue {
 
 // DeleteQueue deletes a queue by name (queue.delete); a missing queue is not an error (count 0).
 func (v *VHost) DeleteQueue(name string, ifUnused, ifEmpty bool, owner any) (int, error) {
+	if v.Queue(name) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	q := v.queues[name]
 	_, broken := v.broken[name]
@@ -473,6 +619,9 @@ func (v *VHost) DeleteQueueRef(r queue.Ref) {
 
 // BindQueue binds queue to exchange with key and args.
 func (v *VHost) BindQueue(queueName, exchangeName, key string, args amqp.Table, owner any) error {
+	if v.Queue(queueName) == nil || v.Exchange(exchangeName) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	// RabbitMQ's order: the default exchange, the exchange, the queue, then exclusivity.
 	if exchangeName == "" {
@@ -541,6 +690,9 @@ func (v *VHost) exchangePair(dst, src string) (*exchange.Exchange, *exchange.Exc
 	if dst == "" || src == "" {
 		return nil, nil, amqp.ChannelErr(amqp.AccessRefused, "operation not permitted on the default exchange")
 	}
+	if v.Exchange(dst) == nil || v.Exchange(src) == nil {
+		v.caughtUp()
+	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	d := v.exchanges[dst]
@@ -584,6 +736,10 @@ type Router struct {
 	// NoDedup: route without consulting (or entering) the exchange's deduplication window
 	// (a transaction's early check: the window is consulted at commit).
 	NoDedup bool
+	// Mandatory: the publisher wants an unroutable message back (basic.return). In a cluster,
+	// Publish then checks an unroutable message against every change committed before it
+	// (a barrier through the metadata log); otherwise against what this node holds.
+	Mandatory bool
 }
 
 // Route finds the queues a message published to exchangeName with key goes to (following
@@ -600,6 +756,12 @@ type Router struct {
 // Publishers call Publish, which routes with Route; Route alone checks a publish (a
 // transaction's early check) or finds its queues.
 func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) error {
+	return v.route1(r, exchangeName, key, m, false)
+}
+
+// route1 is Route; synced: the node caught up with the metadata log already (a missing
+// exchange is looked up again once).
+func (v *VHost) route1(r *Router, exchangeName, key string, m *message.Message, synced bool) error {
 	r.Queues = r.Queues[:0]
 	r.BCC, r.Duplicate = false, false
 	var x *exchange.Exchange
@@ -608,6 +770,9 @@ func (v *VHost) Route(r *Router, exchangeName, key string, m *message.Message) e
 		x = v.exchanges[exchangeName]
 		if x == nil {
 			v.mu.RUnlock()
+			if !synced && v.caughtUp() {
+				return v.route1(r, exchangeName, key, m, true)
+			}
 			return v.notFoundExchange(exchangeName)
 		}
 		if x.Internal {

@@ -63,7 +63,7 @@ func dedupVHost(t *testing.T, size int32, log *testLog) (*VHost, *queue.Queue) {
 	if _, err := v.DeclareExchange(ExchangeDecl{Name: "x", Type: "direct", Durable: true, Args: amqp.Table{"x-message-deduplication": true, "x-cache-size": size}}); err != nil {
 		t.Fatal(err)
 	}
-	q, _, err := v.declareQueue(QueueDecl{Name: "q", Durable: true})
+	q, _, err := v.declareQueue(QueueDecl{Name: "q", Durable: true}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestXDedup_RestoreFromQueueLog(t *testing.T) {
 	q.Requeue([]queue.Entry{e})
 
 	replay := func(v2 *VHost) *queue.Queue {
-		q2, _, err := v2.declareQueue(QueueDecl{Name: "q2", Durable: true})
+		q2, _, err := v2.declareQueue(QueueDecl{Name: "q2", Durable: true}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,7 @@ func TestXDedup_RestoreFromQueueLog(t *testing.T) {
 	}
 	// The exchange is declared after the queue's records are read, as a definitions log may have it.
 	v2 := New("/", nil)
-	q2, _, _ := v2.declareQueue(QueueDecl{Name: "q2", Durable: true})
+	q2, _, _ := v2.declareQueue(QueueDecl{Name: "q2", Durable: true}, false)
 	for _, o := range log.live() {
 		if err := q2.RestoreRecord(o, log.data[o], false); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 // Config holds the command-line options.
 type Config struct {
 	URL          string
+	ConsumerURL  string // consumers connect here (default URL): another node of a cluster
+	SetupURL     string // queues are declared here (default URL): the node they live on
 	Producers    int
 	Consumers    int
 	Queues       int
@@ -26,7 +28,6 @@ type Config struct {
 	Durable      bool
 	QueueType    string // x-queue-type of the declared queues ("" classic)
 	QueueArgs    string // more declare arguments: k=v,k=v (integers as numbers)
-	ConsumerURL  string // consumers connect here (default: URL), for cross-node runs
 	Duration     time.Duration
 	JSON         bool
 	PID          int
@@ -52,6 +53,8 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("warren-perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", "amqp://guest:guest@127.0.0.1:5672/", "AMQP 0-9-1 URL of the broker")
+	fs.StringVar(&c.ConsumerURL, "consumer-url", "", "AMQP URL the consumers connect to (default --url): another node of a cluster")
+	fs.StringVar(&c.SetupURL, "setup-url", "", "AMQP URL the queues are declared (and deleted) through (default --url): in a cluster, the node they live on")
 	fs.IntVar(&c.Producers, "producers", 1, "number of producers (one connection each)")
 	fs.IntVar(&c.Consumers, "consumers", 1, "number of consumers (one connection each)")
 	fs.IntVar(&c.Queues, "queues", 1, "number of queues (perf-q-0..N-1); producers and consumers are spread round-robin")
@@ -66,7 +69,6 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&c.Durable, "durable", false, "declare durable queues (and exchange)")
 	fs.StringVar(&c.QueueType, "queue-type", "", "x-queue-type of the declared queues: classic (default), quorum (durable implied) or stream")
 	fs.StringVar(&c.QueueArgs, "queue-args", "", "more queue.declare arguments, k=v,k=v (numbers become integers), e.g. x-warren-replication=async,x-quorum-initial-group-size=3")
-	fs.StringVar(&c.ConsumerURL, "consumer-url", "", "AMQP URL the consumers connect to (default --url): publish on one node, consume on another")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measurement duration")
 	fs.BoolVar(&c.JSON, "json", false, "print the final summary as JSON on stdout (progress goes to stderr)")
 	fs.IntVar(&c.PID, "pid", 0, "broker process id: report broker CPU (and RSS) from /proc/PID")
@@ -141,6 +143,20 @@ func (c *Config) queueName(i int) string { return c.QueuePrefix + strconv.Itoa(i
 
 // queueFor spreads producers/consumers round-robin over the queues.
 func (c *Config) queueFor(i int) string { return c.queueName(i % c.Queues) }
+
+func (c *Config) consumerURL() string {
+	if c.ConsumerURL != "" {
+		return c.ConsumerURL
+	}
+	return c.URL
+}
+
+func (c *Config) setupURL() string {
+	if c.SetupURL != "" {
+		return c.SetupURL
+	}
+	return c.URL
+}
 
 // pidString is the /proc path component of --pid ("" when unset).
 func (c *Config) pidString() string {

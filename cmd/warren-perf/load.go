@@ -99,7 +99,7 @@ func (r *loadRun) watch(c *Conn, name string) {
 // setup declares the queues (and the fanout exchange) on a setup connection.
 func (r *loadRun) setup() (*Conn, *amqp.Channel, error) {
 	cfg := r.cfg
-	conn, err := dial(cfg.URL, "warren-perf setup")
+	conn, err := dial(cfg.setupURL(), "warren-perf setup")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +140,7 @@ func (r *loadRun) teardown(conn *Conn, ch *amqp.Channel) {
 	cfg := r.cfg
 	if conn == nil || conn.IsClosed() || ch == nil || ch.IsClosed() {
 		// The setup connection died: use a fresh one.
-		c, err := dial(cfg.URL, "warren-perf cleanup")
+		c, err := dial(cfg.setupURL(), "warren-perf cleanup")
 		if err != nil {
 			r.errs.add("cleanup: %v", err)
 			return
@@ -176,11 +176,7 @@ func (r *loadRun) teardown(conn *Conn, ch *amqp.Channel) {
 func (r *loadRun) startConsumer(ctx context.Context, i int, wg *sync.WaitGroup) error {
 	cfg := r.cfg
 	name := fmt.Sprintf("warren-perf consumer %d", i)
-	url := cfg.URL
-	if cfg.ConsumerURL != "" {
-		url = cfg.ConsumerURL
-	}
-	conn, err := dial(url, name)
+	conn, err := dial(cfg.consumerURL(), name)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/warrenmq/warren/broker"
 	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
+	"github.com/warrenmq/warren/broker/remote"
 	"github.com/warrenmq/warren/cluster"
 	"github.com/warrenmq/warren/wal"
 )
@@ -76,13 +77,17 @@ func (f *clusterFlags) validate() error {
 
 // clusterRun is a started cluster membership, once the broker recovers.
 type clusterRun struct {
-	node *cluster.Node
-	host *replicaHost
-	ctl  *cluster.Controller
+	node   *cluster.Node
+	remote *remote.Node // reaches queues homed on other nodes, serves those homed here
+	host   *replicaHost
+	ctl    *cluster.Controller
 }
 
 // replicator adapts a cluster node to the metadata store's Replicator, mapping its errors.
 type replicator struct{ n *cluster.Node }
+
+// CatchUp waits until the node applied what it knows to be committed (meta.ReplicatedStore.CatchUp).
+func (r replicator) CatchUp() bool { return r.n.CatchUp(100 * time.Millisecond) }
 
 func (r replicator) Propose(ctx context.Context, entry []byte) ([]byte, error) {
 	res, err := r.n.Propose(ctx, entry)
@@ -118,6 +123,8 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 	}
 	name := f.name()
 	run := &clusterRun{host: &replicaHost{self: name, store: store}}
+	run.remote = remote.New(remote.Config{Node: name, Log: log, Members: run.liveNodes})
+	bcfg.Remote = run.remote
 	bcfg.Replicas = run.host
 	ccfg := cluster.Config{
 		NodeName: name, GossipListen: f.listen, GossipAdvertise: f.advertise,
@@ -143,10 +150,32 @@ func (f *clusterFlags) setup(bcfg *broker.Config, store *walStorage, httpListen 
 				return nil, err
 			}
 			run.node = n
+			run.remote.Attach(n.Bus())
 			return replicator{n}, nil
 		})
 	}
 	return run, nil
+}
+
+// liveNodes returns the names of the cluster's live members (this node alone before it runs).
+func (r *clusterRun) liveNodes() []string {
+	n := r.node
+	if n == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range n.Members() {
+		if m.Status == "alive" {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// serve lets the node serve the queues homed here to the other nodes, once the broker has
+// recovered them (until then their requests are answered as for a home that is down).
+func (r *clusterRun) serve(srv *broker.Server) {
+	r.remote.SetVHosts(srv.VHost)
 }
 
 // started runs once the broker is up: the controller moves the leaders of replicated queues
@@ -169,6 +198,7 @@ func (r *clusterRun) close() {
 	if r.node != nil {
 		r.node.Close()
 	}
+	r.remote.Close()
 }
 
 // clusterNode is the started node (nil without a cluster).
@@ -187,7 +217,10 @@ func (r *clusterRun) fatal() <-chan error {
 	return r.node.Fatal()
 }
 
-var _ cluster.StateMachine = (*meta.ReplicatedStore)(nil)
+var (
+	_ cluster.StateMachine = (*meta.ReplicatedStore)(nil)
+	_ remote.Bus           = (*cluster.Bus)(nil)
+)
 
 // replicaHost is vhost.ReplicaHost over the cluster's queue-log replication: the queue's log
 // name is the one the storage uses (encryption bound to its vhost, kept by the sweep).

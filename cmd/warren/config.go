@@ -79,6 +79,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.sec = registerSecurityFlags(fs, b)
 	c.enc = registerEncryptionFlags(fs)
 	c.cl = registerClusterFlags(fs)
+	fs.StringVar(&b.QueueMasterLocator, "queue-master-locator", b.QueueMasterLocator, "in a cluster, the node a new classic queue lives on when neither its x-queue-master-locator argument nor a policy says: client-local, min-masters or random (RabbitMQ's queue_master_locator)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", c.cpuProfile, "write a CPU profile to this file until shutdown (for performance work)")
 	fs.StringVar(&c.memProfile, "memprofile", c.memProfile, "write a heap profile to this file at shutdown (for performance work)")
 }

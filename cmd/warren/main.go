@@ -108,6 +108,7 @@ func run(args []string) error {
 	}
 	defer cl.close() // after the broker closed its connections
 	if cl != nil {
+		cl.serve(srv)
 		cl.started(srv)
 	}
 	if err := c.sec.load(srv); err != nil {

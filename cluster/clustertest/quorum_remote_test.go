@@ -1,0 +1,297 @@
+package clustertest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// qdelivery is what a consumer saw of one message.
+type qdelivery struct {
+	times       int
+	redelivered bool // a later delivery said redelivered
+	firstRedel  bool
+}
+
+// quorumConsumer consumes queue q through node i with manual acks, re-consuming after a
+// basic.cancel (the node itself became the queue's leader), and records every delivery.
+type quorumConsumer struct {
+	mu       sync.Mutex
+	seen     map[string]*qdelivery
+	dupsBare []string // delivered again without redelivered
+	cancels  int
+}
+
+func consumeQuorum(t *testing.T, c *Cluster, i int, q string, stop chan struct{}) *quorumConsumer {
+	t.Helper()
+	qc := &quorumConsumer{seen: map[string]*qdelivery{}}
+	_, ch := channel(t, c, i)
+	if err := ch.Qos(50, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			ds, err := ch.Consume(q, "", false, false, false, false, nil)
+			if err != nil {
+				t.Errorf("consume on node %d: %v", i, err)
+				return
+			}
+			for d := range ds {
+				id := string(d.Body)
+				qc.mu.Lock()
+				x := qc.seen[id]
+				if x == nil {
+					x = &qdelivery{firstRedel: d.Redelivered}
+					qc.seen[id] = x
+				} else if !d.Redelivered {
+					qc.dupsBare = append(qc.dupsBare, id)
+				}
+				x.times++
+				qc.mu.Unlock()
+				d.Ack(false)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			qc.mu.Lock()
+			qc.cancels++
+			qc.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return qc
+}
+
+// publishQuorum publishes unique ids with confirms through node i until want of them are
+// confirmed (or the deadline), in batches (progress is told after each); it returns the
+// confirmed ids and the nack count.
+func publishQuorum(t *testing.T, c *Cluster, i int, q string, want int, progress chan<- int, deadline time.Time) (acked []string, nacks int) {
+	_, ch := channel(t, c, i)
+	if err := ch.Confirm(false); err != nil {
+		t.Error(err)
+		return
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 100))
+	var tag uint64
+	ids := map[uint64]string{}
+	for len(acked) < want && time.Now().Before(deadline) {
+		const batch = 50
+		for range batch {
+			tag++
+			id := fmt.Sprintf("n%d-%d", i, tag)
+			ids[tag] = id
+			if err := ch.Publish("", q, false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(id)}); err != nil {
+				t.Errorf("publish on node %d: %v", i, err)
+				return
+			}
+		}
+		for range batch {
+			select {
+			case cf, ok := <-confirms:
+				if !ok {
+					t.Errorf("node %d: confirms closed", i)
+					return
+				}
+				if cf.Ack {
+					acked = append(acked, ids[cf.DeliveryTag])
+				} else {
+					nacks++
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("node %d: no confirm within 30 s (%d confirmed)", i, len(acked))
+				return
+			}
+		}
+		progress <- len(acked)
+	}
+	return acked, nacks
+}
+
+// Issue 14 with Cluster II: a quorum queue led on node 1, publishers with confirms on nodes 2
+// and 3, a consumer on node 3. Node 1 is killed (-9) in the middle: another replica leads, the
+// publishers go on through their nodes (nacks while no node leads), and every confirmed message
+// is consumed through node 3, a second delivery only as a redelivery.
+func TestRemote_QuorumQueueLedElsewhereSurvivesLeaderKill(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch1 := channel(t, c, 1)
+	if _, err := ch1.QueueDeclare("qx", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		for _, i := range []int{1, 2, 3} {
+			if l := queueLeader(t, c, i, "qx"); l != 1 {
+				return fmt.Errorf("node %d sees leader %d", i, l)
+			}
+		}
+		return nil
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	cons := consumeQuorum(t, c, 3, "qx", stop)
+
+	const perPublisher = 2000
+	deadline := time.Now().Add(90 * time.Second)
+	type result struct {
+		node  int
+		acked []string
+		nacks int
+	}
+	results := make(chan result, 2)
+	progress := make(chan int, 1000)
+	for _, i := range []int{2, 3} {
+		go func() {
+			a, n := publishQuorum(t, c, i, "qx", perPublisher, progress, deadline)
+			results <- result{i, a, n}
+		}()
+	}
+	// Kill the leader once some hundreds are confirmed.
+	batches := 0
+	for batches < 6 { // about 150 confirmed through each node
+		select {
+		case <-progress:
+			batches++
+		case <-time.After(30 * time.Second):
+			t.Fatal("publishing through nodes 2 and 3 to the leader on node 1 stalled")
+		}
+	}
+	killed := time.Now()
+	if err := c.Node(1).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range progress {
+		}
+	}()
+	var all []string
+	for range 2 {
+		r := <-results
+		t.Logf("node %d: %d confirmed, %d nacked", r.node, len(r.acked), r.nacks)
+		if len(r.acked) < perPublisher {
+			t.Errorf("node %d: only %d of %d confirmed by the deadline", r.node, len(r.acked), perPublisher)
+		}
+		all = append(all, r.acked...)
+	}
+	close(progress)
+	nl := queueLeader(t, c, 2, "qx")
+	t.Logf("leader killed; publishers done %v later; new leader node %d", time.Since(killed).Round(time.Millisecond), nl)
+	eventually(t, 60*time.Second, func() error {
+		cons.mu.Lock()
+		defer cons.mu.Unlock()
+		missing := 0
+		first := ""
+		for _, id := range all {
+			if cons.seen[id] == nil {
+				if missing == 0 {
+					first = id
+				}
+				missing++
+			}
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d confirmed messages not consumed (e.g. %s)", missing, len(all), first)
+		}
+		return nil
+	})
+	cons.mu.Lock()
+	defer cons.mu.Unlock()
+	dups := 0
+	for _, x := range cons.seen {
+		if x.times > 1 {
+			dups++
+		}
+	}
+	t.Logf("consumer on node 3: %d distinct messages, %d delivered more than once, %d basic.cancel", len(cons.seen), dups, cons.cancels)
+	if nl != 3 && cons.cancels > 0 {
+		// Node 3 still does not lead: its consumer moved to the new leader unnoticed. (When
+		// node 3 itself becomes the leader, its consumer is cancelled and consumes again.)
+		t.Errorf("the consumer on node 3 was cancelled %d times while node %d took over", cons.cancels, nl)
+	}
+	if len(cons.dupsBare) > 0 {
+		t.Errorf("%d messages delivered again without redelivered, e.g. %s", len(cons.dupsBare), cons.dupsBare[0])
+	}
+}
+
+// The rest of a publisher's and a consumer's contract on a node that neither leads the quorum
+// queue nor holds the dead-letter target: x-overflow reject-publish nacks the publisher on
+// node 3 (leader on node 1), a mandatory message nobody routes returns, the queue keeps the
+// channel's order, and a rejected message is dead-lettered by the leader to a classic queue
+// whose home is node 2.
+func TestRemote_QuorumQueueOverflowReturnsOrderAndDeadLetterAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 2, "dlx-target", true, nil)
+	declareOn(t, c, 1, "qo", true, amqp.Table{"x-queue-type": "quorum", "x-max-length": int32(3), "x-overflow": "reject-publish",
+		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlx-target"})
+	if l := queueLeader(t, c, 3, "qo"); l != 1 {
+		t.Fatalf("leader %d", l)
+	}
+	_, ch := channel(t, c, 3)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	for i := range 5 {
+		if err := ch.Publish("", "qo", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint("o", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		select {
+		case cf := <-confirms:
+			if cf.Ack != (i < 3) {
+				t.Fatalf("publish %d: ack=%v (x-max-length 3, reject-publish)", i, cf.Ack)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of 5 confirms", i)
+		}
+	}
+	if err := ch.Publish("", "nowhere", true, false, amqp.Publishing{Body: []byte("r")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyCode != 312 || r.ReplyText != "NO_ROUTE" {
+			t.Fatalf("return %d %s", r.ReplyCode, r.ReplyText)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("mandatory message nobody routes not returned")
+	}
+	<-confirms
+	var first amqp.Delivery
+	for i := range 3 {
+		d, ok, err := ch.Get("qo", false)
+		if err != nil || !ok || string(d.Body) != fmt.Sprint("o", i) {
+			t.Fatalf("get %d: %q %v %v", i, d.Body, ok, err)
+		}
+		if i == 0 {
+			first = d
+		} else if err := d.Ack(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Reject(false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() error {
+		q, err := passive(t, c, 3, "dlx-target")
+		if err != nil || q.Messages != 1 {
+			return fmt.Errorf("dlx-target: %d messages (%v)", q.Messages, err)
+		}
+		return nil
+	})
+	d, ok, err := ch.Get("dlx-target", true)
+	if err != nil || !ok || string(d.Body) != "o0" {
+		t.Fatalf("dead letter: %q %v %v", d.Body, ok, err)
+	}
+	if xd, _ := d.Headers["x-death"].([]any); len(xd) == 0 || fmt.Sprint(xd[0].(amqp.Table)["reason"]) != "rejected" || fmt.Sprint(xd[0].(amqp.Table)["queue"]) != "qo" {
+		t.Fatalf("x-death %v", d.Headers["x-death"])
+	}
+	if q, err := passive(t, c, 2, "qo"); err != nil || q.Messages != 0 {
+		t.Fatalf("qo after: %d messages (%v)", q.Messages, err)
+	}
+}
