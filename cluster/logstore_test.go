@@ -707,6 +707,19 @@ func TestLogStore_KillMidWrite(t *testing.T) {
 				ok = sameEntries(got, partial)
 			}
 		}
+		if !ok && ops[n].store == nil && ops[n].delMin <= ops[n].first && ops[n].delMax >= ops[n].end-1 {
+			// Dropping the whole log removes the segment files oldest first: a crash in the
+			// middle leaves a suffix of the old log (covered by the snapshot that made Raft
+			// drop it), as the store's documentation says.
+			state = "with a suffix left by the interrupted drop"
+			for from := ops[n].first + 1; from < ops[n].end && !ok; from++ {
+				suffix := modelAfter(ops, n)
+				for i := ops[n].first; i < from; i++ {
+					delete(suffix, i)
+				}
+				ok = sameEntries(got, suffix)
+			}
+		}
 		if !ok {
 			t.Fatalf("round %d (seed %d): after %d acknowledged operations (next: %s) the log holds %s; want %s or %s",
 				round, seed, n, describeOp(ops[n]), describe(got), describe(before), describe(after))
