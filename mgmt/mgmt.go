@@ -55,6 +55,11 @@ type Config struct {
 	CORSOrigins []string
 	// Cluster is this node's cluster membership (nil: a single node).
 	Cluster *cluster.Node
+	// Listeners lists the node's listeners that management does not see by itself, for the
+	// port and protocol health checks (health.go); CertFile and CACertFile are the TLS
+	// listeners' certificate files, read by the certificate-expiration check.
+	Listeners            func() []Listener
+	CertFile, CACertFile string
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
@@ -178,8 +183,13 @@ func (s *Server) routes() {
 	user("GET /api/whoami", s.whoami)
 	user("GET /api/cluster", s.clusterStatus)
 	admin("DELETE /api/cluster/nodes/{node}", s.forgetNode)
-	user("GET /api/health/checks/alarms", s.alarms)
-	user("GET /api/health/checks/local-alarms", s.alarms)
+	user("GET /api/health/checks/alarms", s.checkAlarms)
+	user("GET /api/health/checks/local-alarms", s.checkLocalAlarms)
+	user("GET /api/health/checks/virtual-hosts", s.checkVirtualHosts)
+	user("GET /api/health/checks/port-listener/{port}", s.checkPortListener)
+	user("GET /api/health/checks/protocol-listener/{protocol}", s.checkProtocolListener)
+	user("GET /api/health/checks/certificate-expiration/{within}/{unit}", s.checkCertificateExpiration)
+	user("GET /api/health/checks/node-is-quorum-critical", s.checkQuorumCritical)
 	user("GET /api/aliveness-test/{vhost}", s.aliveness)
 	user("GET /api/extensions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, []obj{}) })
 
@@ -245,23 +255,6 @@ func (s *Server) routes() {
 	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
 	admin("POST /api/definitions", s.importDefinitions)
 	admin("POST /api/definitions/{vhost}", s.importDefinitions)
-}
-
-// alarms is RabbitMQ's health check: 200 {"status":"ok"} or 503 with the alarms in effect.
-func (s *Server) alarms(w http.ResponseWriter, r *http.Request) {
-	mem, disk := s.b.Alarms()
-	if !mem && !disk {
-		s.ok(w, r)
-		return
-	}
-	var list []obj
-	if mem {
-		list = append(list, obj{"node": s.cfg.Node, "resource": "memory"})
-	}
-	if disk {
-		list = append(list, obj{"node": s.cfg.Node, "resource": "disk"})
-	}
-	writeJSON(w, http.StatusServiceUnavailable, obj{"status": "failed", "reason": "resource alarm(s) in effect in the cluster", "alarms": list})
 }
 
 func (s *Server) ok(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,9 @@
 package mgmt_test
 
 import (
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -37,7 +39,9 @@ func TestAPI_EveryRouteAcceptsATrailingSlash(t *testing.T) {
 			dest = "x2"
 		}
 		return strings.NewReplacer("{vhost}", "%2F", "{name}", name, "{node}", "warren@test", "{source}", "x",
-			"{dest}", dest, "{props}", "k", "{user}", "guest").Replace(path)
+			"{dest}", dest, "{props}", "k", "{user}", "guest",
+			"{port}", strconv.Itoa(e.b.Addr().(*net.TCPAddr).Port),
+			"{protocol}", "amqp", "{within}", "1", "{unit}", "days").Replace(path)
 	}
 	n := 0
 	for _, p := range e.m.Patterns() {
