@@ -91,8 +91,10 @@ func (s *Server) applyVHost(rec meta.Record, fx meta.Effects) bool {
 		return false
 	}
 	v := s.newVHost(rec.Name)
-	if fx.Replaying() {
-		v.BeginRestore() // until recover's FinishRestore
+	if fx.Replaying() || s.recovering.Load() {
+		// Until recover's FinishRestore (a replicated store replays live records: it is the
+		// node's start that says so).
+		v.BeginRestore()
 	}
 	if lim, ok := s.sec.vhostLimits[rec.Name]; ok {
 		v.SetMaxQueues(lim.MaxQueues)

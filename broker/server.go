@@ -133,6 +133,8 @@ type Server struct {
 	alarmStop  chan struct{}
 	lastFreeOS time.Time // the alarm loop's (returnMemory)
 	nextConnID atomic.Uint64
+	draining   atomic.Bool  // Drain: new clients are turned away
+	recovering atomic.Bool  // recover runs: vhosts created meanwhile restore (BeginRestore)
 	churn      Churn        // counters.go
 	sockets    atomic.Int64 // client sockets open
 	wg         sync.WaitGroup
@@ -241,6 +243,8 @@ func vstore(s Storage) vhost.Storage {
 // and every other queue recovers), first seeding a new node or importing an older version's
 // security file.
 func (s *Server) recover() error {
+	s.recovering.Store(true)
+	defer s.recovering.Store(false)
 	var imp *Definitions
 	seed := func(held []meta.Record) ([]meta.Record, error) {
 		out := legacyVHosts(held)
@@ -470,6 +474,15 @@ func (s *Server) acceptLoop(ln net.Listener, tlsCfg *tls.Config) {
 			continue
 		}
 		delay = 0
+		if s.draining.Load() {
+			// Maintenance: clients go to another node (as RabbitMQ's drained node, whose
+			// client listeners are stopped).
+			nc.Close()
+			if s.slots != nil {
+				<-s.slots
+			}
+			continue
+		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
@@ -535,3 +548,23 @@ func (s *Server) Placements() map[string][]vhost.Placement {
 	}
 	return out
 }
+
+// Drain puts the node in maintenance, as rabbitmq-upgrade drain: new client connections are
+// closed at once and every open one gets connection.close 320 CONNECTION_FORCED (clients
+// reconnect to another node). The caller first moves the node's queue leaderships away.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	for _, c := range s.Connections() {
+		c.Shutdown("node is being drained for maintenance")
+	}
+	s.log.Info().Msg("node drained: client connections closed, new ones refused")
+}
+
+// Revive ends maintenance (rabbitmq-upgrade revive).
+func (s *Server) Revive() {
+	s.draining.Store(false)
+	s.log.Info().Msg("node revived: accepting client connections")
+}
+
+// Draining reports whether the node is in maintenance.
+func (s *Server) Draining() bool { return s.draining.Load() }

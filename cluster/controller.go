@@ -52,7 +52,7 @@ type Controller struct {
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
-	dead    map[string]time.Time // peers whose process was seen gone (refused connection)
+	dead    map[string]string // peers whose process was seen gone (refused connection): their start id
 	reqs    map[uint64]chan statusResp
 	nextReq atomic.Uint64
 }
@@ -69,7 +69,7 @@ type logStatus struct {
 // NewController starts the node's controller.
 func (n *Node) NewController(rep *Replication, ps PlacementStore) *Controller {
 	c := &Controller{n: n, rep: rep, ps: ps, kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		dead: map[string]time.Time{}, reqs: map[uint64]chan statusResp{}}
+		dead: map[string]string{}, reqs: map[uint64]chan statusResp{}}
 	n.bus.Handle(topicStatusReq, c.serveStatus)
 	n.bus.Handle(topicStatusResp, c.takeStatus)
 	n.bus.OnDown(c.peerDown)
@@ -112,10 +112,10 @@ func (c *Controller) loop() {
 // peerDown checks at once whether a peer whose link broke is still there.
 func (c *Controller) peerDown(peer string) {
 	go func() {
-		addr := ""
+		addr, id := "", ""
 		for _, m := range c.n.ml.members() {
 			if m.Name == peer {
-				addr = m.RPC
+				addr, id = m.RPC, m.id
 			}
 		}
 		if addr == "" {
@@ -130,9 +130,10 @@ func (c *Controller) peerDown(peer string) {
 			return // silent, not refused: the failure detector decides
 		}
 		c.mu.Lock()
-		c.dead[peer] = time.Now()
+		c.dead[peer] = id
 		c.mu.Unlock()
 		c.n.log.Info().Str("member", peer).Msg("node gone (its connections closed and it refuses new ones)")
+		c.n.hurryElection(peer)
 		c.Kick()
 	}()
 }
@@ -145,9 +146,9 @@ func (c *Controller) alive(name string, members map[string]Member) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t, dead := c.dead[name]; dead {
-		if m.Started.After(t) {
-			delete(c.dead, name) // it restarted
+	if id, dead := c.dead[name]; dead {
+		if m.id != id {
+			delete(c.dead, name) // it restarted (a new start id in its gossip tags)
 			return true
 		}
 		return false

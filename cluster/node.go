@@ -46,6 +46,10 @@ type Node struct {
 	fwdMu sync.Mutex
 	fwd   map[string][]net.Conn // idle forwarding connections per leader address
 
+	lease    time.Duration // Raft's leader lease: the shortest election timeout it allows
+	electMu  sync.Mutex
+	hurrying bool // hurryElection shortened the election timeout
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -105,6 +109,7 @@ func Start(cfg Config) (*Node, error) {
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	n.lease = rc.LeaderLeaseTimeout
 	// Followers learn the commit index from the leader's next AppendEntries, sent at least
 	// every CommitTimeout: a change forwarded from a follower is answered once that follower
 	// applied it, so this bounds its latency (the default 50 ms made a declare on a follower

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -112,6 +114,13 @@ func (r *Replication) Lead(name string, epoch uint64, followers []string, async 
 	}
 	rl.hist = append(replica.History(nil), rl.lead.History()...)
 	r.log.Info().Str("log", name).Uint64("epoch", epoch).Strs("followers", followers).Msg("leading queue log")
+	// A follower that applied the placement before this node did has already asked, and its
+	// query found no leader here (dropped; it would ask again only after 2 s without news).
+	// Tell each follower to ask now; one that has not applied the placement yet ignores it (a
+	// newer epoch than it knows) and asks when it does.
+	for _, f := range followers {
+		r.sendLocked(rl, replica.Msg{Kind: replica.Stale, Peer: f, Epoch: epoch})
+	}
 	return &ReplicatedLog{rl}, rl.wl, nil
 }
 
@@ -276,12 +285,14 @@ func (rl *rlog) failWaitingLocked(err error) {
 
 // OnAppend is wal.Config.OnAppend: a record of log name is durable here. It runs on the
 // wal's commit goroutine, so it only notes the offset; the worker streams and answers.
+//
+// The offset is noted before the log is marked dirty: the worker may take the dirty set at
+// any moment, and a log it takes must already show the new offset (marked first, a pass
+// between the two steps would hand on the old offset and clear the mark, and the kick that
+// follows would find nothing to do: the last append of a burst then waited forever).
 func (r *Replication) OnAppend(name string, rec wal.Record) {
 	r.mu.Lock()
 	rl := r.logs[name]
-	if rl != nil {
-		r.dirty[rl] = struct{}{}
-	}
 	r.mu.Unlock()
 	if rl == nil {
 		return
@@ -289,11 +300,21 @@ func (r *Replication) OnAppend(name string, rec wal.Record) {
 	rl.mu.Lock()
 	rl.synced = max(rl.synced, rec.Offset)
 	rl.mu.Unlock()
+	if h := testHookOnAppend.Load(); h != nil {
+		(*h)(r)
+	}
+	r.mu.Lock()
+	r.dirty[rl] = struct{}{}
+	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
+
+// testHookOnAppend, when set (tests only), runs in OnAppend between noting the offset and
+// marking the log dirty; testHookWorkPass at the end of each worker pass.
+var testHookOnAppend, testHookWorkPass atomic.Pointer[func(*Replication)]
 
 // work hands what became durable to the replication state machines: a leader streams it (one
 // Append per batch of records, not per record) and may commit; a follower acknowledges it.
@@ -328,6 +349,9 @@ func (r *Replication) work() {
 			for _, w := range done {
 				w.done(w.off, nil)
 			}
+		}
+		if h := testHookWorkPass.Load(); h != nil {
+			(*h)(r)
 		}
 	}
 }
@@ -618,4 +642,113 @@ func slicesEqual(a, b replica.History) bool {
 		}
 	}
 	return true
+}
+
+// Reconfigure changes the followers of a log this node leads (a member added or removed).
+func (r *Replication) Reconfigure(name string, followers []string) error {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return ErrNotLeader
+	}
+	rl.mu.Lock()
+	if rl.lead == nil {
+		rl.mu.Unlock()
+		return ErrNotLeader
+	}
+	ready := rl.lead.SetFollowers(followers)
+	// Start the new followers at once (Appended sends to those that reported; the others ask).
+	a := rl.lead.Appended(rl.synced)
+	ready.Msgs = append(ready.Msgs, a.Msgs...)
+	done := rl.doLocked(ready, nil)
+	rl.mu.Unlock()
+	for _, w := range done {
+		w.done(w.off, nil)
+	}
+	r.log.Info().Str("log", name).Strs("followers", followers).Msg("queue log members changed")
+	return nil
+}
+
+// ErrTransfer: a leadership transfer could not bring the target up to date in time.
+var ErrTransfer = errors.New("cluster: the target replica did not catch up in time")
+
+// PrepareTransfer readies a log this node leads for a new leader: it stops taking appends
+// (they fail with ErrNotLeader: the publisher is nacked and may retry) and waits until the
+// target follower holds every record, so that nothing committed here is missing there when it
+// leads. resume undoes the stop if the move is not made.
+func (r *Replication) PrepareTransfer(name, target string, timeout time.Duration) (resume func(), err error) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return nil, ErrNotLeader
+	}
+	rl.mu.Lock()
+	if rl.lead == nil {
+		rl.mu.Unlock()
+		return nil, ErrNotLeader
+	}
+	rl.failed = ErrNotLeader
+	rl.mu.Unlock()
+	resume = func() {
+		rl.mu.Lock()
+		if rl.failed == ErrNotLeader {
+			rl.failed = nil
+		}
+		rl.mu.Unlock()
+	}
+	if err := rl.wl.Sync(); err != nil {
+		resume()
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		rl.mu.Lock()
+		done := rl.lead != nil && rl.lead.Match(target) >= rl.wl.LastOffset()
+		lost := rl.lead == nil
+		rl.mu.Unlock()
+		if done {
+			return resume, nil
+		}
+		if lost {
+			return nil, ErrNotLeader
+		}
+		if time.Now().After(deadline) {
+			resume()
+			return nil, ErrTransfer
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// InSync returns the followers of a log this node leads that hold everything it has written,
+// then the others, most up to date first.
+func (r *Replication) InSync(name string) (inSync []string) {
+	r.mu.Lock()
+	rl := r.logs[name]
+	r.mu.Unlock()
+	if rl == nil {
+		return nil
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.lead == nil {
+		return nil
+	}
+	end := rl.wl.LastOffset()
+	type f struct {
+		name  string
+		match uint64
+	}
+	var fs []f
+	for _, name := range rl.lead.Followers() {
+		fs = append(fs, f{name, rl.lead.Match(name)})
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].match > fs[j].match })
+	_ = end
+	for _, x := range fs { // PrepareTransfer waits for the chosen one to catch up
+		inSync = append(inSync, x.name)
+	}
+	return inSync
 }

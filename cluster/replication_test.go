@@ -271,3 +271,71 @@ func startReplBench(b *testing.B, name string, join ...string) *replNode {
 	mu.Unlock()
 	return rn
 }
+
+// A worker pass that runs while OnAppend is halfway (the offset noted, the log not yet marked,
+// or the other way round) must not leave the record unstreamed: each append here is the last
+// of its burst, so nothing later would carry it, and it must commit at once (not after a
+// follower's 2 s re-probe, nor never, as happened when the mark came first).
+func TestReplication_WorkerPassInsideOnAppend(t *testing.T) {
+	a := startReplNode(t, "a", 1)
+	b := startReplNode(t, "b", 0, a.GossipAddr())
+	c := startReplNode(t, "c", 0, a.GossipAddr())
+	defer a.stop()
+	defer b.stop()
+	defer c.stop()
+	waitMembers(t, a, 3)
+	la, _, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*replNode{b, c} {
+		if err := n.rep.Follow("q", 1, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := appendN(t, la, "warm", 1, 10*time.Second); ok != 1 {
+		t.Fatal("first append not committed")
+	}
+	var pmu sync.Mutex
+	passes := map[*Replication]chan struct{}{}
+	passCh := func(r *Replication) chan struct{} {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if passes[r] == nil {
+			passes[r] = make(chan struct{}, 1)
+		}
+		return passes[r]
+	}
+	workPass := func(r *Replication) {
+		select {
+		case passCh(r) <- struct{}{}:
+		default:
+		}
+	}
+	onAppend := func(r *Replication) {
+		ch := passCh(r)
+		select {
+		case <-ch:
+		default:
+		}
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+		// Up to two passes: one that may have been running, and the one the kick started.
+		for range 2 {
+			select {
+			case <-ch:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	testHookWorkPass.Store(&workPass)
+	testHookOnAppend.Store(&onAppend)
+	defer func() { testHookOnAppend.Store(nil); testHookWorkPass.Store(nil) }()
+	for i := range 10 {
+		if ok, _ := appendN(t, la, fmt.Sprint("lone-", i), 1, 1500*time.Millisecond); ok != 1 {
+			t.Fatalf("append %d, the last of its burst, not committed within 1.5 s", i)
+		}
+	}
+}

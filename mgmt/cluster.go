@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/warrenmq/warren/broker/vhost"
 	"github.com/warrenmq/warren/cluster"
 )
 
@@ -126,6 +127,65 @@ func (s *Server) forgetNode(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	if err := s.cfg.Cluster.Forget(ctx, pathValue(r, "node")); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// addMember adds a replica of a replicated queue on a node (rabbitmq-queues add_member).
+func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
+	vh, name, ok := s.memberTarget(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Node string `json:"node"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Node == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "a JSON body {\"node\": NAME} is needed")
+		return
+	}
+	alive := false
+	for _, m := range s.cfg.Cluster.Members() {
+		alive = alive || (m.Name == body.Node && m.Status == "alive")
+	}
+	if !alive {
+		writeError(w, http.StatusBadRequest, "bad_request", "node '"+body.Node+"' is not a running member of the cluster")
+		return
+	}
+	s.memberResult(w, vh.AddMember(name, body.Node))
+}
+
+// deleteMember removes a replica of a replicated queue (rabbitmq-queues delete_member).
+func (s *Server) deleteMember(w http.ResponseWriter, r *http.Request) {
+	vh, name, ok := s.memberTarget(w, r)
+	if !ok {
+		return
+	}
+	s.memberResult(w, vh.DeleteMember(name, pathValue(r, "node")))
+}
+
+func (s *Server) memberTarget(w http.ResponseWriter, r *http.Request) (*vhost.VHost, string, bool) {
+	if s.cfg.Cluster == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "this node is not clustered")
+		return nil, "", false
+	}
+	vh := s.b.VHost(pathValue(r, "vhost"))
+	if vh == nil {
+		notFound(w)
+		return nil, "", false
+	}
+	name := pathValue(r, "name")
+	if _, ok := vh.PlacementOf(name); !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no replicated queue '"+name+"' in vhost '"+vh.Name+"'")
+		return nil, "", false
+	}
+	return vh, name, true
+}
+
+func (s *Server) memberResult(w http.ResponseWriter, err error) {
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}

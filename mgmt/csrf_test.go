@@ -384,7 +384,15 @@ func rabbitHash(password string) string {
 
 // clusterWriteRoutes change nothing on a single node (400: not clustered), so the state test
 // above cannot cover them; TestCSRF_ClusterRoutesRefuseCrossOrigin checks their refusal.
-var clusterWriteRoutes = map[string]bool{"DELETE /api/cluster/nodes/{node}": true}
+var clusterWriteRoutes = map[string]bool{
+	"DELETE /api/cluster/nodes/{node}":                 true,
+	"POST /api/queues/{vhost}/{name}/members":          true,
+	"DELETE /api/queues/{vhost}/{name}/members/{node}": true,
+	"POST /api/queues/{vhost}/{name}/leader":           true,
+	"POST /api/rebalance":                              true,
+	"POST /api/cluster/nodes/{node}/drain":             true,
+	"POST /api/cluster/nodes/{node}/revive":            true,
+}
 
 func TestCSRF_ClusterRoutesRefuseCrossOrigin(t *testing.T) {
 	e := start(t)
@@ -393,5 +401,11 @@ func TestCSRF_ClusterRoutesRefuseCrossOrigin(t *testing.T) {
 	}
 	if code := send(t, e, "DELETE", "/api/cluster/nodes/x", nil); code != http.StatusBadRequest {
 		t.Fatalf("forget on a single node: %d, want 400", code)
+	}
+	if code := send(t, e, "DELETE", "/api/queues/%2F/q/members/x", nil, "Origin", "http://evil.example"); code != http.StatusForbidden {
+		t.Fatalf("cross-origin member delete: %d, want 403", code)
+	}
+	if code := send(t, e, "DELETE", "/api/queues/%2F/q/members/x", nil); code != http.StatusBadRequest {
+		t.Fatalf("member delete on a single node: %d, want 400", code)
 	}
 }

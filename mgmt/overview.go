@@ -160,7 +160,7 @@ func memLimit() uint64 {
 func (s *Server) nodeJSON() obj {
 	ns := s.readNodeStats()
 	return obj{
-		"name": s.cfg.Node, "type": "disc", "running": true, "being_drained": false,
+		"name": s.cfg.Node, "type": "disc", "running": true, "being_drained": s.b.Draining(),
 		"mem_used": ns.memUsed, "mem_limit": ns.memLimit, "mem_alarm": ns.memAlarm, "mem_calculation_strategy": "rss",
 		"disk_free": ns.diskFree, "disk_free_limit": ns.diskLimit, "disk_free_alarm": ns.diskAlarm,
 		"fd_used": ns.fdUsed, "fd_total": ns.fdTotal, "sockets_used": len(s.b.Connections()), "sockets_total": ns.fdTotal,

@@ -93,6 +93,11 @@ type Options struct {
 	Owner any
 	// VHost is the name of the virtual host, for error texts.
 	VHost string
+	// Standby: this node holds only the queue's definition (a replicated queue led by another
+	// node, until it is reached through its leader): publishes are refused (the publisher is
+	// nacked), consumers and basic.get too, so nothing is taken here that the leader does not
+	// hold.
+	Standby bool
 }
 
 // Queue is one queue. Its state is guarded by mu.
@@ -225,6 +230,9 @@ func (q *Queue) Persists(m *message.Message) bool {
 func (q *Queue) Publish(m *message.Message, c Completion) PubStatus {
 	if q.stream != nil {
 		return q.publishStream(m, c)
+	}
+	if q.Standby {
+		return PubRejected
 	}
 	q.mu.Lock()
 	if q.deleted {
@@ -650,6 +658,9 @@ func (q *Queue) AddConsumer(c Consumer, exclusive bool, added func()) error {
 // AddConsumerPriority is AddConsumer with a consumer priority (x-priority): consumers of a
 // higher priority get messages first; equal priorities share round-robin.
 func (q *Queue) AddConsumerPriority(c Consumer, exclusive bool, priority int64, added func()) error {
+	if q.Standby {
+		return q.standbyErr()
+	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -785,4 +796,9 @@ func (q *Queue) HasConsumers() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.consumers) > 0
+}
+
+// standbyErr is the answer of a queue this node does not lead.
+func (q *Queue) standbyErr() error {
+	return amqp.ChannelErr(amqp.ResourceLocked, "queue '%s' in vhost '%s' is led by another node: connect to its leader", q.Name, q.VHost)
 }

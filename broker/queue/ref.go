@@ -180,6 +180,9 @@ func (r *localRef) Settle(es []Entry, how Settlement) {
 func (r *localRef) DeliveryProps(e Entry) []byte { return r.q.DeliveryProps(e) }
 
 func (r *localRef) Get(noAck bool) (Entry, int, bool, error) {
+	if r.q.Standby {
+		return Entry{}, 0, false, r.q.standbyErr()
+	}
 	e, remaining, ok := r.q.Get()
 	if ok && noAck {
 		es := [1]Entry{e}

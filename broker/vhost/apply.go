@@ -250,6 +250,9 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 	if d.Exclusive {
 		o.Owner = d.Owner
 	}
+	if p := placementOf(rec); p != nil && v.Replicas != nil {
+		o.Standby = p.Leader != v.Replicas.Self() // startParts sets it again after a restart
+	}
 	q := queue.New(d.Name, o)
 	v.setupQueue(q)
 	if ok, err := v.openReplicatedLocked(q, rec); ok {

@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -34,6 +35,14 @@ type ReplicaHost interface {
 	Follow(vhost, queue string, epoch uint64, leader string) error
 	// Stop ends this node's part in the queue's log; remove deletes the log.
 	Stop(vhost, queue string, remove bool)
+	// SetMembers changes the followers of a log this node leads.
+	SetMembers(vhost, queue string, followers []string) error
+	// PrepareTransfer stops appends to a log this node leads and waits until target holds
+	// every record; resume undoes the stop when the move does not happen.
+	PrepareTransfer(vhost, queue, target string) (resume func(), err error)
+	// InSync returns the followers of a log this node leads that hold every record now, the
+	// most up to date first.
+	InSync(vhost, queue string) []string
 }
 
 // Placement is a replicated queue's leader, replicas and epoch.
@@ -103,7 +112,68 @@ func (v *VHost) openReplicatedLocked(q *queue.Queue, rec meta.Record) (bool, err
 		return false, nil
 	}
 	v.placements[q.Name] = p
+	if v.restoring.Load() {
+		// The node is catching up on the metadata: the placement may change again before it
+		// is done. Its part is taken once, for the final placement (startParts): leading a
+		// log for a moment here would let the queue write into a log it only follows.
+		return true, nil
+	}
 	return true, v.takePartLocked(q, p)
+}
+
+// startParts takes this node's part in every replicated queue once the metadata is back
+// (FinishRestore).
+func (v *VHost) startParts() {
+	if v.Replicas == nil {
+		return
+	}
+	v.mu.Lock()
+	var olds []*queue.Queue
+	type conf struct {
+		q   *queue.Queue
+		cfg queue.Config
+	}
+	var confs []conf
+	for name, p := range v.placements {
+		q := v.queues[name]
+		if q == nil {
+			continue
+		}
+		if standby := p.Leader != v.Replicas.Self(); q.Standby != standby {
+			olds = append(olds, q)
+			q = v.swapQueueLocked(q, standby)
+			if len(v.policies) > 0 {
+				confs = append(confs, conf{q, v.queuePolicyLocked(q)})
+			}
+		}
+		if err := v.takePartLocked(q, p); err != nil {
+			v.Log.Error().Err(err).Str("queue", name).Msg("replicated queue not started")
+		}
+	}
+	v.mu.Unlock()
+	for _, c := range confs {
+		c.q.Configure(c.cfg)
+	}
+	for _, q := range olds {
+		q.OutOfService()
+	}
+}
+
+// swapQueueLocked puts a new object for a replicated queue in old's place (its bindings move
+// to it); the caller takes the new one's part and then lets old go (OutOfService, outside the
+// lock), which never touches the log.
+func (v *VHost) swapQueueLocked(old *queue.Queue, standby bool) *queue.Queue {
+	q := queue.New(old.Name, queue.Options{Durable: old.Durable, Args: old.Args, VHost: v.Name, Standby: standby})
+	v.setupQueue(q)
+	v.queues[q.Name] = q
+	for _, x := range v.exchanges {
+		for _, b := range x.UnbindDest(old) {
+			b.Dest = exchange.Destination(q)
+			x.Bind(b)
+		}
+	}
+	delete(v.queuePolicy, old)
+	return q
 }
 
 func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
@@ -128,8 +198,8 @@ func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
 	return nil
 }
 
-// applyPlacement moves a replicated queue's leader (the controller's failover). A record for
-// an epoch the queue no longer has changes nothing.
+// applyPlacement moves a replicated queue's leader (the controller's failover, a rebalance) or
+// changes its members. A record for an epoch the queue no longer has changes nothing.
 func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	v.mu.Lock()
 	old := v.queues[rec.Name]
@@ -138,10 +208,39 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 		v.mu.Unlock()
 		return nil
 	}
-	np := &Placement{Queue: p.Queue, Leader: rec.Str("ld"), Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", 0)), Async: p.Async}
+	np := &Placement{Queue: p.Queue, Leader: p.Leader, Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", int64(p.Epoch))), Async: p.Async}
+	if ld := rec.Str("ld"); ld != "" {
+		np.Leader = ld
+	}
+	if reps, ok := rec.Fields["rep"].([]any); ok {
+		np.Replicas = nil
+		for _, r := range reps {
+			if s, ok := r.(string); ok {
+				np.Replicas = append(np.Replicas, s)
+			}
+		}
+	}
 	v.placements[rec.Name] = np
 	fx.Keep()
+	if v.restoring.Load() {
+		v.mu.Unlock()
+		return nil // taken when the metadata is back (startParts)
+	}
 	self := v.Replicas.Self()
+	if np.Leader == p.Leader && np.Epoch == p.Epoch {
+		// Members changed, the leader stays.
+		defer v.mu.Unlock()
+		was, is := slices.Contains(p.Replicas, self), slices.Contains(np.Replicas, self)
+		switch {
+		case np.Leader == self:
+			return v.Replicas.SetMembers(v.Name, rec.Name, np.followers())
+		case is && !was:
+			return v.Replicas.Follow(v.Name, rec.Name, np.Epoch, np.Leader)
+		case was && !is:
+			v.Replicas.Stop(v.Name, rec.Name, true)
+		}
+		return nil
+	}
 	if p.Leader != self && np.Leader != self {
 		// Not this node's log to run: follow the new leader if a replica.
 		err := v.takePartLocked(old, np)
@@ -151,10 +250,11 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	// This node leads it now, or led it until now: a new queue object takes the old one's
 	// place (bindings move to it); the old one goes without touching the log (a new leader's
 	// queue is restored from its log; a deposed one's log now follows).
-	q := queue.New(old.Name, queue.Options{Durable: old.Durable, Args: old.Args, VHost: v.Name})
-	v.setupQueue(q)
+	q := v.swapQueueLocked(old, np.Leader != self)
 	if np.Leader != self {
-		if err := v.Replicas.Follow(v.Name, q.Name, np.Epoch, np.Leader); err != nil {
+		if !slices.Contains(np.Replicas, self) {
+			v.Replicas.Stop(v.Name, q.Name, true)
+		} else if err := v.Replicas.Follow(v.Name, q.Name, np.Epoch, np.Leader); err != nil {
 			v.mu.Unlock()
 			return err
 		}
@@ -162,14 +262,6 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 		v.mu.Unlock()
 		return err
 	}
-	v.queues[q.Name] = q
-	for _, x := range v.exchanges {
-		for _, b := range x.UnbindDest(old) {
-			b.Dest = exchange.Destination(q)
-			x.Bind(b)
-		}
-	}
-	delete(v.queuePolicy, old)
 	var cfg queue.Config
 	withPolicy := len(v.policies) > 0
 	if withPolicy {
@@ -224,3 +316,87 @@ func (v *VHost) MoveLeader(name string, epoch uint64, leader string) error {
 		Fields: amqp.Table{"ld": leader, "ep": int64(epoch + 1), "pe": int64(epoch)}})
 	return err
 }
+
+// AddMember adds a replica on node to a replicated queue (it catches up from the leader and
+// counts in the majority from then on).
+func (v *VHost) AddMember(name, node string) error {
+	p, ok := v.PlacementOf(name)
+	if !ok {
+		return amqp.ChannelErr(amqp.NotFound, "no replicated queue '%s' in vhost '%s'", name, v.Name)
+	}
+	if slices.Contains(p.Replicas, node) {
+		return nil
+	}
+	return v.setMembers(p, append(slices.Clone(p.Replicas), node))
+}
+
+// DeleteMember removes the replica on node from a replicated queue. The leader's replica is
+// not removed (move the leader first), nor the last one.
+func (v *VHost) DeleteMember(name, node string) error {
+	p, ok := v.PlacementOf(name)
+	if !ok {
+		return amqp.ChannelErr(amqp.NotFound, "no replicated queue '%s' in vhost '%s'", name, v.Name)
+	}
+	if !slices.Contains(p.Replicas, node) {
+		return nil
+	}
+	if node == p.Leader {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "node '%s' leads queue '%s' in vhost '%s': move the leader first", node, name, v.Name)
+	}
+	var reps []string
+	for _, r := range p.Replicas {
+		if r != node {
+			reps = append(reps, r)
+		}
+	}
+	return v.setMembers(p, reps)
+}
+
+func (v *VHost) setMembers(p Placement, reps []string) error {
+	names := make([]any, len(reps))
+	for i, r := range reps {
+		names[i] = r
+	}
+	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: p.Queue,
+		Fields: amqp.Table{"rep": names, "ep": int64(p.Epoch), "pe": int64(p.Epoch)}})
+	return err
+}
+
+// TransferLeader moves a replicated queue's leadership from this node (its leader) to target,
+// one of its replicas, without losing a committed message: appends stop (publishers are nacked
+// meanwhile), target catches up, then the placement moves. An empty target picks the most up
+// to date replica.
+func (v *VHost) TransferLeader(name, target string) error {
+	p, ok := v.PlacementOf(name)
+	if !ok || v.Replicas == nil {
+		return amqp.ChannelErr(amqp.NotFound, "no replicated queue '%s' in vhost '%s'", name, v.Name)
+	}
+	if p.Leader != v.Replicas.Self() {
+		return ErrNotLeaderHere
+	}
+	if target == "" {
+		in := v.Replicas.InSync(v.Name, name)
+		if len(in) == 0 {
+			return amqp.ChannelErr(amqp.PreconditionFailed, "queue '%s' in vhost '%s' has no replica in sync to lead it", name, v.Name)
+		}
+		target = in[0]
+	}
+	if target == p.Leader {
+		return nil
+	}
+	if !slices.Contains(p.Replicas, target) {
+		return amqp.ChannelErr(amqp.PreconditionFailed, "node '%s' holds no replica of queue '%s' in vhost '%s'", target, name, v.Name)
+	}
+	resume, err := v.Replicas.PrepareTransfer(v.Name, name, target)
+	if err != nil {
+		return amqp.ChannelErr(amqp.InternalError, "queue '%s' in vhost '%s': %v", name, v.Name, err)
+	}
+	if err := v.MoveLeader(name, p.Epoch, target); err != nil {
+		resume()
+		return err
+	}
+	return nil
+}
+
+// ErrNotLeaderHere: the operation runs on the queue's leader node.
+var ErrNotLeaderHere = errors.New("vhost: this node does not lead the queue")

@@ -257,6 +257,7 @@ func (k xkeys) RestoredMessage(m *message.Message) {
 // exchange is gone, no longer deduplicates or the key expired, are retired), and dead-letters
 // what expired meanwhile (BeginRestore).
 func (v *VHost) FinishRestore() {
+	v.startParts() // replicated queues: leaders restore their queues from their logs here
 	defer v.releaseParked()
 	d := &v.xd
 	now := time.Now().UnixMilli()

@@ -203,3 +203,37 @@ func (l *Leader) advance() bool {
 	}
 	return false
 }
+
+// SetFollowers changes the replica set to this leader plus followers (one member added or
+// removed at a time keeps every majority of the old set overlapping every majority of the new
+// one). A new follower counts in the majority from now on, holding nothing until it reports;
+// a removed one no longer counts.
+func (l *Leader) SetFollowers(followers []string) Ready {
+	var keep []*peer
+	for _, f := range followers {
+		if p := l.peer(f); p != nil {
+			keep = append(keep, p)
+		} else {
+			keep = append(keep, &peer{name: f, next: l.end + 1})
+		}
+	}
+	l.peers = keep
+	return Ready{CommitMoved: l.advance()}
+}
+
+// Match is what a follower holds durably as far as this leader knows (0 for a stranger).
+func (l *Leader) Match(follower string) uint64 {
+	if p := l.peer(follower); p != nil {
+		return p.match
+	}
+	return 0
+}
+
+// Followers names the followers.
+func (l *Leader) Followers() []string {
+	out := make([]string, len(l.peers))
+	for i, p := range l.peers {
+		out[i] = p.name
+	}
+	return out
+}

@@ -469,3 +469,46 @@ func TestReplica_RepeatedQuery(t *testing.T) {
 		t.Fatalf("commit %d", s.leader.Commit())
 	}
 }
+
+func TestReplica_AddedFollowerCountsOnceItReports(t *testing.T) {
+	s := newSim(t, 7, newNode("a"), newNode("b"), newNode("c"), newNode("d"))
+	s.startLeader("a", 1, "b")
+	s.settle()
+	for i := range 5 {
+		s.write(fmt.Sprint(i))
+	}
+	s.settle()
+	if s.leader.Commit() != 5 {
+		t.Fatalf("commit %d", s.leader.Commit())
+	}
+	// Grow to a, b, c, d: a majority is now 3 of 4.
+	s.do("a", s.leader.SetFollowers([]string{"b", "c", "d"}))
+	for _, f := range []string{"c", "d"} {
+		fn := s.nodes[f]
+		fl, r := NewFollower(FollowerConfig{Epoch: 1, Leader: "a", History: fn.hist, First: fn.first, End: fn.end(), Durable: fn.durable})
+		s.follow[f] = fl
+		s.do(f, r)
+	}
+	s.write("5")
+	// Only the leader and b durable: 2 of 4 is no majority.
+	ld := s.nodes["a"]
+	ld.durable = ld.end()
+	s.do("a", s.leader.Durable(ld.end()))
+	if s.leader.Commit() != 5 {
+		t.Fatalf("committed on 2 of 4: %d", s.leader.Commit())
+	}
+	s.settle()
+	if s.leader.Commit() != 6 {
+		t.Fatalf("commit %d after the new members caught up", s.leader.Commit())
+	}
+	s.checkSame()
+	// Shrink back to a, b: d's state no longer counts.
+	s.do("a", s.leader.SetFollowers([]string{"b"}))
+	delete(s.follow, "c")
+	delete(s.follow, "d")
+	s.write("6")
+	s.settle()
+	if s.leader.Commit() != 7 {
+		t.Fatalf("commit %d after the shrink", s.leader.Commit())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -266,6 +267,16 @@ func (h *replicaHost) Follow(vh, q string, epoch uint64, leader string) error {
 }
 
 func (h *replicaHost) Stop(vh, q string, remove bool) { h.rep.Stop(queueLogName(vh, q), remove) }
+
+func (h *replicaHost) PrepareTransfer(vh, q, target string) (func(), error) {
+	return h.rep.PrepareTransfer(queueLogName(vh, q), target, 5*time.Second)
+}
+
+func (h *replicaHost) InSync(vh, q string) []string { return h.rep.InSync(queueLogName(vh, q)) }
+
+func (h *replicaHost) SetMembers(vh, q string, followers []string) error {
+	return h.rep.Reconfigure(queueLogName(vh, q), followers)
+}
 
 // placements is cluster.PlacementStore over the broker's replicated queues.
 type placements struct {
