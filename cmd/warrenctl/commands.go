@@ -74,6 +74,8 @@ list_queues is "list queues", set_policy is "set policy", check_local_alarms is
 		cmd.importCmd(),
 		cmd.checkCmd(),
 		cmd.clusterCmd(),
+		cmd.nodeCmd(),
+		cmd.queuesCmd(),
 	)
 	return root
 }
@@ -584,50 +586,6 @@ func (cmd *command) status() error {
 		rows = append(rows, []string{k + "/s", str(lookup(o, "message_stats."+k+"_details.rate"))})
 	}
 	return cmd.table([]string{"field", "value"}, rows)
-}
-
-func (cmd *command) clusterCmd() *cobra.Command {
-	return group("cluster", "Cluster members and membership",
-		&cobra.Command{Use: "status", Short: "Members, their state and Raft role, the leader (rabbitmqctl cluster_status)", Args: noArgs,
-			RunE: func(*cobra.Command, []string) error { return cmd.clusterStatus() }},
-		&cobra.Command{Use: "forget NODE", Short: "Remove a stopped node from the cluster for good (rabbitmqctl forget_cluster_node)", Args: nArgs(1, 1),
-			RunE: func(_ *cobra.Command, args []string) error {
-				return cmd.c.do("DELETE", "/cluster/nodes/"+seg(args[0]), nil, nil)
-			}},
-	)
-}
-
-// clusterStatus prints the members, their state and their Raft role, the leader and the log
-// positions as the asked node sees them.
-func (cmd *command) clusterStatus() error {
-	var o map[string]any
-	if err := cmd.c.do("GET", "/cluster", nil, &o); err != nil {
-		return err
-	}
-	if cmd.json {
-		return cmd.printJSON(o)
-	}
-	var rows [][]string
-	members, _ := o["members"].([]any)
-	for _, m := range members {
-		m, _ := m.(map[string]any)
-		leader := ""
-		if b, _ := m["leader"].(bool); b {
-			leader = "leader"
-		}
-		rows = append(rows, []string{str(m["name"]), str(m["status"]), str(m["raft"]), leader, str(m["amqp"]), str(m["version"])})
-	}
-	if err := cmd.table([]string{"node", "status", "raft", "", "amqp", "version"}, rows); err != nil {
-		return err
-	}
-	if c, _ := o["clustered"].(bool); !c {
-		return nil
-	}
-	return cmd.table([]string{"field", "value"}, [][]string{
-		{"cluster", str(o["name"])}, {"asked", str(o["node"])}, {"state", str(o["state"])},
-		{"leader", str(o["leader"])}, {"applied_index", str(o["applied_index"])},
-		{"commit_index", str(o["commit_index"])}, {"last_contact", str(o["last_contact"])},
-	})
 }
 
 // ---- output

@@ -11,6 +11,11 @@
 //	warrenctl add vhost orders && warrenctl set policy -p orders ttl '^' '{"message-ttl":60000}'
 //	warrenctl add user app            (asks for the password, or reads it from stdin)
 //	warrenctl check local-alarms      (exit status 1 when the check fails)
+//	warrenctl cluster status
+//	warrenctl node drain warren@a && systemctl stop warren   (then: warrenctl node revive warren@a)
+//	warrenctl queues rebalance
+//	warrenctl queues grow warren@d all; warrenctl queues shrink warren@a
+//	warrenctl queues transfer-leader -p orders jobs warren@b
 //	warrenctl --json list connections
 //	warrenctl export defs.json && warrenctl import defs.json
 //	warrenctl completion bash         (shell completion script)
