@@ -118,6 +118,18 @@ func New(cfg Config) *Server {
 // Before routing, the cross-site defences of csrf.go run: CORS headers only for configured
 // origins, and a state-changing request from another origin is refused (403).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := s.log.Debug(); e.Enabled() {
+		e.Discard() // the access log line is written once the answer is known
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			user, _, _ := r.BasicAuth()
+			s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", sw.status).
+				Int64("bytes", sw.bytes).Str("user", user).Str("remote", r.RemoteAddr).
+				Dur("duration", time.Since(start)).Msg("http request")
+		}()
+		w = sw
+	}
 	if s.corsPreflight(w, r) || s.refuseCrossSite(w, r) {
 		return
 	}
@@ -129,6 +141,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r2.URL = &u
 	s.mux.ServeHTTP(w, &r2)
+}
+
+// statusWriter notes the status and size of an answer for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (Flush, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes on to the writer below when it flushes.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // pathValue returns the decoded path segment of wildcard name.

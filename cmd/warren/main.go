@@ -66,13 +66,7 @@ func run(args []string) error {
 	}
 
 	level, _ := zerolog.ParseLevel(c.logLevel) // checked by loadConfig
-	var log zerolog.Logger
-	if c.logJSON {
-		log = zerolog.New(os.Stderr)
-	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
-	}
-	log = log.Level(level).With().Timestamp().Str("node", c.cl.name()).Logger()
+	log := newLogger(os.Stderr, c.logJSON).Level(level).With().Timestamp().Str("node", c.cl.name()).Logger()
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
