@@ -42,6 +42,10 @@ func main() {
 }
 
 func run(args []string) error {
+	if wantsVersion(args) {
+		fmt.Fprintln(os.Stdout, versionText())
+		return nil
+	}
 	c, err := loadConfig(args, os.Stderr)
 	if err != nil {
 		return err
