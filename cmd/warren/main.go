@@ -118,7 +118,8 @@ func run(args []string) error {
 	}
 	var mg *mgmt.Server
 	if c.httpListen != "" || c.prometheusListen != "" {
-		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name()})
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name(),
+			CertFile: c.sec.tlsCert, CACertFile: c.sec.tlsCA})
 		defer mg.Close()
 	}
 	var httpSrv *http.Server
@@ -163,12 +164,29 @@ func run(args []string) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var fatal error
-	select {
-	case s := <-sig:
-		log.Info().Str("signal", s.String()).Msg("shutting down")
-	case fatal = <-cl.fatal():
-		log.Error().Err(fatal).Msg("leaving the cluster")
+wait:
+	for {
+		select {
+		case s := <-sig:
+			log.Info().Str("signal", s.String()).Msg("shutting down")
+			break wait
+		case fatal = <-cl.fatal():
+			log.Error().Err(fatal).Msg("leaving the cluster")
+			break wait
+		case <-hup:
+			// SIGHUP: certificates renewed on disk are used by new TLS connections.
+			if c.sec.tls == nil {
+				log.Info().Msg("SIGHUP: no TLS listener, nothing to reload")
+			} else if err := c.sec.reloadTLS(); err != nil {
+				log.Error().Err(err).Msg("TLS certificates not reloaded: the previous ones stay in use")
+			} else {
+				log.Info().Str("cert", c.sec.tlsCert).Msg("TLS certificates reloaded")
+			}
+		}
 	}
 	for _, hs := range []*http.Server{httpSrv, promSrv} {
 		if hs != nil {
