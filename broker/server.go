@@ -209,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	s.alarm.dir = cfg.DataDir
 	if cfg.MemoryHighWatermark > 0 {
 		s.alarm.memLimit = int64(cfg.MemoryHighWatermark * float64(physicalMemory()))
+		if lim, ok := cgroupMemoryLimit("/sys/fs/cgroup", "/proc/self/cgroup"); ok && lim < machineMemory() {
+			s.log.Info().Int64("cgroup_limit", lim).Int64("watermark", s.alarm.memLimit).Msg("memory limit of the cgroup used for the memory watermark")
+		}
 	}
 	if cfg.DiskFreeLimit > 0 {
 		s.alarm.diskLimit = cfg.DiskFreeLimit

@@ -154,10 +154,37 @@ func Start(cfg Config) (*Node, error) {
 	n.raft = r
 	tr.handle(KindPropose, n.serveForward)
 	ok = true
-	n.wg.Add(1)
+	leaderCh := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(leaderCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(obs) // before anything can be elected
+	n.wg.Add(2)
 	go n.reconcileLoop()
+	go n.logLeaderChanges(leaderCh, obs)
 	log.Info().Str("gossip", cfg.GossipListen).Str("rpc", rpcAddr).Bool("raft_state", existing).Str("raft_store", storeKind).Int("expect", cfg.Expect).Bool("key", cfg.Key != nil).Msg("cluster node started")
 	return n, nil
+}
+
+// logLeaderChanges logs each change of the metadata (Raft) leader as this node sees it, at
+// info: an operator reading one node's log can follow elections.
+func (n *Node) logLeaderChanges(ch <-chan raft.Observation, obs *raft.Observer) {
+	defer n.wg.Done()
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-ch:
+			lo := o.Data.(raft.LeaderObservation)
+			if lo.LeaderID == "" {
+				n.log.Info().Msg("raft leader lost: no metadata leader until an election ends")
+				continue
+			}
+			n.log.Info().Str("leader", string(lo.LeaderID)).Bool("self", string(lo.LeaderID) == n.cfg.NodeName).Uint64("term", n.raft.CurrentTerm()).Msg("raft leader changed")
+		}
+	}
 }
 
 // raftDialer adds raft's Dial to the stream layer.

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,4 +311,48 @@ func TestLimits_NodeMaxConnections(t *testing.T) {
 	})
 	second.Close()
 
+}
+
+// TestTLS_SIGHUPReloadsCertificates: after the certificate files are replaced and warren gets
+// SIGHUP, new TLS connections are served the new certificate, and connections made before
+// go on undisturbed (a certificate renewal without a restart).
+func TestTLS_SIGHUPReloadsCertificates(t *testing.T) {
+	p := newTestPKI(t)
+	addr, b := tlsBroker(t, p)
+	serial := func() string {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	old, err := amqp.DialTLS("amqps://guest:guest@"+addr+"/", &tls.Config{RootCAs: p.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	ch := openChannel(t, old)
+
+	key, _, der := makeCert(t, pkix.Name{CommonName: "127.0.0.1 renewed"}, nil, nil, false, []net.IP{net.IPv4(127, 0, 0, 1)})
+	p.write(t, "server.pem", "CERTIFICATE", der)
+	p.writeKey(t, "server-key.pem", key)
+	if serial() != before {
+		t.Fatal("the new certificate was served before SIGHUP")
+	}
+	if err := b.broker.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for serial() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("still the old certificate 10 s after SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := ch.QueueDeclare("", false, true, true, false, nil); err != nil {
+		t.Fatalf("the connection made before the reload: %v", err)
+	}
 }

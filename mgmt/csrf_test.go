@@ -38,6 +38,9 @@ func writeFixture(t *testing.T, e *env) map[string]writeReq {
 	e.must(201, "PUT", "/api/users/bob", map[string]any{"password": "pw", "tags": "management"})
 	e.must(201, "PUT", "/api/permissions/%2F/bob", map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
 	e.must(201, "PUT", "/api/policies/%2F/p1", map[string]any{"pattern": "^nothing$", "definition": map[string]any{"max-length": 1}})
+	e.must(204, "PUT", "/api/vhost-limits/v2/max-connections", map[string]any{"value": 5})
+	e.must(204, "PUT", "/api/user-limits/bob/max-channels", map[string]any{"value": 5})
+	e.must(201, "PUT", "/api/topic-permissions/%2F/bob", map[string]any{"exchange": "x", "write": ".*", "read": ".*"})
 	e.dial()
 	conns := e.getList("/api/connections")
 	if len(conns) != 1 {
@@ -69,6 +72,12 @@ func writeFixture(t *testing.T, e *env) map[string]writeReq {
 		"DELETE /api/permissions/{vhost}/{user}":                          {"DELETE", "/api/permissions/%2F/bob", nil},
 		"PUT /api/policies/{vhost}/{name}":                                {"PUT", "/api/policies/%2F/evil", map[string]any{"pattern": "^q$", "definition": map[string]any{"max-length": 0}}},
 		"DELETE /api/policies/{vhost}/{name}":                             {"DELETE", "/api/policies/%2F/p1", nil},
+		"PUT /api/vhost-limits/{vhost}/{name}":                            {"PUT", "/api/vhost-limits/%2F/max-queues", map[string]any{"value": 100}},
+		"DELETE /api/vhost-limits/{vhost}/{name}":                         {"DELETE", "/api/vhost-limits/v2/max-connections", nil},
+		"PUT /api/user-limits/{user}/{name}":                              {"PUT", "/api/user-limits/bob/max-connections", map[string]any{"value": 100}},
+		"DELETE /api/user-limits/{user}/{name}":                           {"DELETE", "/api/user-limits/bob/max-channels", nil},
+		"PUT /api/topic-permissions/{vhost}/{user}":                       {"PUT", "/api/topic-permissions/%2F/bob", map[string]any{"exchange": "x2", "write": "evil", "read": ".*"}},
+		"DELETE /api/topic-permissions/{vhost}/{user}":                    {"DELETE", "/api/topic-permissions/%2F/bob", nil},
 		"POST /api/definitions":                                           {"POST", "/api/definitions", mallory},
 		"POST /api/definitions/{vhost}":                                   {"POST", "/api/definitions/%2F", map[string]any{"queues": []any{map[string]any{"name": "evil", "vhost": "/", "durable": true, "auto_delete": false, "arguments": map[string]any{}}}}},
 		"DELETE /api/queues/{vhost}/{name} (trailing slash)":              {"DELETE", "/api/queues/%2F/q/", nil},

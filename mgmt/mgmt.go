@@ -55,6 +55,11 @@ type Config struct {
 	CORSOrigins []string
 	// Cluster is this node's cluster membership (nil: a single node).
 	Cluster *cluster.Node
+	// Listeners lists the node's listeners that management does not see by itself, for the
+	// port and protocol health checks (health.go); CertFile and CACertFile are the TLS
+	// listeners' certificate files, read by the certificate-expiration check.
+	Listeners            func() []Listener
+	CertFile, CACertFile string
 }
 
 // Server is the management HTTP handler. Close stops its sampler goroutine.
@@ -113,6 +118,18 @@ func New(cfg Config) *Server {
 // Before routing, the cross-site defences of csrf.go run: CORS headers only for configured
 // origins, and a state-changing request from another origin is refused (403).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := s.log.Debug(); e.Enabled() {
+		e.Discard() // the access log line is written once the answer is known
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			user, _, _ := r.BasicAuth()
+			s.log.Debug().Str("method", r.Method).Str("path", r.URL.EscapedPath()).Int("status", sw.status).
+				Int64("bytes", sw.bytes).Str("user", user).Str("remote", r.RemoteAddr).
+				Dur("duration", time.Since(start)).Msg("http request")
+		}()
+		w = sw
+	}
 	if s.corsPreflight(w, r) || s.refuseCrossSite(w, r) {
 		return
 	}
@@ -124,6 +141,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r2.URL = &u
 	s.mux.ServeHTTP(w, &r2)
+}
+
+// statusWriter notes the status and size of an answer for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (Flush, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes on to the writer below when it flushes.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // pathValue returns the decoded path segment of wildcard name.
@@ -184,8 +233,13 @@ func (s *Server) routes() {
 	admin("POST /api/cluster/nodes/{node}/drain", s.drain)
 	admin("POST /api/cluster/nodes/{node}/revive", s.revive)
 	admin("DELETE /api/queues/{vhost}/{name}/members/{node}", s.deleteMember)
-	user("GET /api/health/checks/alarms", s.alarms)
-	user("GET /api/health/checks/local-alarms", s.alarms)
+	user("GET /api/health/checks/alarms", s.checkAlarms)
+	user("GET /api/health/checks/local-alarms", s.checkLocalAlarms)
+	user("GET /api/health/checks/virtual-hosts", s.checkVirtualHosts)
+	user("GET /api/health/checks/port-listener/{port}", s.checkPortListener)
+	user("GET /api/health/checks/protocol-listener/{protocol}", s.checkProtocolListener)
+	user("GET /api/health/checks/certificate-expiration/{within}/{unit}", s.checkCertificateExpiration)
+	user("GET /api/health/checks/node-is-quorum-critical", s.checkQuorumCritical)
 	user("GET /api/aliveness-test/{vhost}", s.aliveness)
 	user("GET /api/extensions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, []obj{}) })
 
@@ -242,6 +296,20 @@ func (s *Server) routes() {
 	admin("GET /api/permissions/{vhost}/{user}", s.permission)
 	admin("PUT /api/permissions/{vhost}/{user}", s.putPermission)
 	admin("DELETE /api/permissions/{vhost}/{user}", s.deletePermission)
+	user("GET /api/vhost-limits", s.vhostLimits)
+	user("GET /api/vhost-limits/{vhost}", s.vhostLimits)
+	admin("PUT /api/vhost-limits/{vhost}/{name}", s.setVHostLimit(false))
+	admin("DELETE /api/vhost-limits/{vhost}/{name}", s.setVHostLimit(true))
+	admin("GET /api/user-limits", s.userLimits)
+	admin("GET /api/user-limits/{user}", s.userLimits)
+	admin("PUT /api/user-limits/{user}/{name}", s.setUserLimit(false))
+	admin("DELETE /api/user-limits/{user}/{name}", s.setUserLimit(true))
+	admin("GET /api/topic-permissions", s.topicPermissions)
+	admin("GET /api/topic-permissions/{vhost}/{user}", s.topicPermissions)
+	admin("PUT /api/topic-permissions/{vhost}/{user}", s.putTopicPermission)
+	admin("DELETE /api/topic-permissions/{vhost}/{user}", s.deleteTopicPermission)
+	admin("GET /api/users/{name}/topic-permissions", s.topicPermissions)
+	admin("GET /api/vhosts/{vhost}/topic-permissions", s.topicPermissions)
 	user("GET /api/policies", s.policies)
 	user("GET /api/policies/{vhost}", s.policies)
 	user("GET /api/policies/{vhost}/{name}", s.policy)
@@ -251,23 +319,6 @@ func (s *Server) routes() {
 	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
 	admin("POST /api/definitions", s.importDefinitions)
 	admin("POST /api/definitions/{vhost}", s.importDefinitions)
-}
-
-// alarms is RabbitMQ's health check: 200 {"status":"ok"} or 503 with the alarms in effect.
-func (s *Server) alarms(w http.ResponseWriter, r *http.Request) {
-	mem, disk := s.b.Alarms()
-	if !mem && !disk {
-		s.ok(w, r)
-		return
-	}
-	var list []obj
-	if mem {
-		list = append(list, obj{"node": s.cfg.Node, "resource": "memory"})
-	}
-	if disk {
-		list = append(list, obj{"node": s.cfg.Node, "resource": "disk"})
-	}
-	writeJSON(w, http.StatusServiceUnavailable, obj{"status": "failed", "reason": "resource alarm(s) in effect in the cluster", "alarms": list})
 }
 
 func (s *Server) ok(w http.ResponseWriter, r *http.Request) {

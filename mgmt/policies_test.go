@@ -51,7 +51,7 @@ func TestAPI_AlarmsFollowTheBroker(t *testing.T) {
 	e.must(http.StatusOK, "GET", "/api/health/checks/alarms", nil)
 	e.b.SetAlarmLimits(0, 1<<62) // no disk has that much free space
 	body := e.must(http.StatusServiceUnavailable, "GET", "/api/health/checks/alarms", nil)
-	if !bytes.Contains(body, []byte(`"resource":"disk"`)) {
+	if !bytes.Contains(body, []byte(`"resource":"disk space"`)) {
 		t.Fatalf("alarms body %s", body)
 	}
 	code, metrics := e.do("GET", "/metrics", nil)

@@ -1,7 +1,9 @@
 package mgmt_test
 
 import (
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -23,7 +25,7 @@ func TestAPI_EveryRouteAcceptsATrailingSlash(t *testing.T) {
 		switch {
 		case strings.HasPrefix(path, "/api/exchanges/"):
 			name = "x"
-		case strings.HasPrefix(path, "/api/users/"):
+		case strings.HasPrefix(path, "/api/users/"), strings.HasPrefix(path, "/api/user-limits/"):
 			name = "guest"
 		case strings.HasPrefix(path, "/api/connections/"):
 			name = conn
@@ -32,12 +34,18 @@ func TestAPI_EveryRouteAcceptsATrailingSlash(t *testing.T) {
 		case strings.HasPrefix(path, "/api/policies/"):
 			name = "p1"
 		}
+		user := "guest"
+		if strings.HasPrefix(path, "/api/topic-permissions/") {
+			user = "bob" // the fixture's topic permission
+		}
 		dest := "q"
 		if strings.Contains(path, "/e/{dest}") {
 			dest = "x2"
 		}
 		return strings.NewReplacer("{vhost}", "%2F", "{name}", name, "{node}", "warren@test", "{source}", "x",
-			"{dest}", dest, "{props}", "k", "{user}", "guest").Replace(path)
+			"{dest}", dest, "{props}", "k", "{user}", user,
+			"{port}", strconv.Itoa(e.b.Addr().(*net.TCPAddr).Port),
+			"{protocol}", "amqp", "{within}", "1", "{unit}", "days").Replace(path)
 	}
 	n := 0
 	for _, p := range e.m.Patterns() {

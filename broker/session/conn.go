@@ -3,6 +3,7 @@ package session
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -42,6 +43,7 @@ type Conn struct {
 	// Reader goroutine only.
 	channels  map[uint16]*Channel
 	closing   bool       // we sent connection.close and wait for close-ok
+	closeWhy  string     // why the connection ended, for the log line that says it closed
 	dirty     []*Channel // channels with confirms to flush at the end of a read batch
 	exclusive []queue.Ref
 
@@ -67,6 +69,7 @@ type Conn struct {
 	unconfirmed     atomic.Int64
 	unconfirmedWake chan struct{}
 	shutOnce        sync.Once
+	shutWhy         atomic.Pointer[string] // the reason given to Shutdown, for the close log line
 	writerWG        sync.WaitGroup
 	lastSend        atomic.Int64 // unix nanos of the last write (heartbeat decisions)
 	hb              heartbeats
@@ -185,6 +188,17 @@ func (c *Conn) Serve() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Debug().Err(err).Msg("connection ended")
 	}
+	why := c.closeWhy
+	switch {
+	case why != "":
+	case c.shutWhy.Load() != nil:
+		why = *c.shutWhy.Load()
+	case err == nil || errors.Is(err, io.EOF):
+		why = "client unexpectedly closed TCP connection"
+	default:
+		why = err.Error()
+	}
+	c.log.Info().Str("reason", why).Msg("connection closed")
 }
 
 // handshake runs protocol header, start/start-ok, tune/tune-ok and open/open-ok (spec 4.2.2,
@@ -300,9 +314,13 @@ func (c *Conn) handshake() error {
 	}
 	c.vh = vh
 	c.connectedAt = time.Now()
-	c.log = c.log.With().Str("vhost", vh.Name).Str("user", user).Logger()
+	lc := c.log.With().Str("vhost", vh.Name).Str("user", user)
+	if name, ok := c.clientProps["connection_name"].(string); ok {
+		lc = lc.Str("client_name", name)
+	}
+	c.log = lc.Logger()
 	_, err = c.nc.Write(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{}))
-	c.log.Debug().Msg("connection opened")
+	c.log.Info().Msg("connection opened")
 	return err
 }
 
@@ -387,6 +405,7 @@ func (c *Conn) readLoop() error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.closing {
 				c.log.Debug().Uint16("heartbeat", c.heartbeat).Msg("missed heartbeats, closing")
+				c.closeWhy = "missed heartbeats from client"
 				return err
 			}
 			return err
@@ -461,6 +480,7 @@ func (c *Conn) closeWithError(err error) {
 		ae = &amqp.Error{Code: amqp.InternalError, Text: "INTERNAL_ERROR - " + err.Error()}
 	}
 	c.log.Debug().Uint16("code", uint16(ae.Code)).Str("text", ae.Text).Msg("closing connection with error")
+	c.closeWhy = fmt.Sprintf("closed by the server: %d %s", ae.Code, ae.Text)
 	c.closing = true
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(ae.Code), ReplyText: amqp.ReplyText(ae.Text), CauseClassID: ae.ClassID, CauseMethodID: ae.MethodID})
 }
@@ -477,7 +497,11 @@ const shutdownReason = "broker forced connection closure with reason 'shutdown'"
 // operator's request); safe from any goroutine. The reader ends when the client answers or the
 // socket closes after a grace period.
 func (c *Conn) Shutdown(reason string) {
-	c.shutOnce.Do(func() { close(c.shut) })
+	c.shutOnce.Do(func() {
+		why := "closed by the server: 320 CONNECTION_FORCED - " + reason
+		c.shutWhy.Store(&why)
+		close(c.shut)
+	})
 	c.send(0, &amqp.ConnectionClose{ReplyCode: uint16(amqp.ConnectionForced), ReplyText: "CONNECTION_FORCED - " + reason})
 	// The writer sends it (not flushNow here: a writer stuck on a client that does not read
 	// holds wmu until its send timeout, and Close shuts connections down one after another).
@@ -622,6 +646,7 @@ func (c *Conn) handleConnMethod(payload []byte) (bool, error) {
 	switch m := m.(type) {
 	case *amqp.ConnectionClose:
 		c.log.Debug().Uint16("code", m.ReplyCode).Str("text", m.ReplyText).Msg("client closed connection")
+		c.closeWhy = fmt.Sprintf("client closed the connection: %d %s", m.ReplyCode, m.ReplyText)
 		c.teardown()
 		c.send(0, &amqp.ConnectionCloseOk{})
 		c.flushNow()

@@ -57,6 +57,7 @@ func defaultConfig() *config {
 func (c *config) register(fs *flag.FlagSet) {
 	b := &c.Config
 	fs.StringVar(&c.configFile, "config", c.configFile, "config file (JSON; keys as the flag names)")
+	fs.Bool("version", false, "print the version and exit (read on the command line only)")
 	fs.StringVar(&b.AMQPListen, "amqp-listen", b.AMQPListen, "AMQP listen address")
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "HTTP management listen address (empty: off)")
 	fs.StringVar(&c.corsOrigins, "http-cors-origins", "", "comma-separated web origins allowed to call the HTTP API from other sites (CORS; \"*\": any; empty: none)")

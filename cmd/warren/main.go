@@ -42,6 +42,10 @@ func main() {
 }
 
 func run(args []string) error {
+	if wantsVersion(args) {
+		fmt.Fprintln(os.Stdout, versionText())
+		return nil
+	}
 	c, err := loadConfig(args, os.Stderr)
 	if err != nil {
 		return err
@@ -66,13 +70,7 @@ func run(args []string) error {
 	}
 
 	level, _ := zerolog.ParseLevel(c.logLevel) // checked by loadConfig
-	var log zerolog.Logger
-	if c.logJSON {
-		log = zerolog.New(os.Stderr)
-	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
-	}
-	log = log.Level(level).With().Timestamp().Str("node", c.cl.name()).Logger()
+	log := newLogger(os.Stderr, c.logJSON).Level(level).With().Timestamp().Str("node", c.cl.name()).Logger()
 
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -121,7 +119,8 @@ func run(args []string) error {
 	}
 	var mg *mgmt.Server
 	if c.httpListen != "" || c.prometheusListen != "" {
-		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name()})
+		mg = mgmt.New(mgmt.Config{Broker: srv, Log: log, CORSOrigins: splitList(c.corsOrigins), Cluster: cl.clusterNode(), Node: c.cl.name(),
+			CertFile: c.sec.tlsCert, CACertFile: c.sec.tlsCA})
 		defer mg.Close()
 	}
 	var httpSrv *http.Server
@@ -166,12 +165,29 @@ func run(args []string) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var fatal error
-	select {
-	case s := <-sig:
-		log.Info().Str("signal", s.String()).Msg("shutting down")
-	case fatal = <-cl.fatal():
-		log.Error().Err(fatal).Msg("leaving the cluster")
+wait:
+	for {
+		select {
+		case s := <-sig:
+			log.Info().Str("signal", s.String()).Msg("shutting down")
+			break wait
+		case fatal = <-cl.fatal():
+			log.Error().Err(fatal).Msg("leaving the cluster")
+			break wait
+		case <-hup:
+			// SIGHUP: certificates renewed on disk are used by new TLS connections.
+			if c.sec.tls == nil {
+				log.Info().Msg("SIGHUP: no TLS listener, nothing to reload")
+			} else if err := c.sec.reloadTLS(); err != nil {
+				log.Error().Err(err).Msg("TLS certificates not reloaded: the previous ones stay in use")
+			} else {
+				log.Info().Str("cert", c.sec.tlsCert).Msg("TLS certificates reloaded")
+			}
+		}
 	}
 	for _, hs := range []*http.Server{httpSrv, promSrv} {
 		if hs != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/broker"
 )
@@ -23,7 +24,11 @@ type securityFlags struct {
 	httpTLS     bool
 	definitions string
 
-	tls *tls.Config // built by prepare
+	// tls is what the listeners use (built by prepare): it hands each handshake the
+	// configuration in live, which reloadTLS replaces (SIGHUP) without touching connections
+	// already made.
+	tls  *tls.Config
+	live atomic.Pointer[tls.Config]
 }
 
 func registerSecurityFlags(fs *flag.FlagSet, b *broker.Config) *securityFlags {
@@ -54,32 +59,58 @@ func (f *securityFlags) prepare() error {
 	if f.tlsCert == "" || f.tlsKey == "" {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
+	if f.verifyPeer && f.tlsCA == "" {
+		return errors.New("--tls-verify-peer needs --tls-ca")
+	}
+	cfg, err := f.buildTLS()
+	if err != nil {
+		return err
+	}
+	f.live.Store(cfg)
+	f.tls = &tls.Config{MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return f.live.Load(), nil }}
+	return nil
+}
+
+// reloadTLS reads the certificate, key and CA files again (SIGHUP): new connections get
+// them, open ones keep theirs. On an error the previous ones stay in use.
+func (f *securityFlags) reloadTLS() error {
+	if f.tls == nil {
+		return nil
+	}
+	cfg, err := f.buildTLS()
+	if err != nil {
+		return err
+	}
+	f.live.Store(cfg)
+	return nil
+}
+
+// buildTLS reads the files into a server configuration.
+func (f *securityFlags) buildTLS() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return nil, fmt.Errorf("tls: %w", err)
 	}
-	f.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if f.tlsCA != "" {
 		pem, err := os.ReadFile(f.tlsCA)
 		if err != nil {
-			return fmt.Errorf("tls: %w", err)
+			return nil, fmt.Errorf("tls: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("tls: no certificates in %s", f.tlsCA)
+			return nil, fmt.Errorf("tls: no certificates in %s", f.tlsCA)
 		}
-		f.tls.ClientCAs = pool
+		cfg.ClientCAs = pool
 	}
 	if f.verifyPeer {
-		if f.tls.ClientCAs == nil {
-			return errors.New("--tls-verify-peer needs --tls-ca")
-		}
-		f.tls.ClientAuth = tls.VerifyClientCertIfGiven
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 		if f.failNoCert {
-			f.tls.ClientAuth = tls.RequireAndVerifyClientCert
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	return nil
+	return cfg, nil
 }
 
 // apply sets the broker's TLS configuration (built by prepare).
@@ -101,7 +132,8 @@ func (f *securityFlags) wrapHTTP(ln net.Listener) net.Listener {
 	if !f.httpTLS || f.tls == nil {
 		return ln
 	}
-	return tls.NewListener(ln, &tls.Config{Certificates: f.tls.Certificates, MinVersion: tls.VersionTLS12})
+	return tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &f.live.Load().Certificates[0], nil }})
 }
 
 // amqpsAddr is the bound amqps address for --addr-file ("" without TLS).

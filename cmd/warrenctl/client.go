@@ -90,3 +90,23 @@ func (c *client) do(method, path string, body, into any) error {
 
 // seg escapes one path segment ("/" as %2F).
 func seg(s string) string { return url.PathEscape(s) }
+
+// get sends a GET and returns the status and body whatever the status (health checks answer
+// 503 with a body that says what failed).
+func (c *client) get(path string) (int, []byte, error) {
+	req, err := http.NewRequest("GET", strings.TrimRight(c.base, "/")+"/api"+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	if c.http.Timeout == 0 {
+		c.http.Timeout = 30 * time.Second
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}

@@ -265,7 +265,8 @@
   async function loadAlarms() {
     const h = await api('/api/health/checks/alarms');
     alarms.health = (h && h.status === 'failed')
-      ? (h.alarms || [{ resource: h.reason || 'unknown' }]).map((a) => (a.resource === 'disk_free' ? 'disk' : a.resource))
+      // RabbitMQ names the disk alarm's resource "disk space" (older versions "disk_free").
+      ? (h.alarms || [{ resource: h.reason || 'unknown' }]).map((a) => (a.resource === 'disk space' || a.resource === 'disk_free' ? 'disk' : a.resource))
       : [];
     showAlarms();
   }
