@@ -105,3 +105,27 @@ func TestServer_LogsConnectionsAtInfo(t *testing.T) {
 		t.Errorf("drained connection's close reason %q", r)
 	}
 }
+
+// A connection whose handshake ends after Drain looked at the connections is refused (before,
+// it registered after Drain had shut the others down, and stayed on the drained node).
+func TestServer_DrainRefusesLateRegistration(t *testing.T) {
+	s, err := New(Config{AMQPListen: "127.0.0.1:0", DataDir: t.TempDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Drain()
+	if s.register(nil) {
+		t.Fatal("a connection registered while the node was drained")
+	}
+	s.Revive()
+	if !s.register(nil) {
+		t.Fatal("a connection refused after revive")
+	}
+	s.mu.Lock()
+	delete(s.conns, nil)
+	s.mu.Unlock()
+}

@@ -187,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 		VHost:            s.VHost,
 		Authenticate:     s.users.Authenticate,
 		Registered:       s.register,
+		Draining:         s.draining.Load,
 		Unregistered:     s.unregister,
 		Product:          "RabbitMQ",
 		Version:          CompatVersion,
@@ -386,7 +387,9 @@ func (s *Server) Connections() []*session.Conn {
 func (s *Server) register(c *session.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.draining.Load() {
+		// Drain and Close shut down only the connections they found: one that finished its
+		// handshake after must not stay.
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -565,9 +568,11 @@ func (s *Server) Placements() map[string][]vhost.Placement {
 // closed at once and every open one gets connection.close 320 CONNECTION_FORCED (clients
 // reconnect to another node). The caller first moves the node's queue leaderships away.
 func (s *Server) Drain() {
-	s.draining.Store(true)
+	s.mu.Lock()
+	s.draining.Store(true) // under s.mu: a connection registers before this, or is refused
+	s.mu.Unlock()
 	for _, c := range s.Connections() {
-		c.Shutdown("node is being drained for maintenance")
+		c.Shutdown(session.DrainReason)
 	}
 	s.log.Info().Msg("node drained: client connections closed, new ones refused")
 }

@@ -990,3 +990,34 @@ func TestRemote_NewLeaderRedeliversWhatItRestored(t *testing.T) {
 		t.Fatalf("from the new leader: %v %q redelivered=%v (%v)", ok, d.Msg.Body, d.Redelivered, err)
 	}
 }
+
+// x-warren-replication: the argument, else the policy key warren-replication, decides at
+// declare whether a quorum queue confirms on a majority (sync) or on its leader (async); a value
+// other than sync or async is refused (406), in the argument and in a policy.
+func TestRemote_ReplicationModeFromArgumentOrPolicy(t *testing.T) {
+	tc := newReplicatedCluster(t, "a", "b", "c")
+	a := tc.node("a")
+	if err := a.v.SetPolicy(vhost.Policy{Name: "fast", Pattern: "^fast\\.", ApplyTo: "queues", Definition: amqp.Table{"warren-replication": "async"}}); err != nil {
+		t.Fatal(err)
+	}
+	tc.declare(t, "a", quorumDecl("fast.q", nil))
+	tc.declare(t, "a", quorumDecl("fast.sync", amqp.Table{"x-warren-replication": "sync"})) // the argument wins
+	tc.declare(t, "a", quorumDecl("slow.q", nil))
+	tc.declare(t, "a", quorumDecl("slow.async", amqp.Table{"x-warren-replication": "async"}))
+	for q, async := range map[string]bool{"fast.q": true, "fast.sync": false, "slow.q": false, "slow.async": true} {
+		for _, n := range []string{"a", "b", "c"} {
+			p, ok := tc.node(n).v.PlacementOf(q)
+			if !ok || p.Async != async {
+				t.Fatalf("%s on %s: placement %+v (found %v), want async=%v", q, n, p, ok, async)
+			}
+		}
+	}
+	_, _, err := a.v.DeclareQueue(quorumDecl("bad", amqp.Table{"x-warren-replication": "lazy"}))
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed || !strings.Contains(ae.Text, "x-warren-replication") {
+		t.Fatalf("x-warren-replication=lazy: %v", err)
+	}
+	if err := a.v.SetPolicy(vhost.Policy{Name: "bad", Pattern: ".", ApplyTo: "queues", Definition: amqp.Table{"warren-replication": "maybe"}}); err == nil {
+		t.Fatal("a policy with warren-replication=maybe was accepted")
+	}
+}

@@ -167,10 +167,15 @@ func (c *Conn) Serve() {
 		return
 	}
 	if c.env.Registered != nil && !c.env.Registered(c) {
-		c.handshakeFail(ShutdownError())
+		why := ShutdownError()
+		if c.env.Draining != nil && c.env.Draining() {
+			why = DrainError()
+		}
+		c.handshakeFail(why)
 		if c.env.Unregistered != nil {
 			c.env.Unregistered(c)
 		}
+		c.log.Info().Str("reason", "closed by the server: 320 "+why.(*amqp.Error).Text).Msg("connection closed")
 		return
 	}
 	c.pacer.setSendTimeout(max(0, c.env.SendTimeout))
@@ -492,6 +497,15 @@ func ShutdownError() error {
 }
 
 const shutdownReason = "broker forced connection closure with reason 'shutdown'"
+
+// DrainReason is the close text of client connections on a node being drained.
+const DrainReason = "node is being drained for maintenance"
+
+// DrainError is the 320 a connection gets that finished its handshake while its node was
+// being drained (it goes to another node).
+func DrainError() error {
+	return &amqp.Error{Code: amqp.ConnectionForced, Text: "CONNECTION_FORCED - " + DrainReason, Scope: amqp.ScopeConnection}
+}
 
 // Shutdown asks the connection to close with 320 CONNECTION_FORCED (broker shutdown or an
 // operator's request); safe from any goroutine. The reader ends when the client answers or the

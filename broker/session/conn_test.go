@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,4 +274,16 @@ func TestConn_BlockedConnectionSurvivesHeartbeatCheck(t *testing.T) {
 	mu.Unlock()
 	tc.send(1, &amqp.QueueDeclare{Queue: "after-alarm"})
 	tc.expect(&amqp.QueueDeclareOk{})
+}
+
+// Refused because the node is being drained: the 320 says so (the client goes to another node).
+func TestConn_RefusedWhileDrainingSaysDrained(t *testing.T) {
+	env := &Env{Registered: func(*Conn) bool { return false }, Draining: func() bool { return true }}
+	tc, _, _ := serveTest(t, env)
+	tc.handshake(0)
+	cl := tc.expect(&amqp.ConnectionClose{}).(*amqp.ConnectionClose)
+	if cl.ReplyCode != uint16(amqp.ConnectionForced) || !strings.Contains(cl.ReplyText, DrainReason) {
+		t.Fatalf("close %d %q, want 320 with %q", cl.ReplyCode, cl.ReplyText, DrainReason)
+	}
+	tc.send(0, &amqp.ConnectionCloseOk{})
 }

@@ -56,7 +56,10 @@ type Env struct {
 	// Registered / Unregistered track live connections (for shutdown and management).
 	// Registered returns false when the broker is shutting down: the connection is then
 	// closed with 320 CONNECTION_FORCED (and Unregistered is still called).
-	Registered   func(c *Conn) bool
+	Registered func(c *Conn) bool
+	// Draining reports whether the node is being drained: a connection refused at Registered
+	// is then told so (320 with the drain text) rather than of a shutdown.
+	Draining     func() bool
 	Unregistered func(c *Conn)
 	// Stats are the node-wide message counters every channel adds to (nil: none kept).
 	Stats *Stats

@@ -26,6 +26,7 @@ var queueArgKinds = map[string]string{
 	"x-cache-size":              "nonneg",
 	"x-cache-ttl":               "nonneg",
 	"x-deduplication-header":    "string",
+	"x-warren-replication":      "replication", // quorum queues: sync (default) or async
 
 	"x-stream-max-segment-size-bytes": "nonneg", // streams; queue.CheckTypeDeclare checks stream arguments first
 }
@@ -82,7 +83,7 @@ func validateQueueArgs(args amqp.Table, policy bool) error {
 			if _, ok := v.(bool); !ok {
 				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
 			}
-		case "overflow", "mode", "type":
+		case "overflow", "mode", "type", "replication":
 			s, ok := v.(string)
 			if !ok {
 				return bad(fmt.Sprintf("{unacceptable_type,%s}", amqp.TypeName(v)))
@@ -90,6 +91,8 @@ func validateQueueArgs(args amqp.Table, policy bool) error {
 			switch {
 			case kind == "overflow" && s != "drop-head" && s != "reject-publish" && s != "reject-publish-dlx":
 				return bad("invalid_overflow")
+			case kind == "replication" && s != "sync" && s != "async":
+				return bad(fmt.Sprintf("\"unsupported replication mode '%s' (sync, async)\"", s))
 			case kind == "mode" && s != "default" && s != "lazy":
 				return bad(fmt.Sprintf("\"unsupported queue mode '%s'\"", s))
 			case kind == "type" && s != "classic" && s != "quorum" && s != "stream":

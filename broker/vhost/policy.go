@@ -43,6 +43,7 @@ var policyQueueKeys = map[string]struct {
 	"queue-mode":              {"x-queue-mode", false},
 	"queue-master-locator":    {"x-queue-master-locator", false},
 	"queue-leader-locator":    {"x-queue-leader-locator", false},
+	"warren-replication":      {"x-warren-replication", false}, // a quorum queue's, fixed at its declare
 }
 
 // ValidatePolicy checks a policy as RabbitMQ does (pattern, apply-to, known keys with the

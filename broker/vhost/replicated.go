@@ -74,7 +74,17 @@ func (v *VHost) place(rec *meta.Record, d QueueDecl) {
 	rec.Fields["rep"] = names
 	rec.Fields["ld"] = reps[0]
 	rec.Fields["ep"] = int64(1)
-	if s, _ := d.Args["x-warren-replication"].(string); s == "async" {
+	mode, ok := d.Args["x-warren-replication"].(string)
+	if !ok {
+		// Else the policy key warren-replication, as it stands when the queue is declared
+		// (the mode is part of the placement: a later policy change does not move it).
+		v.mu.RLock()
+		if p := v.policyForLocked("queues", d.Name); p != nil {
+			mode, _ = p.Definition["warren-replication"].(string)
+		}
+		v.mu.RUnlock()
+	}
+	if mode == "async" {
 		rec.Fields["as"] = true
 	}
 }
