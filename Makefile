@@ -82,6 +82,7 @@ chaos: ## rounds of random faults under load, checked (root: network namespaces)
 bench: ## codec, routing and WAL benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp ./broker/... ./wal
 
-verify-ci: imports ## the verify checks that need no network or clean tree: gofmt, vet, imports
+verify-ci: imports ## the verify checks that need no network or clean tree: gofmt, vet, imports, no merge conflict markers
+	@! git grep -n -e '^<<<<<<< ' -e '^>>>>>>> ' -- . ':!*.xml' || { echo "merge conflict markers left"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
