@@ -49,13 +49,14 @@ type Bus struct {
 	mu       sync.Mutex
 	handlers map[byte]Handler
 	links    map[string]*link
+	inbound  map[string]int // peers' links to this node being read (serve)
 	onDown   []func(peer string)
 	closed   bool
 	wg       sync.WaitGroup
 }
 
 func newBus(n *Node) *Bus {
-	b := &Bus{n: n, log: n.log, handlers: map[byte]Handler{}, links: map[string]*link{}}
+	b := &Bus{n: n, log: n.log, handlers: map[byte]Handler{}, links: map[string]*link{}, inbound: map[string]int{}}
 	n.tr.handle(KindData, b.serve)
 	return b
 }
@@ -103,9 +104,12 @@ func (b *Bus) link(peer string) (*link, error) {
 	if l := b.links[peer]; l != nil {
 		return l, nil
 	}
+	// A peer gossip does not (yet) see alive, but whose own link to us is open, is there: a
+	// restarted node talks to us before every member has seen it rejoin, and its requests
+	// want replies.
 	addr := ""
 	for _, m := range b.n.ml.members() {
-		if m.Name == peer && m.Status == "alive" {
+		if m.Name == peer && (m.Status == "alive" || (b.inbound[peer] > 0 && m.Status != "left")) {
 			addr = m.RPC
 		}
 	}
@@ -152,6 +156,16 @@ func (b *Bus) close() {
 // serve reads a peer's link: frames to handlers, in order.
 func (b *Bus) serve(c net.Conn, peer string) {
 	defer c.Close()
+	b.mu.Lock()
+	b.inbound[peer]++
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		if b.inbound[peer]--; b.inbound[peer] <= 0 {
+			delete(b.inbound, peer)
+		}
+		b.mu.Unlock()
+	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [5]byte
 	for {

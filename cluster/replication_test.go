@@ -393,9 +393,19 @@ func TestReplication_FollowerBehindReclaimedCatchesUp(t *testing.T) {
 	if ok, _ := appendN(t, la, "after", 5, 10*time.Second); ok != 5 {
 		t.Fatal("appends after the follower came back")
 	}
-	wlc, _ := c.m.Log("q")
+	// The follower's current log, as its replication holds it (wal.Manager.Log would create one
+	// of that name while the follower removes and rebuilds it).
+	current := func() *wal.Log {
+		c.rep.mu.Lock()
+		rl := c.rep.logs["q"]
+		c.rep.mu.Unlock()
+		rl.mu.Lock()
+		defer rl.mu.Unlock()
+		return rl.wl
+	}
+	var wlc *wal.Log
 	waitFor(t, 10*time.Second, "the returning follower holds what the leader holds", func() bool {
-		wlc, _ = c.m.Log("q")
+		wlc = current()
 		return wlc.SyncedOffset() == wla.SyncedOffset()
 	})
 	if wlc.FirstOffset() < wla.FirstOffset() {

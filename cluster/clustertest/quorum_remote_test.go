@@ -226,9 +226,13 @@ func TestRemote_QuorumQueueOverflowReturnsOrderAndDeadLetterAcrossNodes(t *testi
 	declareOn(t, c, 2, "dlx-target", true, nil)
 	declareOn(t, c, 1, "qo", true, amqp.Table{"x-queue-type": "quorum", "x-max-length": int32(3), "x-overflow": "reject-publish",
 		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlx-target"})
-	if l := queueLeader(t, c, 3, "qo"); l != 1 {
-		t.Fatalf("leader %d", l)
-	}
+	// Node 3 answers once it has applied the declare (it may trail node 1 by a moment).
+	eventually(t, 10*time.Second, func() error {
+		if l := queueLeader(t, c, 3, "qo"); l != 1 {
+			return fmt.Errorf("node 3 names leader %d", l)
+		}
+		return nil
+	})
 	_, ch := channel(t, c, 3)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
