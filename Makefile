@@ -11,7 +11,7 @@ PKGS      := ./amqp/... ./broker/... ./crypt/... ./wal/... ./mgmt/... ./cmd/... 
 NODES     ?= 3
 ROUNDS    ?= 10
 
-.PHONY: help run cluster build gen verify test unit conformance conformance-race conformance-rabbitmq conformance-cluster fuzz fuzz-short bench imports chaos
+.PHONY: help run cluster build gen verify test unit conformance conformance-race conformance-rabbitmq conformance-cluster fuzz fuzz-short bench imports chaos chaos-ci
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-22s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	$(GO) test ./amqp -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./amqp -run '^$$' -fuzz '^FuzzMethodRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./wal -run '^$$' -fuzz '^FuzzWALOpen$$' -fuzztime $(FUZZTIME)
+
+chaos-ci: ## CI's short fault-injection run: 10 rounds of every fault kind over a 3-node cluster in network namespaces (root), fixed seeds
+	$(MAKE) chaos SEED=1000 ROUNDS=10 NODES=3 CHAOS_FLAGS="-cluster -netns on"
 
 chaos: ## rounds of random faults under load, checked (root: network namespaces): SEED=… ROUNDS=10 NODES=3|5 [FAULTS=kill,pause,…] [CHAOS_FLAGS=…]
 	$(GO) build -o bin/warren ./cmd/warren

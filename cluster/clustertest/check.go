@@ -163,6 +163,16 @@ func Check(events []Event, cfg CheckConfig) Report {
 		pub     string
 	}
 	lastSeq := map[streamKey]uint64{}
+	// Order is owed only for messages whose publish was confirmed: one that was nacked, or
+	// whose connection died before an answer, may still be enqueued later (it was in flight
+	// on a link to the queue's node when the publisher was told or gave up, and arrives after
+	// what the publisher sent next through another node), as with RabbitMQ.
+	confirmedIDs := map[string]bool{}
+	for _, e := range events {
+		if e.Kind == EvConfirm {
+			confirmedIDs[e.ID] = true
+		}
+	}
 	var meta MetaReport
 	meta.ByOp, meta.Errors = map[string][2]int{}, map[string]int{}
 	var t0 time.Time
@@ -213,7 +223,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 				continue
 			}
 			q.Delivered++
-			if e.Redelivered {
+			if e.Redelivered || !confirmedIDs[e.ID] {
 				continue
 			}
 			k := streamKey{e.Client, e.Session, e.Queue, m.pub}

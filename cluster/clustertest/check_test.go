@@ -100,6 +100,14 @@ func TestCheck_Findings(t *testing.T) {
 			newHist().pub("q", "a", 1).pub("q", "b", 5).confirm("q", "a", 1).confirm("q", "b", 5).
 				deliver("q", "c1", 1, "b", 5, false).deliver("q", "c1", 1, "a", 1, false), "q",
 			want{confirmed: 2, delivered: 2, ok: true}},
+		{"a nacked message enqueued late owes no order (it was in flight on a broken path)",
+			newHist().pub("q", "p1", 1).nack("q", "p1", 1).pub("q", "p1", 2).confirm("q", "p1", 2).
+				deliver("q", "c1", 1, "p1", 2, false).deliver("q", "c1", 1, "p1", 1, false), "q",
+			want{confirmed: 1, nacked: 1, delivered: 2, nackedDelivered: 1, ok: true}},
+		{"a confirmed message after an unanswered one is still ordered against confirmed ones",
+			newHist().pub("q", "p1", 1).pub("q", "p1", 2).pub("q", "p1", 3).confirm("q", "p1", 1).confirm("q", "p1", 3).
+				deliver("q", "c1", 1, "p1", 3, false).deliver("q", "c1", 1, "p1", 2, false).deliver("q", "c1", 1, "p1", 1, false), "q",
+			want{confirmed: 2, indeterminate: 1, delivered: 3, unknownDelivered: 1, order: 1}},
 		{"nacked and delivered is counted, allowed",
 			newHist().pub("q", "p1", 1).nack("q", "p1", 1).deliver("q", "c1", 1, "p1", 1, false), "q",
 			want{nacked: 1, delivered: 1, nackedDelivered: 1, ok: true}},
