@@ -1021,3 +1021,46 @@ func TestRemote_ReplicationModeFromArgumentOrPolicy(t *testing.T) {
 		t.Fatal("a policy with warren-replication=maybe was accepted")
 	}
 }
+
+// A late settle for a delivery of a link that broke (the client's consumer still held it
+// unacked when the link went, and acks it after the link came back) must not settle what the
+// home delivered on the new link: the home never reuses a delivery id for a client. Before,
+// the ids started again at 1 after the break, the late ack settled the new delivery, and the
+// message was gone without any client having it (warren-chaos -cluster: confirmed messages of
+// quorum and classic queues lost after partitions).
+func TestRemote_LateSettleOfABrokenLinkSettlesNothingNew(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c1 := newConsumer("c1", 0)
+	if err := ra.Subscribe(c1, queue.Subscription{Prefetch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(t, "q", "m1", true, false)
+	old := c1.next(t)
+	tc.hub.sever("a", "b")
+	c1.waitCancelled(t)
+	waitCounts(t, b.ref(t, "q"), 1, 0, 0) // m1 back at the home
+	tc.hub.heal("a", "b")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, _, _, err := ra.Counts(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("home not back: %v", err)
+		}
+	}
+	c2 := newConsumer("c2", 0)
+	if err := ra.Subscribe(c2, queue.Subscription{Prefetch: 10}); err != nil {
+		t.Fatal(err)
+	}
+	again := c2.next(t)
+	if string(again.Msg.Body) != "m1" || !again.Redelivered {
+		t.Fatalf("after the link came back: %q redelivered=%v", again.Msg.Body, again.Redelivered)
+	}
+	ra.Settle([]queue.Entry{old}, queue.SettleAck) // the old delivery's ack, late
+	time.Sleep(100 * time.Millisecond)
+	waitCounts(t, b.ref(t, "q"), 0, 1, 1) // m1 still with c2, unacked
+	ra.Settle([]queue.Entry{again}, queue.SettleAck)
+	waitCounts(t, b.ref(t, "q"), 0, 0, 1)
+}

@@ -52,6 +52,7 @@ type config struct {
 	keep         bool
 	verbose      bool
 	extraArgs    string
+	queueKinds   string
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.Int64Var(&c.tmpfs, "tmpfs", 256<<20, "size of each node's tmpfs data folder when disk-full is scheduled")
 	flag.BoolVar(&c.keep, "keep", true, "keep the data and logs of failed rounds")
 	flag.BoolVar(&c.verbose, "v", false, "print harness, fault and client lines as they happen")
+	flag.StringVar(&c.queueKinds, "queues", "", "with -cluster: the workload's queue kinds, comma-separated, of quorum, quorum-async, classic (default: all three)")
 	flag.StringVar(&c.extraArgs, "args", "", "extra warren arguments for every node, space-separated (templates allowed, e.g. --log-level=debug)")
 	flag.Parse()
 	os.Exit(run(c))
@@ -107,6 +109,10 @@ func run(c config) int {
 	kinds, err := clustertest.ParseFaults(c.faults)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "warren-chaos:", err)
+		return 2
+	}
+	if len(queuesFor(c)) == 0 {
+		fmt.Fprintf(os.Stderr, "warren-chaos: -queues %q names no queue kind (quorum, quorum-async, classic)\n", c.queueKinds)
 		return 2
 	}
 	if _, err := os.Stat(c.bin); err != nil {
@@ -301,7 +307,7 @@ func queuesFor(c config) []clustertest.QueueSpec {
 		return qs
 	}
 	all := allNodes(c.nodes)
-	return []clustertest.QueueSpec{
+	qs := []clustertest.QueueSpec{
 		{Name: "chaos.quorum", Class: clustertest.QueueClass{Kind: "quorum", MustNotLose: true},
 			Args: amqp.Table{"x-queue-type": "quorum"}, Nodes: all},
 		{Name: "chaos.quorum-async", Class: clustertest.QueueClass{Kind: "quorum-async"},
@@ -309,6 +315,20 @@ func queuesFor(c config) []clustertest.QueueSpec {
 		{Name: "chaos.classic", Class: clustertest.QueueClass{Kind: "classic", MustNotLose: !strings.Contains(c.faults, "wipe") && c.faults != "all"},
 			Nodes: all},
 	}
+	if c.queueKinds == "" {
+		return qs
+	}
+	want := map[string]bool{}
+	for _, k := range strings.Split(c.queueKinds, ",") {
+		want[strings.TrimSpace(k)] = true
+	}
+	var out []clustertest.QueueSpec
+	for _, q := range qs {
+		if want[q.Class.Kind] {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 func dur(d time.Duration) string {
