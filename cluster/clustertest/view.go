@@ -101,3 +101,37 @@ func (c *Cluster) WaitClustered(timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// QueueFigures returns what node n's management API says of the queues (name: ready,
+// unacknowledged, consumers, leader or node): printed for a failed round, to tell a message
+// that is gone from one held back somewhere.
+func (c *Cluster) QueueFigures(n int) (map[string]string, error) {
+	node := c.Node(n)
+	cl := &http.Client{Timeout: 5 * time.Second}
+	req, err := http.NewRequest("GET", "http://"+node.Args.HTTP+"/api/queues", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(node.Args.User, node.Args.Pass)
+	resp, err := cl.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var qs []struct {
+		Name      string
+		Ready     int    `json:"messages_ready"`
+		Unacked   int    `json:"messages_unacknowledged"`
+		Consumers int    `json:"consumers"`
+		Node      string `json:"node"`
+		Leader    string `json:"leader"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&qs); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, q := range qs {
+		out[q.Name] = fmt.Sprintf("ready %d unacked %d consumers %d node %s leader %s", q.Ready, q.Unacked, q.Consumers, q.Node, q.Leader)
+	}
+	return out, nil
+}

@@ -259,6 +259,16 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 	if left > 0 {
 		notes = append(notes, fmt.Sprintf("%d confirmed messages not delivered after draining", left))
 	}
+	if !rep.OK() {
+		// Where the missing messages are: gone, or held back (unacked) somewhere.
+		for i := 1; i <= c.nodes; i++ {
+			if f, err := cl.QueueFigures(i); err == nil {
+				for _, q := range queues {
+					notes = append(notes, fmt.Sprintf("node %d says of %s: %s", i, q.Name, f[q.Name]))
+				}
+			}
+		}
+	}
 	printRound(rep, notes)
 	res.ok = rep.OK() && res.err == nil
 	if res.err != nil {
