@@ -27,10 +27,16 @@ func startReplNode(t *testing.T, name string, expect int, join ...string) *replN
 // (0: the default).
 func startReplNodeSeg(t *testing.T, name string, seg, expect int, join ...string) *replNode {
 	t.Helper()
-	tn := startTestNode(t, name, t.TempDir(), nil, expect, join...)
+	return withReplication(t, startTestNode(t, name, t.TempDir(), nil, expect, join...), seg)
+}
+
+// withReplication gives a test node a queue-log manager (segments of seg bytes, 0: the
+// default) wired to its replication.
+func withReplication(tb testing.TB, tn *testNode, seg int) *replNode {
+	tb.Helper()
 	rn := &replNode{testNode: tn}
 	var mu sync.Mutex
-	m, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentSize: seg, OnAppend: func(n string, rec wal.Record) {
+	m, err := wal.Open(wal.Config{Dir: tb.TempDir(), SegmentSize: seg, OnAppend: func(n string, rec wal.Record) {
 		mu.Lock()
 		r := rn.rep
 		mu.Unlock()
@@ -39,11 +45,11 @@ func startReplNodeSeg(t *testing.T, name string, seg, expect int, join ...string
 		}
 	}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	rep, err := tn.NewReplication(m)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	mu.Lock()
 	rn.m, rn.rep = m, rep
@@ -256,28 +262,7 @@ func BenchmarkReplicatedAppend(b *testing.B) {
 }
 
 func startReplBench(b *testing.B, name string, join ...string) *replNode {
-	tn := startBenchNode(b, name, join...)
-	rn := &replNode{testNode: tn}
-	var mu sync.Mutex
-	m, err := wal.Open(wal.Config{Dir: b.TempDir(), OnAppend: func(n string, rec wal.Record) {
-		mu.Lock()
-		r := rn.rep
-		mu.Unlock()
-		if r != nil {
-			r.OnAppend(n, rec)
-		}
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rep, err := tn.NewReplication(m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	mu.Lock()
-	rn.m, rn.rep = m, rep
-	mu.Unlock()
-	return rn
+	return withReplication(b, startBenchNode(b, name, join...), 0)
 }
 
 // A worker pass that runs while OnAppend is halfway (the offset noted, the log not yet marked,
