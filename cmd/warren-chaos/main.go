@@ -237,16 +237,29 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 	res.err = runErr
 	var notes []string
 	if c.cluster {
-		views := map[int][]string{}
-		for i := 1; i <= c.nodes; i++ {
-			v, err := cl.MetadataView(i)
-			if err != nil {
-				notes = append(notes, fmt.Sprintf("metadata of node %d: %v", i, err))
-				continue
+		// Every node must agree once it has applied what the majority committed: a node that
+		// was cut off catches up within moments of the heal, so look again for up to 15 s.
+		var views map[int][]string
+		var ok bool
+		var diffs []string
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			views = map[int][]string{}
+			var errs []string
+			for i := 1; i <= c.nodes; i++ {
+				v, err := cl.MetadataView(i)
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("metadata of node %d: %v", i, err))
+					continue
+				}
+				views[i] = v
 			}
-			views[i] = v
+			ok, diffs = clustertest.Converged(views)
+			if (ok && len(errs) == 0) || time.Now().After(deadline) {
+				notes = append(notes, errs...)
+				break
+			}
 		}
-		if ok, diffs := clustertest.Converged(views); !ok {
+		if !ok {
 			for _, d := range diffs[:min(len(diffs), 10)] {
 				notes = append(notes, "metadata diverged: "+d)
 			}
