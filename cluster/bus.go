@@ -49,14 +49,14 @@ type Bus struct {
 	mu       sync.Mutex
 	handlers map[byte]Handler
 	links    map[string]*link
-	inbound  map[string]int // peers' links to this node being read (serve)
+	inbound  map[string]*inLink // each peer's link to this node being read (serve)
 	onDown   []func(peer string)
 	closed   bool
 	wg       sync.WaitGroup
 }
 
 func newBus(n *Node) *Bus {
-	b := &Bus{n: n, log: n.log, handlers: map[byte]Handler{}, links: map[string]*link{}, inbound: map[string]int{}}
+	b := &Bus{n: n, log: n.log, handlers: map[byte]Handler{}, links: map[string]*link{}, inbound: map[string]*inLink{}}
 	n.tr.handle(KindData, b.serve)
 	return b
 }
@@ -109,7 +109,7 @@ func (b *Bus) link(peer string) (*link, error) {
 	// want replies.
 	addr := ""
 	for _, m := range b.n.ml.members() {
-		if m.Name == peer && (m.Status == "alive" || (b.inbound[peer] > 0 && m.Status != "left")) {
+		if m.Name == peer && (m.Status == "alive" || (b.inbound[peer] != nil && m.Status != "left")) {
 			addr = m.RPC
 		}
 	}
@@ -154,17 +154,30 @@ func (b *Bus) close() {
 }
 
 // serve reads a peer's link: frames to handlers, in order.
+//
+// A peer dials a new link only once it gave up its previous one, so a new link replaces the
+// one being read: that one is closed and its end handled (OnDown: protocols start over with
+// the peer, a queue's home takes back what the peer's consumers held) before the new one is
+// read. Otherwise, when the old link died in a partition without its close reaching us, the
+// peer started over while we kept its old consumers and their unacked deliveries for ever.
 func (b *Bus) serve(c net.Conn, peer string) {
-	defer c.Close()
+	me := &inLink{c: c, done: make(chan struct{})}
 	b.mu.Lock()
-	b.inbound[peer]++
+	old := b.inbound[peer]
+	b.inbound[peer] = me
 	b.mu.Unlock()
+	if old != nil {
+		old.c.Close()
+		<-old.done
+	}
 	defer func() {
+		c.Close()
 		b.mu.Lock()
-		if b.inbound[peer]--; b.inbound[peer] <= 0 {
+		if b.inbound[peer] == me {
 			delete(b.inbound, peer)
 		}
 		b.mu.Unlock()
+		close(me.done)
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [5]byte
@@ -189,6 +202,12 @@ func (b *Bus) serve(c net.Conn, peer string) {
 		}
 	}
 	b.down(peer, nil)
+}
+
+// inLink is a peer's link to this node, being read by serve.
+type inLink struct {
+	c    net.Conn
+	done chan struct{} // closed once serve has handled its end
 }
 
 // link is this node's outbound connection to one peer.

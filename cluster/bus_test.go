@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"encoding/binary"
+	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -92,4 +94,51 @@ func BenchmarkBus_Send(b *testing.B) {
 		}
 	}
 	wg.Wait()
+}
+
+// A peer's new link replaces the one being read: the old one ends and OnDown runs (protocols
+// start over with the peer) before anything on the new link is handled. Before, a link that
+// died in a partition without its close reaching this side stayed "up" here while the peer
+// started over, and a queue home kept the peer's old consumers and their unacked deliveries.
+func TestBus_NewLinkFromAPeerReplacesTheOldOne(t *testing.T) {
+	b := &Bus{handlers: map[byte]Handler{}, links: map[string]*link{}, inbound: map[string]*inLink{}}
+	var mu sync.Mutex
+	var events []string
+	b.Handle('t', func(peer string, p []byte) {
+		mu.Lock()
+		events = append(events, "msg "+string(p))
+		mu.Unlock()
+	})
+	b.OnDown(func(peer string) {
+		mu.Lock()
+		events = append(events, "down "+peer)
+		mu.Unlock()
+	})
+	frame := func(s string) []byte {
+		f := make([]byte, 5, 5+len(s))
+		binary.BigEndian.PutUint32(f, uint32(len(s)))
+		f[4] = 't'
+		return append(f, s...)
+	}
+	oldLocal, oldRemote := net.Pipe()
+	oldDone := make(chan struct{})
+	go func() { b.serve(oldLocal, "a"); close(oldDone) }()
+	oldRemote.Write(frame("1"))
+	newLocal, newRemote := net.Pipe()
+	newDone := make(chan struct{})
+	go func() { b.serve(newLocal, "a"); close(newDone) }()
+	newRemote.Write(frame("2")) // returns once the new serve reads it
+	select {
+	case <-oldDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old link is still read after the peer's new one came")
+	}
+	newRemote.Close()
+	<-newDone
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"msg 1", "down a", "msg 2", "down a"}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
 }
