@@ -395,6 +395,10 @@ func (r *Replication) work() {
 // commit answered (to be called without the lock).
 func (rl *rlog) doLocked(rd replica.Ready, recs []wal.Record) []waitDone {
 	r := rl.r
+	if rd.LeaderLostData && rl.fol != nil {
+		r.log.Error().Str("log", rl.name).Str("leader", rl.leader).Uint64("epoch", rl.epoch).Uint64("held", rl.wl.SyncedOffset()).
+			Msg("the queue log's leader holds fewer records of its own epoch than this follower (its disk was lost?): keeping ours, taking nothing from it")
+	}
 	if rd.StepDown {
 		// A newer epoch exists: stop answering appends; the metadata will make us follow.
 		rl.lead = nil

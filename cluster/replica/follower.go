@@ -80,6 +80,12 @@ func (f *Follower) Step(m Msg) Ready {
 			r.Msgs = append(r.Msgs, Msg{Kind: Ack, Peer: f.leader, Epoch: f.epoch, Held: f.durable, End: f.end, Rewind: true})
 			return r
 		}
+		if m.QEpoch == m.Epoch && f.hist.Last() == m.Epoch && m.End < f.end {
+			// The leader says its own epoch ends before records of that epoch we hold: it
+			// wrote them and lost them (a wiped or damaged disk). Truncating to it would throw
+			// away committed records; keep them and stay out of its way.
+			return Ready{LeaderLostData: true}
+		}
 		_, mine := f.hist.EndOf(m.QEpoch, f.end)
 		cut := min(m.End, mine)
 		if cut < f.end {

@@ -125,6 +125,10 @@ type Ready struct {
 	CommitMoved bool
 	// StepDown: a newer epoch exists; this leader must stop writing and follow.
 	StepDown bool
+	// LeaderLostData: the leader holds fewer records of its own epoch than this follower, which
+	// only a leader that lost its disk can (records are shipped once durable on the leader).
+	// The follower keeps its log and takes nothing from that leader.
+	LeaderLostData bool
 }
 
 // Span is a range of offsets, both ends included.

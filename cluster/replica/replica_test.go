@@ -560,3 +560,45 @@ func TestLeader_Floor(t *testing.T) {
 		t.Fatalf("floor with no active follower %d, want 0", f)
 	}
 }
+
+// A leader that lost its disk and leads again at the same epoch (its placement still names
+// it) answers that its epoch ends before what the followers hold of it: the followers keep
+// their records instead of truncating to its empty log (which would drop committed messages).
+func TestReplica_FollowerKeepsRecordsTheLeaderLost(t *testing.T) {
+	recs := []rec{{1, "a"}, {1, "b"}, {1, "c"}}
+	wiped := newNode("a") // the leader, its data folder wiped
+	b := newNode("b", recs...)
+	b.hist = History{{1, 1}}
+	b.durable = 3
+	c := newNode("c", recs...)
+	c.hist = History{{1, 1}}
+	c.durable = 3
+	s := newSim(t, 6, wiped, b, c)
+	s.lname = "a"
+	s.leader = NewLeader(LeaderConfig{Epoch: 1, Followers: []string{"b", "c"}})
+	s.follow = map[string]*Follower{}
+	lost := 0
+	for _, name := range []string{"b", "c"} {
+		fn := s.nodes[name]
+		f, r := NewFollower(FollowerConfig{Epoch: 1, Leader: "a", History: fn.hist, First: fn.first, End: fn.end(), Durable: fn.durable})
+		s.follow[name] = f
+		rd := s.leader.Step(Msg{Kind: r.Msgs[0].Kind, Peer: name, Epoch: r.Msgs[0].Epoch, LastEpoch: r.Msgs[0].LastEpoch})
+		for _, m := range rd.Msgs {
+			got := f.Step(Msg{Kind: m.Kind, Peer: "a", Epoch: m.Epoch, QEpoch: m.QEpoch, End: m.End})
+			if got.Truncate != nil {
+				t.Fatalf("%s truncated to %d, to a leader that lost its records", name, *got.Truncate)
+			}
+			if got.LeaderLostData {
+				lost++
+			}
+		}
+	}
+	if lost != 2 {
+		t.Fatalf("%d followers saw the leader's loss, want 2", lost)
+	}
+	for _, name := range []string{"b", "c"} {
+		if n := s.nodes[name]; n.end() != 3 {
+			t.Fatalf("%s holds %d records, want 3", name, n.end())
+		}
+	}
+}
