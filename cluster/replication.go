@@ -594,15 +594,20 @@ func (r *Replication) receive(peer string, payload []byte) {
 	}
 }
 
-// peerDown restarts the follower sessions with a peer whose link broke (messages may be lost).
-func (r *Replication) peerDown(peer string) {
+// all lists the replicated logs (each is then locked on its own, never under r.mu).
+func (r *Replication) all() []*rlog {
 	r.mu.Lock()
-	var ls []*rlog
+	defer r.mu.Unlock()
+	ls := make([]*rlog, 0, len(r.logs))
 	for _, rl := range r.logs {
 		ls = append(ls, rl)
 	}
-	r.mu.Unlock()
-	for _, rl := range ls {
+	return ls
+}
+
+// peerDown restarts the follower sessions with a peer whose link broke (messages may be lost).
+func (r *Replication) peerDown(peer string) {
+	for _, rl := range r.all() {
 		rl.mu.Lock()
 		if rl.fol != nil && rl.leader == peer {
 			rl.startFollowerLocked()
@@ -623,13 +628,7 @@ func (r *Replication) tick() {
 			return
 		case <-t.C:
 		}
-		r.mu.Lock()
-		var ls []*rlog
-		for _, rl := range r.logs {
-			ls = append(ls, rl)
-		}
-		r.mu.Unlock()
-		for _, rl := range ls {
+		for _, rl := range r.all() {
 			rl.mu.Lock()
 			if rl.fol != nil && time.Since(rl.heard) > 2*time.Second {
 				rl.startFollowerLocked()
