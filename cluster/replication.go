@@ -181,7 +181,12 @@ func (r *Replication) Status(name string) (epoch, lastEpoch, end uint64, ok bool
 	}
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	return rl.epoch, rl.hist.Last(), rl.wl.SyncedOffset(), true
+	// The epoch of the last durable record, not the last epoch begun: a follower saves a new
+	// epoch before that epoch's records are durable (and a leader saves its epoch before it
+	// writes a record), so a replica killed in between would claim an epoch it holds nothing
+	// of and win the next failover against a replica holding more committed records.
+	synced := rl.wl.SyncedOffset()
+	return rl.epoch, rl.hist.TruncateTo(synced).Last(), synced, true
 }
 
 func (r *Replication) open(name string) (*rlog, error) {
@@ -199,7 +204,9 @@ func (r *Replication) open(name string) (*rlog, error) {
 		if err != nil {
 			return nil, err
 		}
-		rl.wl, rl.hist = wl, r.loadHistory(name)
+		// The saved history can run ahead of the records (it is saved before them): what a
+		// crash lost of a new epoch is no part of this log.
+		rl.wl, rl.hist = wl, r.loadHistory(name).TruncateTo(wl.LastOffset())
 		rl.synced.Store(wl.SyncedOffset())
 	}
 	return rl, nil

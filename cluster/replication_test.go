@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenmq/warren/cluster/replica"
 	"github.com/warrenmq/warren/wal"
 )
 
@@ -427,5 +428,54 @@ func TestReplication_OnAppendNeverWaitsForTheLogLock(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		rl.mu.Unlock()
 		t.Fatal("a write did not become durable while the replicated log's lock was held")
+	}
+}
+
+// TestReplication_StatusClaimsOnlyEpochsItHoldsDurably: a follower saves a new epoch before
+// that epoch's records are durable; killed in between, it restarts with a history naming an
+// epoch it holds nothing of. Its status (what the controller compares to pick a new leader)
+// must give the epoch of its last durable record, or it would beat a replica that holds more
+// committed records of the older epoch, and the followers would cut those to match it.
+func TestReplication_StatusClaimsOnlyEpochsItHoldsDurably(t *testing.T) {
+	a := startReplNode(t, "a", 1)
+	defer a.stop()
+	waitMembers(t, a, 1)
+	l, _, err := a.rep.Lead("q", 3, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := appendN(t, l, "m", 10, 10*time.Second); ok != 10 {
+		t.Fatalf("%d of 10 appends answered", ok)
+	}
+	if _, last, end, _ := a.rep.Status("q"); last != 3 || end != 10 {
+		t.Fatalf("status: last epoch %d, end %d; want 3, 10", last, end)
+	}
+	// As a crash would leave it: epoch 4 saved as starting at 11, nothing of it written; the
+	// node restarts (the log is opened again).
+	a.rep.mu.Lock()
+	delete(a.rep.logs, "q")
+	a.rep.mu.Unlock()
+	if err := a.rep.saveHistory("q", replica.History{{Epoch: 3, Start: 1}, {Epoch: 4, Start: 11}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.rep.open("q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, last, end, _ := a.rep.Status("q"); last != 3 || end != 10 {
+		t.Fatalf("status after restart: last epoch %d, end %d; want 3, 10 (it holds nothing of epoch 4)", last, end)
+	}
+	// Leading again at epoch 5: the history must not keep the empty epoch 4 either (an
+	// EpochQuery for epoch 4 would be answered with a range holding no epoch-4 record).
+	if _, _, err := a.rep.Lead("q", 5, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	a.rep.mu.Lock()
+	rl := a.rep.logs["q"]
+	a.rep.mu.Unlock()
+	rl.mu.Lock()
+	h := rl.hist
+	rl.mu.Unlock()
+	if want := (replica.History{{Epoch: 3, Start: 1}, {Epoch: 5, Start: 11}}); !slicesEqual(h, want) {
+		t.Fatalf("history when leading again: %v, want %v", h, want)
 	}
 }

@@ -117,6 +117,9 @@ func (s *served) replicated() bool {
 // a nack, so the publisher sends it again (its node's Ref follows the leader).
 var errNotLeader = errors.New("remote: this node does not lead the replicated queue")
 
+// errStarting answers a publish that reaches a node before it recovered its queues: a nack.
+var errStarting = errors.New("remote: the queue's home is starting")
+
 // missing is the error for a queue this node does not have: 404, as RabbitMQ answers for
 // a queue whose home node is down while this node is still starting (its queues are not back
 // yet), else as for a queue that does not exist.
@@ -411,6 +414,11 @@ func (h *home) publish(s *served, rd *reader) {
 				st = q2.Ref().Publish(m, c)
 			} else if q2 == nil && s.replicated() {
 				st, perr = queue.PubQueued, errNotLeader
+			} else if q2 == nil && h.n.vhostFn.Load() == nil {
+				// This node is starting: its queues are not back yet. The queue may well be
+				// here (a classic queue's home restarting): a nack, never a drop, which the
+				// publisher would take as a confirm of a message nobody stored.
+				st, perr = queue.PubQueued, errStarting
 			}
 		}
 	}

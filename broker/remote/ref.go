@@ -372,7 +372,7 @@ func (r *Ref) DeliveryProps(e queue.Entry) []byte { return r.q.DeliveryProps(e) 
 
 // Publish sends m to the home. With c it answers PubPending and c gets the home's answer
 // (after its durable write); without, it answers PubQueued once the message is on its way,
-// after waiting for room in the publish window. A home that cannot be reached: PubDropped.
+// after waiting for room in the publish window. A home that cannot be reached: see unreachable.
 func (r *Ref) Publish(m *message.Message, c queue.Completion) queue.PubStatus {
 	return r.publish(m, c, true)
 }
@@ -387,7 +387,7 @@ func (r *Ref) PublishUnthrottled(m *message.Message, c queue.Completion) queue.P
 func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) queue.PubStatus {
 	p := r.peer()
 	if r.dropped.Load() || !p.available(false) {
-		return r.unreachable(c) // as RabbitMQ drops a message for a queue whose node is down
+		return r.unreachable(c) // its node is down
 	}
 	size := int64(m.Size())
 	var seq uint64
@@ -424,7 +424,7 @@ func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) que
 		if c != nil && !mine {
 			return queue.PubPending // the link's end answered it
 		}
-		return r.unreachable(c) // the home is unreachable: as RabbitMQ drops it (a confirm, a return)
+		return r.unreachable(c) // the home is unreachable
 	}
 	if c != nil {
 		return queue.PubPending
@@ -432,12 +432,14 @@ func (r *Ref) publish(m *message.Message, c queue.Completion, throttle bool) que
 	return queue.PubQueued
 }
 
-// unreachable answers a publish the home cannot be sent: a classic queue's is dropped, as
-// RabbitMQ drops a message for a queue whose node is down (the publisher is confirmed); a
-// replicated queue's, whose leader is lost or moving, is nacked when a publisher waits for it
-// (the publisher sends it again), as a RabbitMQ quorum queue without a leader never confirms.
+// unreachable answers a publish the home cannot be sent. A publisher that waits for an answer
+// (confirms, a transaction, a dead-lettering queue) gets a nack: the message is not stored, so
+// it must send it again. RabbitMQ confirms a message for a classic queue whose node is down
+// (and loses it); Warren never confirms a message it did not store. A publisher that waits
+// for nothing loses it, as on RabbitMQ (a classic queue's is returned when mandatory). A queue
+// known deleted takes nothing: dropped, as a publish racing a delete on one node.
 func (r *Ref) unreachable(c queue.Completion) queue.PubStatus {
-	if !r.replicated || r.dropped.Load() || c == nil {
+	if r.dropped.Load() || c == nil {
 		return queue.PubDropped
 	}
 	c.Completed(queue.PubQueued, errDown)

@@ -506,13 +506,15 @@ func TestRemote_HomeLostCancelsConsumersAndAnswers404(t *testing.T) {
 	if _, err := a.v.DeleteQueue("q", false, false, nil); err == nil || err.Error() != want {
 		t.Fatalf("delete: %v", err)
 	}
-	// As RabbitMQ: a publish to it is dropped (a mandatory one returned), and confirmed.
-	p, ans := a.publish(t, "q", "lost", true, true)
-	if p.Routed {
-		t.Fatal("routed to an unreachable queue")
+	// A publisher waiting for an answer gets a nack: the message was not stored (RabbitMQ
+	// confirms it and loses it). One waiting for nothing loses it, as on RabbitMQ: it was
+	// routed nowhere (a mandatory one is returned).
+	_, ans := a.publish(t, "q", "nacked", true, true)
+	if _, failed := answer(t, ans); !failed {
+		t.Fatal("a publish to a queue whose home is down was confirmed")
 	}
-	if rejected, failed := answer(t, ans); rejected || failed {
-		t.Fatal("nacked")
+	if p, _ := a.publish(t, "q", "lost", true, false); p.Routed {
+		t.Fatal("routed to an unreachable queue")
 	}
 	// The link comes back: once the home answers a probe, the ref opens its queue again.
 	tc.hub.heal("a", "b")
@@ -527,6 +529,52 @@ func TestRemote_HomeLostCancelsConsumersAndAnswers404(t *testing.T) {
 	}
 	a.publish(t, "q", "again", true, false)
 	waitCounts(t, ra, 1, 0, 0)
+}
+
+// TestRemote_HomeStillStartingNacksPublishes: a classic queue's home that restarts answers
+// its link before it recovered its queues. A publish that reaches it then must be nacked: it
+// was stored nowhere, yet it was answered as dropped (confirmed) and lost (warren-chaos, seed
+// 30055: a kill -9 of the home lost every message confirmed in the half second of its start).
+func TestRemote_HomeStillStartingNacksPublishes(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q", Durable: true})
+	a, b := tc.node("a"), tc.node("b")
+	a.publish(t, "q", "before", true, false)
+	waitCounts(t, a.ref(t, "q"), 1, 0, 0)
+	// b restarts: its link breaks (what b knew of a's refs is gone) and it comes back before
+	// its queues are recovered (no vhosts yet).
+	b.rn.vhostFn.Store(nil)
+	tc.hub.sever("a", "b")
+	tc.hub.heal("a", "b")
+	// Wait until a's side sees the link up (else a nack comes from a, not from b).
+	ra := a.ref(t, "q").(*Ref)
+	for deadline := time.Now().Add(5 * time.Second); !ra.peer().available(false); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("link not back")
+		}
+	}
+	_, ans := a.publish(t, "q", "while-starting", true, true)
+	if rejected, failed := answer(t, ans); rejected || !failed {
+		t.Fatalf("a publish that reached a home still starting: rejected %v, failed %v; want a nack", rejected, failed)
+	}
+	b.rn.SetVHosts(func(n string) *vhost.VHost {
+		if n == "/" {
+			return b.v
+		}
+		return nil
+	})
+	eventually := time.Now().Add(5 * time.Second)
+	for {
+		_, ans := a.publish(t, "q", "after", true, true)
+		if _, failed := answer(t, ans); !failed {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal("publishes still nacked once the home recovered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitCounts(t, b.ref(t, "q"), 2, 0, 0)
 }
 
 func TestRemote_PendingConfirmsNackedWhenLinkLost(t *testing.T) {

@@ -49,7 +49,7 @@ type LeaderConfig struct {
 
 // NewLeader returns a leader; its epoch starts at End+1.
 func NewLeader(c LeaderConfig) *Leader {
-	l := &Leader{epoch: c.Epoch, hist: c.History.Begin(c.Epoch, c.End+1), first: max(c.First, 1), end: c.End,
+	l := &Leader{epoch: c.Epoch, hist: c.History.TruncateTo(c.End).Begin(c.Epoch, c.End+1), first: max(c.First, 1), end: c.End,
 		durable: c.Durable, commit: c.Commit, async: c.Async, window: c.Window, batch: c.Batch}
 	if l.window == 0 {
 		l.window = 4096

@@ -15,12 +15,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -111,7 +114,7 @@ func run(c config) int {
 		fmt.Fprintln(os.Stderr, "warren-chaos:", err)
 		return 2
 	}
-	if len(queuesFor(c)) == 0 {
+	if len(queuesFor(c, false)) == 0 {
 		fmt.Fprintf(os.Stderr, "warren-chaos: -queues %q names no queue kind (quorum, quorum-async, classic)\n", c.queueKinds)
 		return 2
 	}
@@ -198,7 +201,7 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 		}
 	}
 	plan := clustertest.Plan(seed, clustertest.PlanConfig{Nodes: c.nodes, Kinds: usable, Duration: c.round})
-	queues := queuesFor(c)
+	queues := queuesFor(c, wipes(plan))
 	cfg := clustertest.CheckConfig{Queues: map[string]clustertest.QueueClass{}}
 	for _, q := range queues {
 		cfg.Queues[q.Name] = q.Class
@@ -293,7 +296,33 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 		fmt.Printf("  round %d: FAIL  (replay: warren-chaos%s -seed %d -rounds 1)\n", r, replayFlags(), seed)
 	}
 	failed = !res.ok
+	if failed && c.keep {
+		if err := writeHistory(filepath.Join(cl.Dir, "history.jsonl"), rec.Events()); err != nil {
+			fmt.Printf("  history not kept: %v\n", err)
+		}
+	}
 	return res
+}
+
+// writeHistory keeps a failed round's history, one JSON event per line, beside the nodes' logs.
+func writeHistory(path string, events []clustertest.Event) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	enc := json.NewEncoder(bw)
+	for _, e := range events {
+		if err := enc.Encode(e); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // replayFlags repeats the flags given on the command line, except -seed and -rounds.
@@ -307,6 +336,11 @@ func replayFlags() string {
 	return b.String()
 }
 
+// wipes says whether a plan loses a node's disk.
+func wipes(plan []clustertest.Fault) bool {
+	return slices.ContainsFunc(plan, func(f clustertest.Fault) bool { return f.Kind == clustertest.FaultWipe })
+}
+
 func allNodes(n int) []int {
 	s := make([]int, n)
 	for i := range s {
@@ -317,13 +351,16 @@ func allNodes(n int) []int {
 
 // queuesFor picks the workload's queues: one classic durable queue per node for independent
 // nodes; replicated (quorum) and classic queues served through every node for a cluster.
-func queuesFor(c config) []clustertest.QueueSpec {
+//
+// A classic queue lives on one node, so only a disk loss (a wipe in this round's plan) may lose
+// its confirmed messages: kill -9, pauses and partitions must not.
+func queuesFor(c config, wiped bool) []clustertest.QueueSpec {
 	if !c.cluster {
 		var qs []clustertest.QueueSpec
 		for i := 1; i <= c.nodes; i++ {
 			qs = append(qs, clustertest.QueueSpec{
 				Name:  fmt.Sprintf("chaos.classic.n%d", i),
-				Class: clustertest.QueueClass{Kind: "classic", MustNotLose: !strings.Contains(c.faults, "wipe")},
+				Class: clustertest.QueueClass{Kind: "classic", MustNotLose: !wiped},
 				Nodes: []int{i},
 			})
 		}
@@ -335,7 +372,7 @@ func queuesFor(c config) []clustertest.QueueSpec {
 			Args: amqp.Table{"x-queue-type": "quorum"}, Nodes: all},
 		{Name: "chaos.quorum-async", Class: clustertest.QueueClass{Kind: "quorum-async"},
 			Args: amqp.Table{"x-queue-type": "quorum", "x-warren-replication": "async"}, Nodes: all},
-		{Name: "chaos.classic", Class: clustertest.QueueClass{Kind: "classic", MustNotLose: !strings.Contains(c.faults, "wipe") && c.faults != "all"},
+		{Name: "chaos.classic", Class: clustertest.QueueClass{Kind: "classic", MustNotLose: !wiped},
 			Nodes: all},
 	}
 	if c.queueKinds == "" {
