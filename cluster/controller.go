@@ -17,6 +17,9 @@ type Placement struct {
 	Leader       string
 	Replicas     []string
 	Epoch        uint64
+	// LeaderData is the data folder id (Member.DataID) the leader had when it was made leader
+	// ("" when not recorded: placements from before it was).
+	LeaderData string
 }
 
 // PlacementStore is the metadata the controller reads and changes (the broker's, through
@@ -138,6 +141,12 @@ func (c *Controller) peerDown(peer string) {
 	}()
 }
 
+// lostData reports whether a queue's leader, alive, is running on another data folder than
+// the one it was made leader with: it lost the log (its followers must not take its empty one).
+func lostData(p Placement, leader Member) bool {
+	return p.LeaderData != "" && leader.DataID != "" && leader.DataID != p.LeaderData
+}
+
 // alive reports whether a node is up: gossip says alive and it was not seen gone since.
 func (c *Controller) alive(name string, members map[string]Member) bool {
 	m, ok := members[name]
@@ -162,9 +171,16 @@ func (c *Controller) reconcile() {
 		members[m.Name] = m
 	}
 	var orphans []Placement
+	why := map[string]string{} // by log name
 	for _, p := range c.ps.Placements() {
 		if !c.alive(p.Leader, members) {
 			orphans = append(orphans, p)
+			why[p.Log] = "leader gone"
+		} else if lostData(p, members[p.Leader]) {
+			// Back with another data folder (wiped or replaced disk): it holds none of the
+			// log, and must not lead it.
+			orphans = append(orphans, p)
+			why[p.Log] = "leader lost its data"
 		}
 	}
 	if len(orphans) == 0 {
@@ -190,7 +206,7 @@ func (c *Controller) reconcile() {
 			c.n.log.Warn().Err(err).Str("queue", p.Queue).Msg("queue failover not committed")
 			continue
 		}
-		c.n.log.Info().Str("vhost", p.VHost).Str("queue", p.Queue).Str("from", p.Leader).Str("to", leader).
+		c.n.log.Info().Str("vhost", p.VHost).Str("queue", p.Queue).Str("from", p.Leader).Str("to", leader).Str("why", why[p.Log]).
 			Uint64("epoch", p.Epoch+1).Dur("took", time.Since(start)).Msg("queue leader moved")
 	}
 }

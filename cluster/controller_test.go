@@ -149,3 +149,19 @@ func TestController_KilledLeaderReplacedFast(t *testing.T) {
 		t.Fatalf("new leader holds %d records, 100 were committed", wl2.SyncedOffset())
 	}
 }
+
+func TestController_LostDataOnlyWithTwoKnownDifferentIDs(t *testing.T) {
+	for _, c := range []struct {
+		placed, now string
+		want        bool
+	}{
+		{"", "x", false},  // a placement from before ids were recorded
+		{"x", "", false},  // a leader that gossips no id (an older version)
+		{"x", "x", false}, // same folder
+		{"x", "y", true},  // back with another folder
+	} {
+		if got := lostData(Placement{LeaderData: c.placed}, Member{DataID: c.now}); got != c.want {
+			t.Errorf("placed %q, now %q: %v, want %v", c.placed, c.now, got, c.want)
+		}
+	}
+}

@@ -25,6 +25,7 @@ const (
 	tagExpect  = "expect" // --cluster-expect, for the first election
 	tagRaft    = "raft"   // "1" once this node is in the Raft configuration
 	tagStarted = "start"  // unix seconds the node started (uptime in /api/nodes)
+	tagData    = "data"   // the data folder's id (DataID)
 )
 
 // Member is one node of the cluster as gossip sees it.
@@ -38,8 +39,11 @@ type Member struct {
 	Version string
 	Started time.Time
 	InRaft  bool
-	expect  int
-	id      string
+	// DataID names the node's data folder, made with it: a node that comes back with another
+	// one lost its data (a wiped or replaced disk), whatever its name.
+	DataID string
+	expect int
+	id     string
 }
 
 func memberOf(m serf.Member) Member {
@@ -58,6 +62,7 @@ func memberOf(m serf.Member) Member {
 		Version: m.Tags[tagVersion],
 		Started: started,
 		InRaft:  m.Tags[tagRaft] == "1",
+		DataID:  m.Tags[tagData],
 		expect:  e,
 		id:      m.Tags[tagID],
 	}

@@ -30,15 +30,16 @@ var (
 
 // Node is this process's membership in a cluster.
 type Node struct {
-	cfg   Config
-	log   zerolog.Logger
-	tr    *transport
-	ml    *membership
-	raft  *raft.Raft
-	fsm   *fsm
-	bus   *Bus
-	store io.Closer // the Raft log and stable stores
-	id    string
+	cfg    Config
+	log    zerolog.Logger
+	tr     *transport
+	ml     *membership
+	raft   *raft.Raft
+	fsm    *fsm
+	bus    *Bus
+	store  io.Closer // the Raft log and stable stores
+	id     string
+	dataID string
 
 	bootstrapped bool // this node had or created Raft state (reconciler only)
 	nudge        nudger
@@ -125,7 +126,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
 	n.bootstrapped = existing
+	n.dataID, err = loadDataID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	tags := map[string]string{
+		tagData:    n.dataID,
 		tagID:      n.id,
 		tagRPC:     rpcAddr,
 		tagAMQP:    cfg.AMQPAddr,
@@ -212,6 +218,9 @@ func (n *Node) GossipAddr() string {
 
 // Bus is the node's message bus to the other nodes.
 func (n *Node) Bus() *Bus { return n.bus }
+
+// DataID is the id of this node's data folder (Member.DataID).
+func (n *Node) DataID() string { return n.dataID }
 
 // Members returns every node gossip knows, sorted by name.
 func (n *Node) Members() []Member { return n.ml.members() }

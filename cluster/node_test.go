@@ -233,3 +233,19 @@ func TestCluster_WrongKeyCannotJoinOrWrite(t *testing.T) {
 		t.Fatalf("dial without a key: %v", err)
 	}
 }
+
+func TestDataID_KeptAcrossRestartsNewWithANewFolder(t *testing.T) {
+	dir := t.TempDir()
+	a, err := loadDataID(dir)
+	if err != nil || len(a) != 24 {
+		t.Fatalf("%q %v", a, err)
+	}
+	b, err := loadDataID(dir)
+	if err != nil || b != a {
+		t.Fatalf("second start: %q %v, want %q", b, err, a)
+	}
+	c, err := loadDataID(t.TempDir())
+	if err != nil || c == a {
+		t.Fatalf("another folder: %q %v", c, err)
+	}
+}

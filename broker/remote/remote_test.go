@@ -768,6 +768,8 @@ func (l *nopLog) Retire(offs ...uint64) {
 func (l *nopLog) MarkDelivered(...uint64) {}
 
 func (f *fakeReplicas) Self() string { return f.self }
+
+func (f *fakeReplicas) DataID(string) string { return "" }
 func (f *fakeReplicas) Place(n int) []string {
 	out := []string{f.self}
 	for _, x := range f.names {

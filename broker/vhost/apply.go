@@ -251,7 +251,7 @@ func (v *VHost) applyQueue(rec meta.Record, fx meta.Effects) (declared, error) {
 		o.Owner = d.Owner
 	}
 	if p := placementOf(rec); p != nil && v.Replicas != nil {
-		o.Standby = p.Leader != v.Replicas.Self() // startParts sets it again after a restart
+		o.Standby = !v.leadsHere(p) // startParts sets it again after a restart
 	}
 	q := queue.New(d.Name, o)
 	home := queueHome(rec)

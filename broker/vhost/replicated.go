@@ -23,6 +23,10 @@ import (
 type ReplicaHost interface {
 	// Self is this node's name.
 	Self() string
+	// DataID is the id of a node's data folder ("" when not known): recorded with each leader
+	// in the placement, so that a leader back with another folder (its disk lost) is known
+	// not to hold the log.
+	DataID(node string) string
 	// Place picks n nodes for a new replicated queue, this node first (its leader), then the
 	// live nodes with the fewest replicas.
 	Place(n int) []string
@@ -52,6 +56,8 @@ type Placement struct {
 	Replicas []string
 	Epoch    uint64
 	Async    bool
+	// LeaderData is the leader's data folder id when it was made leader ("" if unknown).
+	LeaderData string
 }
 
 // Replicated reports whether declaring with these arguments makes a replicated queue.
@@ -73,6 +79,9 @@ func (v *VHost) place(rec *meta.Record, d QueueDecl) {
 	}
 	rec.Fields["rep"] = names
 	rec.Fields["ld"] = reps[0]
+	if id := v.Replicas.DataID(reps[0]); id != "" {
+		rec.Fields["ldd"] = id
+	}
 	rec.Fields["ep"] = int64(1)
 	mode, ok := d.Args["x-warren-replication"].(string)
 	if !ok {
@@ -94,7 +103,7 @@ func placementOf(rec meta.Record) *Placement {
 	if !ok || len(reps) == 0 {
 		return nil
 	}
-	p := &Placement{Queue: rec.Name, Leader: rec.Str("ld"), Epoch: uint64(rec.Int("ep", 1)), Async: rec.Bool("as")}
+	p := &Placement{Queue: rec.Name, Leader: rec.Str("ld"), Epoch: uint64(rec.Int("ep", 1)), Async: rec.Bool("as"), LeaderData: rec.Str("ldd")}
 	for _, r := range reps {
 		if s, ok := r.(string); ok {
 			p.Replicas = append(p.Replicas, s)
@@ -150,7 +159,7 @@ func (v *VHost) startParts() {
 		if q == nil {
 			continue
 		}
-		if standby := p.Leader != v.Replicas.Self(); q.Standby != standby {
+		if standby := !v.leadsHere(p); q.Standby != standby {
 			olds = append(olds, q)
 			if r := v.remoteRef(q); r != nil {
 				v.forgetRef(q)
@@ -232,9 +241,31 @@ func (v *VHost) swapQueueLocked(old *queue.Queue, standby bool) *queue.Queue {
 	return q
 }
 
+// leadsHere reports whether this node is to lead a replicated queue: it is the placement's
+// leader, with the data folder it was made leader with.
+func (v *VHost) leadsHere(p *Placement) bool {
+	return p.Leader == v.Replicas.Self() && !v.lostLeadData(p)
+}
+
+// lostLeadData reports whether this node, a queue's leader, runs on another data folder than
+// the one it was made leader with (it came back from a lost disk): it holds none of the log.
+func (v *VHost) lostLeadData(p *Placement) bool {
+	if p.LeaderData == "" || p.Leader != v.Replicas.Self() {
+		return false
+	}
+	id := v.Replicas.DataID(p.Leader)
+	return id != "" && id != p.LeaderData
+}
+
 func (v *VHost) takePartLocked(q *queue.Queue, p *Placement) error {
 	self := v.Replicas.Self()
 	switch {
+	case v.lostLeadData(p):
+		// Leading an empty log would make the followers cut theirs to it: the queue waits
+		// (standby: publishes are nacked) until the controller moves the leader to a replica
+		// that holds the log; this node then follows it and is rebuilt.
+		v.Log.Error().Str("queue", q.Name).Uint64("epoch", p.Epoch).
+			Msg("this node leads the queue but came back with another data folder (its disk was lost): not leading it; waiting for a replica that holds the log to take over")
 	case p.Leader == self:
 		// After a leader change (epoch > 1) every message comes back redelivered: an earlier
 		// leader may have delivered one before its delivered mark reached a majority (a
@@ -269,9 +300,9 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 		v.mu.Unlock()
 		return nil
 	}
-	np := &Placement{Queue: p.Queue, Leader: p.Leader, Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", int64(p.Epoch))), Async: p.Async}
+	np := &Placement{Queue: p.Queue, Leader: p.Leader, Replicas: p.Replicas, Epoch: uint64(rec.Int("ep", int64(p.Epoch))), Async: p.Async, LeaderData: p.LeaderData}
 	if ld := rec.Str("ld"); ld != "" {
-		np.Leader = ld
+		np.Leader, np.LeaderData = ld, rec.Str("ldd")
 	}
 	if reps, ok := rec.Fields["rep"].([]any); ok {
 		np.Replicas = nil
@@ -385,8 +416,13 @@ func (v *VHost) PlacementOf(name string) (Placement, bool) {
 // MoveLeader proposes a new leader at the next epoch for a replicated queue whose placement
 // is still at epoch.
 func (v *VHost) MoveLeader(name string, epoch uint64, leader string) error {
-	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: name,
-		Fields: amqp.Table{"ld": leader, "ep": int64(epoch + 1), "pe": int64(epoch)}})
+	f := amqp.Table{"ld": leader, "ep": int64(epoch + 1), "pe": int64(epoch)}
+	if v.Replicas != nil {
+		if id := v.Replicas.DataID(leader); id != "" {
+			f["ldd"] = id
+		}
+	}
+	_, err := v.propose(meta.Record{Kind: meta.KindPlacement, Name: name, Fields: f})
 	return err
 }
 

@@ -854,3 +854,94 @@ func TestCluster_QuorumQueueOnRaftLeaderKilled(t *testing.T) {
 		t.Fatalf("failover took %v", took)
 	}
 }
+
+// A quorum queue's leader node loses its disk while no failover can happen (two of three
+// nodes down): it comes back with an empty data folder, still named leader by the placement.
+// It must not lead (its followers would take its empty log, or refuse it and the queue would
+// stay stuck): the controller sees its new data folder id and moves the leader to a replica
+// that holds the log, and every confirmed message is there.
+func TestCluster_WipedLeaderHandsItsQueueToAReplicaWithTheLog(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch := channel(t, c, 1)
+	if _, err := ch.QueueDeclare("qw", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if l := queueLeader(t, c, 1, "qw"); l != 1 {
+		t.Fatalf("leader of a queue declared on node 1: %d", l)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	for i := range n {
+		if err := ch.Publish("", "qw", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case cf := <-confirms:
+			if !cf.Ack {
+				t.Fatal("nacked")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("confirms missing")
+		}
+	}
+	// Nodes 2 and 1 die together: node 3 alone has no majority, so nothing moves.
+	c.Node(2).Kill()
+	c.Node(1).Kill()
+	if err := c.Node(1).Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	// Node 1 comes back first, empty; once it is in, node 2 returns and the majority with it.
+	started := make(chan error, 1)
+	go func() { started <- c.Node(1).Start() }()
+	time.Sleep(2 * time.Second)
+	if err := c.Node(2).Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	var nl int
+	eventually(t, 30*time.Second, func() error {
+		if x := queueLeader(t, c, 3, "qw"); x == 2 || x == 3 {
+			nl = x
+			return nil
+		}
+		return errors.New("the wiped node still leads")
+	})
+	eventually(t, 30*time.Second, func() error {
+		q, err := passive(t, c, nl, "qw")
+		if err != nil {
+			return err
+		}
+		if q.Messages != n {
+			return fmt.Errorf("new leader node %d holds %d messages, %d were confirmed", nl, q.Messages, n)
+		}
+		return nil
+	})
+	// The queue works through the wiped node too, and it is a replica again.
+	_, ch1 := channel(t, c, 1)
+	if err := ch1.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	cf := ch1.NotifyPublish(make(chan amqp.Confirmation, 1))
+	if err := ch1.Publish("", "qw", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case x := <-cf:
+		if !x.Ack {
+			t.Fatal("publish through the wiped node nacked")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("publish through the wiped node not confirmed")
+	}
+	q, err := passive(t, c, 1, "qw")
+	if err != nil || q.Messages != n+1 {
+		t.Fatalf("through node 1: %d messages (%v), want %d", q.Messages, err, n+1)
+	}
+}

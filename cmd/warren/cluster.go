@@ -234,6 +234,19 @@ type replicaHost struct {
 
 func (h *replicaHost) Self() string { return h.self }
 
+// DataID is a node's data folder id, as it gossips it ("" for a node not seen).
+func (h *replicaHost) DataID(node string) string {
+	if node == h.self {
+		return h.node.DataID()
+	}
+	for _, m := range h.node.Members() {
+		if m.Name == node {
+			return m.DataID
+		}
+	}
+	return ""
+}
+
 func (h *replicaHost) logName(vh, q string) string {
 	name := queueLogName(vh, q)
 	h.store.mu.Lock()
@@ -320,7 +333,7 @@ func (p placements) Placements() []cluster.Placement {
 	var out []cluster.Placement
 	for vh, ps := range p.srv.Placements() {
 		for _, x := range ps {
-			out = append(out, cluster.Placement{VHost: vh, Queue: x.Queue, Log: queueLogName(vh, x.Queue), Leader: x.Leader, Replicas: x.Replicas, Epoch: x.Epoch})
+			out = append(out, cluster.Placement{VHost: vh, Queue: x.Queue, Log: queueLogName(vh, x.Queue), Leader: x.Leader, Replicas: x.Replicas, Epoch: x.Epoch, LeaderData: x.LeaderData})
 		}
 	}
 	return out
