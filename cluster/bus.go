@@ -34,9 +34,12 @@ var ErrPeerUnknown = errors.New("cluster: unknown peer")
 var errLinkFull = errors.New("cluster: link to peer is full")
 
 const (
-	maxFrame      = 640 << 20 // a message of up to 512 MiB (RabbitMQ's max_message_size bound) travels in one frame
-	maxLinkBuffer = 64 << 20  // bytes waiting on one link before Send refuses
+	maxFrame          = 640 << 20 // a message of up to 512 MiB (RabbitMQ's max_message_size bound) travels in one frame
+	defaultLinkBuffer = 64 << 20  // bytes waiting on one link before Send refuses
 )
+
+// maxLinkBuffer is defaultLinkBuffer (tests lower it).
+var maxLinkBuffer = defaultLinkBuffer
 
 // Handler takes a message from a peer (payload owned by the handler).
 type Handler = func(peer string, payload []byte)
@@ -235,8 +238,13 @@ func (l *link) sendFill(topic byte, fill func([]byte) []byte) error {
 		return l.err
 	}
 	if len(l.buf) > maxLinkBuffer {
+		// The link ends, but its end (OnDown) is handled on another goroutine: the sender
+		// may hold locks the handlers take (a queue log's, a queue's), and a handler run
+		// here would wait for them for ever.
+		l.err = errLinkFull
 		l.mu.Unlock()
-		l.fail(errLinkFull)
+		l.shut()
+		go l.b.down(l.peer, l)
 		return errLinkFull
 	}
 	start := len(l.buf)

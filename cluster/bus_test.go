@@ -142,3 +142,64 @@ func TestBus_NewLinkFromAPeerReplacesTheOldOne(t *testing.T) {
 		t.Fatalf("events %v, want %v", events, want)
 	}
 }
+
+// A send that finds the link's buffer full ends the link. Its end must not be handled on the
+// sender's goroutine: senders hold locks (a queue log's) that the OnDown handlers take, and
+// the node would stop for good (seen as a node whose every queue and its HTTP hung after a
+// partition).
+func TestBus_FullLinkEndsWithoutRunningOnDownInTheSender(t *testing.T) {
+	old := maxLinkBuffer
+	maxLinkBuffer = 1 << 20
+	defer func() { maxLinkBuffer = old }()
+	a := startTestNode(t, "a", t.TempDir(), nil, 1)
+	b := startTestNode(t, "b", t.TempDir(), nil, 0, a.GossipAddr())
+	defer a.Close()
+	defer b.Close()
+	waitFor(t, 10*time.Second, "b known to a", func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "b" && m.Status == "alive" && m.RPC != "" {
+				return true
+			}
+		}
+		return false
+	})
+	block := make(chan struct{})
+	defer close(block)
+	b.Bus().Handle('t', func(string, []byte) { <-block }) // b stops reading
+	var mu sync.Mutex // a lock the sender holds and the OnDown handler takes
+	downs := make(chan string, 4)
+	a.Bus().OnDown(func(p string) {
+		mu.Lock()
+		mu.Unlock()
+		downs <- p
+	})
+	payload := make([]byte, 64<<10)
+	result := make(chan error, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for range 100000 {
+			if err := a.Bus().Send("b", 't', payload); err != nil {
+				result <- err
+				return
+			}
+		}
+		result <- nil
+	}()
+	select {
+	case err := <-result:
+		if err != errLinkFull {
+			t.Fatalf("send: %v, want the link full", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sender is stuck: the link's end was handled on its goroutine")
+	}
+	select {
+	case p := <-downs:
+		if p != "b" {
+			t.Fatalf("down for %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnDown for the full link")
+	}
+}

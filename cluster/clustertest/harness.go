@@ -614,6 +614,15 @@ func allStopped(pid int) bool {
 	return true
 }
 
+// Dump makes a running node print every goroutine's stack to its log and exit (SIGQUIT, the
+// Go runtime's dump): to see where a node that stopped answering is stuck.
+func (n *Node) Dump() error {
+	if err := n.signal(syscall.SIGCONT, false); err != nil {
+		return err
+	}
+	return n.signal(syscall.SIGQUIT, false)
+}
+
 // Resume continues a paused process (SIGCONT).
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT, false) }
 

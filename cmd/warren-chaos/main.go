@@ -171,6 +171,16 @@ func runRound(ctx context.Context, c config, r int, kinds []clustertest.FaultKin
 	}
 	failed := true
 	defer func() {
+		if failed && c.keep {
+			// Where each node stands (a node that stopped answering shows where it is stuck):
+			// goroutine dumps into the kept logs.
+			for _, n := range cl.Nodes {
+				if n.Running() {
+					n.Dump()
+				}
+			}
+			time.Sleep(time.Second)
+		}
 		cl.Close()
 		if failed && c.keep {
 			fmt.Printf("  data and logs kept in %s\n", cl.Dir)
