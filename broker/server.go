@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/meta"
 	"github.com/warrenmq/warren/broker/queue"
 
@@ -220,6 +221,13 @@ func New(cfg Config) (*Server, error) {
 	s.alarmStop = make(chan struct{})
 	s.watchWriteFaults(cfg.Storage)
 	s.env.Defaults()
+	if rf, ok := cfg.Remote.(replyForwarder); ok {
+		// Direct reply-to across nodes: reply addresses name this node, and a reply for a
+		// channel on another node goes there.
+		s.env.Replies.Node = rf.Node()
+		s.env.Replies.Forward = rf.SendReply
+		rf.SetReplies(s.env.Replies.Deliver)
+	}
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
@@ -585,3 +593,11 @@ func (s *Server) Revive() {
 
 // Draining reports whether the node is in maintenance.
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// replyForwarder is the part of a cluster's remote (broker/remote.Node) that carries direct
+// reply-to replies between nodes.
+type replyForwarder interface {
+	Node() string
+	SendReply(node, key string, m *message.Message) error
+	SetReplies(func(key string, m *message.Message) bool)
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/warrenmq/warren/amqp"
+	"github.com/warrenmq/warren/broker/message"
 	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/vhost"
 )
@@ -64,6 +65,7 @@ type Node struct {
 	log     zerolog.Logger
 	bus     atomic.Pointer[busBox]
 	vhostFn atomic.Pointer[func(string) *vhost.VHost]
+	replies atomic.Pointer[func(key string, m *message.Message) bool]
 
 	nextID atomic.Uint64 // refs, subscriptions, requests, publishes: unique in this process
 
@@ -99,6 +101,7 @@ func (n *Node) SetVHosts(f func(string) *vhost.VHost) { n.vhostFn.Store(&f) }
 func (n *Node) Attach(b Bus) {
 	b.Handle(topicHome, n.serveHome)
 	b.Handle(topicClient, n.serveClient)
+	b.Handle(topicReply, n.serveReply)
 	b.OnDown(n.peerDown)
 	n.bus.Store(&busBox{b})
 }
@@ -243,4 +246,38 @@ func homeDown(r *Ref) error {
 		return amqp.ChannelErr(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", r.peer().name, r.q.Name, r.vhost)
 	}
 	return amqp.ChannelErr(amqp.NotFound, "no queue '%s' in vhost '%s'", r.q.Name, r.vhost)
+}
+
+// SetReplies sets where replies for this node's direct reply-to channels go (the session's
+// ReplyRegistry.Deliver).
+func (n *Node) SetReplies(f func(key string, m *message.Message) bool) { n.replies.Store(&f) }
+
+// SendReply hands a direct reply-to reply to the node whose channel owns key. Like a publish
+// to an RPC client on one node, it is fire and forget: a reply for a channel gone meanwhile
+// is dropped there.
+func (n *Node) SendReply(node, key string, m *message.Message) error {
+	return n.send(node, topicReply, func(b []byte) []byte {
+		b = putStr(b, key)
+		b = putStr(b, m.Exchange)
+		b = putStr(b, m.RoutingKey)
+		b = putBytes(b, m.RawProps)
+		return append(b, m.Body...)
+	})
+}
+
+func (n *Node) serveReply(from string, payload []byte) {
+	rd := reader{b: payload}
+	key, exchange, rk, props, body := rd.str(), rd.str(), rd.str(), rd.bytes(), rd.rest()
+	f := n.replies.Load()
+	if rd.bad || f == nil {
+		return
+	}
+	m, err := message.New(exchange, rk, props, body)
+	if err != nil {
+		n.log.Warn().Err(err).Str("node", from).Msg("direct reply-to reply from another node dropped")
+		return
+	}
+	if !(*f)(key, m) {
+		n.log.Debug().Str("node", from).Str("key", key).Msg("direct reply-to reply for a channel gone")
+	}
 }

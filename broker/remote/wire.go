@@ -42,6 +42,7 @@ import (
 const (
 	topicHome   byte = 'q'
 	topicClient byte = 'Q'
+	topicReply  byte = 'y' // a direct reply-to reply for a channel on the receiving node: key, exchange, routing key, props, body
 
 	opOpen      byte = 'o'
 	opPublish   byte = 'p'

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/base64"
 	"strings"
 	"sync"
 
@@ -17,10 +18,56 @@ import (
 // ReplyToQueue is the pseudo queue's name.
 const ReplyToQueue = "amq.rabbitmq.reply-to"
 
-// ReplyRegistry maps reply tokens to channels, node-wide.
+// ReplyRegistry maps reply tokens to channels, node-wide. In a cluster a reply address names
+// the node of its channel, so a reply published on any node reaches it (Forward).
 type ReplyRegistry struct {
 	mu sync.RWMutex
 	m  map[string]*Channel
+
+	// Node is this node's name in a cluster ("" on a single node): reply addresses made here
+	// carry it.
+	Node string
+	// Forward hands a reply for a channel on another node to that node (nil on a single node).
+	Forward func(node, key string, m *message.Message) error
+}
+
+// newKey makes a reply address: amq.rabbitmq.reply-to.<token>, the token naming this node
+// in a cluster (clients treat it as opaque, as RabbitMQ's, which encodes its node too).
+func (r *ReplyRegistry) newKey() string {
+	k := ReplyToQueue + "." + newTag("")
+	if r.Node != "" {
+		k += "." + base64.RawURLEncoding.EncodeToString([]byte(r.Node))
+	}
+	return k
+}
+
+// nodeOf returns the node a reply address names ("" for none).
+func nodeOf(key string) string {
+	i := strings.LastIndexByte(key, '.')
+	if i <= len(ReplyToQueue) { // no node part (a single node's address)
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(key[i+1:])
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Deliver sends a reply to the channel that owns key: here, or on the node the key names.
+// false when no such channel is known (a mandatory reply is returned).
+func (r *ReplyRegistry) Deliver(key string, m *message.Message) bool {
+	if target := r.lookup(key); target != nil {
+		return target.takeReply(m)
+	}
+	if r.Forward == nil {
+		return false
+	}
+	node := nodeOf(key)
+	if node == "" || node == r.Node {
+		return false
+	}
+	return r.Forward(node, key, m) == nil
 }
 
 func (r *ReplyRegistry) add(key string, ch *Channel) {
@@ -57,7 +104,7 @@ func (ch *Channel) consumeReplyTo(m *amqp.BasicConsume) error {
 		tag = newTag("amq.ctag-")
 	}
 	ch.replyTag = tag
-	ch.replyKey = ReplyToQueue + "." + newTag("")
+	ch.replyKey = ch.c.env.Replies.newKey()
 	ch.c.env.Replies.add(ch.replyKey, ch)
 	if !m.NoWait {
 		ch.c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
@@ -91,12 +138,14 @@ func isReplyTo(exchange, key string) bool {
 	return exchange == "" && strings.HasPrefix(key, ReplyToQueue+".")
 }
 
-// deliverReply sends a reply straight to the channel that owns key; false if it is gone.
+// deliverReply sends a reply to the channel that owns key (on this node or another); false if
+// it is gone.
 func (ch *Channel) deliverReply(key string, m *message.Message) bool {
-	target := ch.c.env.Replies.lookup(key)
-	if target == nil {
-		return false
-	}
+	return ch.c.env.Replies.Deliver(key, m)
+}
+
+// takeReply delivers a reply to this channel's reply consumer; false if the channel is gone.
+func (target *Channel) takeReply(m *message.Message) bool {
 	c := target.c
 	target.mu.Lock()
 	if target.released {

@@ -306,3 +306,49 @@ func TestRemote_DeclaredOnOneNodeUsableAtOnceOnAnother(t *testing.T) {
 		}
 	}
 }
+
+// Direct reply-to across nodes: an RPC client on node 1 (amq.rabbitmq.reply-to), its server
+// consuming on node 2, the request queue led on node 3: every reply reaches the client (the
+// reply address names the client's node; the server's node forwards the reply there).
+func TestRemote_DirectReplyToAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch3 := channel(t, c, 3)
+	if _, err := ch3.QueueDeclare("rpc", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, srv := channel(t, c, 2)
+	reqs, err := srv.Consume("rpc", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for d := range reqs {
+			srv.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: append([]byte("re:"), d.Body...)})
+		}
+	}()
+	_, cli := channel(t, c, 1)
+	replies, err := cli.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if err := cli.Publish("", "rpc", false, false, amqp.Publishing{ReplyTo: "amq.rabbitmq.reply-to", CorrelationId: fmt.Sprint(i), Body: []byte(fmt.Sprint("q", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	for len(got) < n {
+		select {
+		case d := <-replies:
+			got[d.CorrelationId] = string(d.Body)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d replies across nodes", len(got), n)
+		}
+	}
+	for i := range n {
+		if got[fmt.Sprint(i)] != fmt.Sprint("re:q", i) {
+			t.Fatalf("reply %d: %q", i, got[fmt.Sprint(i)])
+		}
+	}
+}
