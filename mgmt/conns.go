@@ -5,9 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/warrenmq/warren/broker/queue"
 	"github.com/warrenmq/warren/broker/session"
-	"github.com/warrenmq/warren/broker/vhost"
 )
 
 func splitHostPort(addr string) (string, int) {
@@ -57,11 +55,14 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 			items = append(items, s.connectionJSON(c))
 		}
 	}
-	writeList(w, r, items)
+	writeList(w, r, append(items, s.peerItems(r)...))
 }
 
 func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 	c := s.findConn(pathValue(r, "name"))
+	if c == nil && s.onPeer(w, r) {
+		return
+	}
 	if c == nil || !canSeeConn(r, c) {
 		notFound(w)
 		return
@@ -75,6 +76,9 @@ func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 // included, who may see every connection).
 func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request) {
 	c := s.findConn(pathValue(r, "name"))
+	if c == nil && s.onPeer(w, r) {
+		return
+	}
 	if c == nil {
 		notFound(w)
 		return
@@ -91,16 +95,13 @@ func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// consumerCounts maps each channel to its number of consumers, from one pass over the queues.
+// consumerCounts maps each channel to its number of consumers (those of queues led on other
+// nodes included).
 func (s *Server) consumerCounts() map[*session.Channel]int {
 	out := map[*session.Channel]int{}
-	for _, vh := range s.b.VHosts() {
-		for _, q := range vh.Queues() {
-			for _, ref := range q.ConsumerList() {
-				if ci, ok := session.DescribeConsumer(ref.Consumer); ok {
-					out[ci.Channel]++
-				}
-			}
+	for _, c := range s.b.Connections() {
+		for _, ch := range c.Channels() {
+			out[ch] = len(ch.Consumers())
 		}
 	}
 	return out
@@ -158,6 +159,9 @@ func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
 			items = append(items, s.channelJSON(ch, counts[ch]))
 		}
 	}
+	if connName == "" {
+		items = append(items, s.peerItems(r)...)
+	}
 	writeList(w, r, items)
 }
 
@@ -175,19 +179,21 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	notFound(w)
+	if !s.onPeer(w, r) {
+		notFound(w)
+	}
 }
 
-func (s *Server) consumerJSON(vh *vhost.VHost, q *queue.Queue, ci session.ConsumerInfo, exclusive bool) obj {
+func (s *Server) consumerJSON(vh string, ci session.ConsumerInfo) obj {
 	c := ci.Channel.Conn()
 	peerHost, peerPort := splitHostPort(c.Remote())
 	return obj{
-		"consumer_tag": ci.Tag, "queue": obj{"name": q.Name, "vhost": vh.Name},
+		"consumer_tag": ci.Tag, "queue": obj{"name": ci.Queue, "vhost": vh},
 		"channel_details": obj{
 			"name": channelName(ci.Channel), "number": ci.Channel.ID(), "connection_name": c.Name(),
 			"node": s.cfg.Node, "peer_host": peerHost, "peer_port": peerPort, "user": c.User(),
 		},
-		"ack_required": ci.AckRequired, "prefetch_count": ci.Prefetch, "exclusive": exclusive,
+		"ack_required": ci.AckRequired, "prefetch_count": ci.Prefetch, "exclusive": ci.Exclusive,
 		"active": true, "activity_status": "up", "arguments": obj{},
 	}
 }
@@ -197,16 +203,24 @@ func (s *Server) consumers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	items := []obj{}
+	// From the channels (a consumer lives on its client's node, whichever node leads its
+	// queue), then from the other members.
+	in := map[string]bool{}
 	for _, vh := range vhs {
-		for _, q := range vh.Queues() {
-			for _, ref := range q.ConsumerList() {
-				if ci, ok := session.DescribeConsumer(ref.Consumer); ok {
-					items = append(items, s.consumerJSON(vh, q, ci, ref.Exclusive))
-				}
+		in[vh.Name] = true
+	}
+	items := []obj{}
+	for _, c := range s.b.Connections() {
+		if !in[c.VHostName()] {
+			continue
+		}
+		for _, ch := range c.Channels() {
+			for _, ci := range ch.Consumers() {
+				items = append(items, s.consumerJSON(c.VHostName(), ci))
 			}
 		}
 	}
+	items = append(items, s.peerItems(r)...)
 	if r.URL.Query().Get("sort") == "" {
 		q := r.URL.Query()
 		q.Set("sort", "consumer_tag")

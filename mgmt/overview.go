@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -56,23 +57,66 @@ func (s *Server) totals(only *vhost.VHost) totals {
 		for _, q := range vh.Queues() {
 			in := q.Info()
 			t.queues++
-			t.consumers += in.Consumers
-			t.ready += in.Ready
+			t.ready += in.Ready // a queue led on another node has none here
 			t.unacked += in.Unacked
 		}
 	}
+	// Consumers are counted on their client's node (a queue's own count at its leader would
+	// count a consumer twice in a cluster: there and on its node).
 	for _, c := range s.b.Connections() {
 		if only != nil && c.VHostName() != only.Name {
 			continue
 		}
 		t.connections++
-		t.channels += len(c.Channels())
+		for _, ch := range c.Channels() {
+			t.channels++
+			t.consumers += len(ch.Consumers())
+		}
 	}
 	return t
 }
 
+// addPeerTotals adds every other member's own connections, channels, consumers and messages
+// (their /api/overview, local) to t: the cluster's totals, as RabbitMQ's overview shows.
+func (s *Server) addPeerTotals(r *http.Request, t *totals) {
+	if !s.clusterWide(r) {
+		return
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range s.peers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body, err := s.askPeer(r, m, "GET", "/api/overview")
+			if err != nil || code != http.StatusOK {
+				return
+			}
+			var o struct {
+				Queue struct {
+					Ready   int `json:"messages_ready"`
+					Unacked int `json:"messages_unacknowledged"`
+				} `json:"queue_totals"`
+				Object struct{ Connections, Channels, Consumers int } `json:"object_totals"`
+			}
+			if json.Unmarshal(body, &o) != nil {
+				return
+			}
+			mu.Lock()
+			t.connections += o.Object.Connections
+			t.channels += o.Object.Channels
+			t.consumers += o.Object.Consumers
+			t.ready += o.Queue.Ready
+			t.unacked += o.Queue.Unacked
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	t := s.totals(nil)
+	s.addPeerTotals(r, &t)
 	rt := s.rates.rates(nodeKey{}, nodeLen)
 	var listeners []obj
 	if a := s.b.Addr(); a != nil {

@@ -255,7 +255,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	cds := []obj{}
 	for _, ref := range q.ConsumerList() {
 		if ci, ok := session.DescribeConsumer(ref.Consumer); ok {
-			cds = append(cds, s.consumerJSON(vh, q, ci, ref.Exclusive))
+			cds = append(cds, s.consumerJSON(vh.Name, ci))
 		}
 	}
 	o["consumer_details"] = cds

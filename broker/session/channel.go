@@ -43,10 +43,11 @@ type Channel struct {
 	txSettle  []settle
 
 	consumers map[string]*consumer
-	prefetch  uint16 // per-consumer prefetch for consumers created from now on
-	lastQueue string // the last queue declared on this channel (spec 1.7.2: empty name means it)
-	replyTag  string // direct reply-to consumer tag ("" when none)
-	replyKey  string // amq.rabbitmq.reply-to.<token> routing to this channel
+	consMu    sync.Mutex // guards consumers' changes, for readers off the channel's goroutine (management)
+	prefetch  uint16     // per-consumer prefetch for consumers created from now on
+	lastQueue string     // the last queue declared on this channel (spec 1.7.2: empty name means it)
+	replyTag  string     // direct reply-to consumer tag ("" when none)
+	replyKey  string     // amq.rabbitmq.reply-to.<token> routing to this channel
 
 	mu             sync.Mutex
 	nextTag        uint64
@@ -374,7 +375,9 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 			ch.cancelReplyTo()
 		}
 		if cs := ch.consumers[m.ConsumerTag]; cs != nil {
+			ch.consMu.Lock()
 			delete(ch.consumers, m.ConsumerTag)
+			ch.consMu.Unlock()
 			cs.q.Unsubscribe(cs)
 		}
 		if !m.NoWait {
@@ -792,7 +795,7 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	if ch.consumers[tag] != nil {
 		return amqp.ConnErr(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
-	cs := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, prefetch: uint32(ch.prefetch)}
+	cs := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, prefetch: uint32(ch.prefetch), exclusive: m.Exclusive}
 	sub := queue.Subscription{Exclusive: m.Exclusive, Prefetch: cs.prefetch, NoAck: m.NoAck, Args: m.Arguments}
 	if !m.NoWait {
 		sub.Added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
@@ -809,9 +812,13 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 		}
 		sub.Priority = n
 	}
+	ch.consMu.Lock()
 	ch.consumers[tag] = cs
+	ch.consMu.Unlock()
 	if err := q.Subscribe(cs, sub); err != nil {
+		ch.consMu.Lock()
 		delete(ch.consumers, tag)
+		ch.consMu.Unlock()
 		return err
 	}
 	return nil
@@ -1076,8 +1083,14 @@ func (ch *Channel) release() {
 }
 
 func (ch *Channel) removeConsumers() {
-	for tag, cs := range ch.consumers {
+	ch.consMu.Lock()
+	cs := make([]*consumer, 0, len(ch.consumers))
+	for tag, c := range ch.consumers {
 		delete(ch.consumers, tag)
-		cs.q.Unsubscribe(cs)
+		cs = append(cs, c)
+	}
+	ch.consMu.Unlock()
+	for _, c := range cs {
+		c.q.Unsubscribe(c)
 	}
 }

@@ -9,12 +9,13 @@ import (
 
 // consumer is one basic.consume subscription; it implements queue.Consumer.
 type consumer struct {
-	tag      string
-	ch       *Channel
-	q        queue.Ref
-	noAck    bool
-	prefetch uint32 // 0 = unlimited
-	unacked  uint32 // guarded by ch.mu
+	tag       string
+	ch        *Channel
+	q         queue.Ref
+	noAck     bool
+	prefetch  uint32 // 0 = unlimited
+	exclusive bool
+	unacked   uint32 // guarded by ch.mu
 }
 
 // Tag returns the consumer tag.

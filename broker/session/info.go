@@ -140,6 +140,20 @@ type ConsumerInfo struct {
 	Channel     *Channel
 	AckRequired bool
 	Prefetch    uint32
+	Queue       string // the queue's name (in the channel's vhost)
+	Exclusive   bool
+}
+
+// Consumers describes the channel's subscriptions, whatever node leads their queues (a queue's
+// own consumer list on its node has the local ones only).
+func (ch *Channel) Consumers() []ConsumerInfo {
+	ch.consMu.Lock()
+	defer ch.consMu.Unlock()
+	out := make([]ConsumerInfo, 0, len(ch.consumers))
+	for _, cs := range ch.consumers {
+		out = append(out, ConsumerInfo{Tag: cs.tag, Channel: ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.q.Name(), Exclusive: cs.exclusive})
+	}
+	return out
 }
 
 // DescribeConsumer returns what management shows about a queue's consumer; ok is false for
@@ -149,5 +163,5 @@ func DescribeConsumer(qc queue.Consumer) (info ConsumerInfo, ok bool) {
 	if !ok {
 		return ConsumerInfo{}, false
 	}
-	return ConsumerInfo{Tag: cs.tag, Channel: cs.ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch}, true
+	return ConsumerInfo{Tag: cs.tag, Channel: cs.ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.q.Name(), Exclusive: cs.exclusive}, true
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -350,5 +351,97 @@ func TestRemote_DirectReplyToAcrossNodes(t *testing.T) {
 		if got[fmt.Sprint(i)] != fmt.Sprint("re:q", i) {
 			t.Fatalf("reply %d: %q", i, got[fmt.Sprint(i)])
 		}
+	}
+}
+
+// Management from any node shows the whole cluster: connections, channels and consumers of
+// every node (each with its node), the overview's totals, and a connection on another node
+// can be closed through this one (RabbitMQ's management shows and closes them cluster-wide).
+func TestRemote_ManagementShowsTheWholeCluster(t *testing.T) {
+	c := startCluster(t, 3)
+	_, ch3 := channel(t, c, 3)
+	if _, err := ch3.QueueDeclare("seen", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	channel(t, c, 1)
+	_, ch2 := channel(t, c, 2)
+	if _, err := ch2.Consume("seen", "watcher", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	channel(t, c, 3)
+	n2, n3 := c.Node(2).Args.Name, c.Node(3).Args.Name
+
+	var conns []struct{ Name, Node string }
+	eventually(t, 10*time.Second, func() error {
+		code, body := api(t, c, 1, "GET", "/api/connections", nil)
+		if code != 200 {
+			return fmt.Errorf("connections: %d %s", code, body)
+		}
+		conns = nil
+		json.Unmarshal(body, &conns)
+		nodes := map[string]int{}
+		for _, x := range conns {
+			nodes[x.Node]++
+		}
+		if len(nodes) != 3 || nodes[n3] != 2 {
+			return fmt.Errorf("node 1 lists connections by node %v, want all three nodes (two on node 3)", nodes)
+		}
+		return nil
+	})
+	code, body := api(t, c, 1, "GET", "/api/channels", nil)
+	var chans []struct{ Node string }
+	json.Unmarshal(body, &chans)
+	if code != 200 || len(chans) != 4 {
+		t.Fatalf("channels from node 1: %d, %d listed (%s), want 4", code, len(chans), body)
+	}
+	code, body = api(t, c, 1, "GET", "/api/consumers", nil)
+	var cons []struct {
+		Tag     string `json:"consumer_tag"`
+		Queue   struct{ Name string }
+		Channel struct{ Node string } `json:"channel_details"`
+	}
+	json.Unmarshal(body, &cons)
+	if code != 200 || len(cons) != 1 || cons[0].Tag != "watcher" || cons[0].Queue.Name != "seen" || cons[0].Channel.Node != n2 {
+		t.Fatalf("consumers from node 1: %d %s, want the one on node 2 of the queue on node 3", code, body)
+	}
+	code, body = api(t, c, 1, "GET", "/api/overview", nil)
+	var ov struct {
+		Totals struct{ Connections, Channels, Consumers int } `json:"object_totals"`
+	}
+	json.Unmarshal(body, &ov)
+	if code != 200 || ov.Totals.Connections != 4 || ov.Totals.Channels != 4 || ov.Totals.Consumers != 1 {
+		t.Fatalf("overview from node 1: %d %+v", code, ov.Totals)
+	}
+	// Close one of node 3's connections through node 1.
+	var target string
+	for _, x := range conns {
+		if x.Node == n3 {
+			target = x.Name
+		}
+	}
+	code, body = api(t, c, 1, "GET", "/api/connections/"+url.PathEscape(target), nil)
+	if code != 200 || !strings.Contains(string(body), n3) {
+		t.Fatalf("connection on node 3 through node 1: %d %s", code, body)
+	}
+	if code, body = api(t, c, 1, "DELETE", "/api/connections/"+url.PathEscape(target), nil); code != 204 {
+		t.Fatalf("close a connection on node 3 through node 1: %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, func() error {
+		code, body := api(t, c, 1, "GET", "/api/connections", nil)
+		var left []struct{ Name string }
+		json.Unmarshal(body, &left)
+		if code != 200 || len(left) != 3 {
+			return fmt.Errorf("after the close: %d %d connections", code, len(left))
+		}
+		return nil
+	})
+	code, body = api(t, c, 2, "GET", "/api/vhosts/%2F/connections", nil)
+	var inVhost []struct{ Name string }
+	json.Unmarshal(body, &inVhost)
+	if code != 200 || len(inVhost) != 3 {
+		t.Fatalf("connections of vhost / from node 2: %d %s", code, body)
+	}
+	if code, _ := api(t, c, 1, "GET", "/api/connections/nowhere", nil); code != 404 {
+		t.Fatalf("unknown connection: %d", code)
 	}
 }
