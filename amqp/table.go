@@ -39,6 +39,13 @@ func ReadTable(b []byte) (Table, []byte, error) {
 	return readTable(b, 0)
 }
 
+// ReadTableWrapping is ReadTable for a table that wraps client tables up to levels deep (a
+// metadata record holding a declare's arguments): each of those may nest as deep as a table
+// read by ReadTable.
+func ReadTableWrapping(b []byte, levels int) (Table, []byte, error) {
+	return readTable(b, -levels)
+}
+
 func readTable(b []byte, depth int) (Table, []byte, error) {
 	if depth > maxTableDepth {
 		return nil, nil, frameErr("field table nested too deeply")

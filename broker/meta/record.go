@@ -252,7 +252,9 @@ func (r *Record) Encode() []byte {
 // Decode reads a record written by Encode (or a definition record of an earlier version,
 // which has the same shape).
 func Decode(b []byte) (Record, error) {
-	t, _, err := amqp.ReadTable(b)
+	// A record wraps a declare's arguments (the record, its fields, the arguments), which a
+	// client may nest as deep as any field table.
+	t, _, err := amqp.ReadTableWrapping(b, 3)
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}

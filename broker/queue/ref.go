@@ -124,6 +124,12 @@ const (
 	// SettleRequeue: basic.reject or nack with requeue, basic.recover, or the channel closed:
 	// back in its original place, marked redelivered.
 	SettleRequeue
+	// SettleRequeueClosing is SettleRequeue by a channel that is closing: its consumers take
+	// nothing more, so the messages must not be offered to them again. A queue on this node
+	// sees them refuse; a queue on another node must not give their credit back, or it sends
+	// the messages straight back to a consumer about to go, and a consumer taking over (single
+	// active consumer) would get them after newer ones.
+	SettleRequeueClosing
 )
 
 // Subscription is how a consumer attaches (basic.consume).
@@ -172,7 +178,7 @@ func (r *localRef) Settle(es []Entry, how Settlement) {
 		r.q.Ack(es)
 	case SettleReject:
 		r.q.Reject(es)
-	case SettleRequeue:
+	case SettleRequeue, SettleRequeueClosing:
 		r.q.Requeue(es)
 	}
 }

@@ -310,7 +310,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		entries := make([]queue.Entry, len(es))
 		for i, oe := range es {
 			entries[i] = oe.e
-			if oe.px != nil && oe.px.settleCredit {
+			if oe.px != nil && oe.px.settleCredit && how != queue.SettleRequeueClosing {
 				oe.px.credit.Add(1) // before Settle, which dispatches
 			}
 		}

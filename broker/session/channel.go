@@ -3,7 +3,9 @@ package session
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/warrenmq/warren/amqp"
@@ -275,25 +277,36 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 				return err
 			}
 		}
-		q, created, err := vh.DeclareQueue(vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c, ServerNamed: serverNamed})
-		if err != nil {
-			return err
-		}
-		if created && m.Exclusive {
-			c.exclusive = append(c.exclusive, q)
-		}
-		ch.lastQueue = q.Name()
-		if !created {
-			q.Touch() // a redeclare counts as use for x-expires
-		}
-		if !m.NoWait {
+		decl := vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c, ServerNamed: serverNamed}
+		for attempt := 0; ; attempt++ {
+			q, created, err := vh.DeclareQueue(decl)
+			if err != nil {
+				return err
+			}
+			if created && m.Exclusive {
+				c.exclusive = append(c.exclusive, q)
+			}
+			ch.lastQueue = q.Name()
+			if !created {
+				q.Touch() // a redeclare counts as use for x-expires
+			}
+			if m.NoWait {
+				return nil
+			}
 			ready, _, consumers, err := q.Counts()
+			if err != nil && !m.Passive && !created && attempt == 0 && isNoQueue(err) {
+				// In a cluster: its node deleted it (auto-delete, x-expires) as we declared
+				// it, before this node applied the delete. Catch up and declare it again:
+				// RabbitMQ creates a queue whose deletion raced its declare.
+				vh.CatchUp()
+				continue
+			}
 			if err != nil {
 				return err
 			}
 			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name(), MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+			return nil
 		}
-		return nil
 	case *amqp.QueueBind:
 		if err := ch.authorize(PermWrite, KindQueue, ch.queueName(m.Queue), ""); err != nil {
 			return err
@@ -1078,7 +1091,7 @@ func (ch *Channel) release() {
 	ch.txSettle = nil
 	ch.txPublish = nil
 	sort.Slice(es, func(i, j int) bool { return es[i].tag < es[j].tag })
-	ch.requeueEntries(es)
+	ch.settle(es, queue.SettleRequeueClosing)
 	ch.removeConsumers()
 }
 
@@ -1093,4 +1106,11 @@ func (ch *Channel) removeConsumers() {
 	for _, c := range cs {
 		c.q.Unsubscribe(c)
 	}
+}
+
+// isNoQueue reports whether err is a 404 for a queue that does not exist (not one whose node
+// is down).
+func isNoQueue(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.NotFound && strings.Contains(ae.Text, "- no queue ")
 }
