@@ -13,6 +13,10 @@ type QueueClass struct {
 	// MustNotLose makes a confirmed message that was never delivered a violation (sync
 	// replicated queues; classic durable queues whose node keeps its disk).
 	MustNotLose bool
+	// LossWindow (async replicated queues): a confirmed message may be lost only if it was
+	// confirmed while a fault was on, or at most LossWindow before one started (the followers
+	// had not received it yet); any other loss is a violation. 0: no such check.
+	LossWindow time.Duration
 }
 
 // CheckConfig is what the checker knows besides the history.
@@ -26,6 +30,7 @@ type QueueReport struct {
 	Queue       string
 	Kind        string
 	MustNotLose bool
+	LossWindow  time.Duration
 
 	Published     int // messages sent
 	Confirmed     int // acked by the broker (and not returned)
@@ -40,6 +45,10 @@ type QueueReport struct {
 	// Lost: confirmed but never delivered.
 	Lost    int
 	LostIDs []string
+	// LostOutsideWindow: of Lost, those confirmed neither during a fault nor within
+	// LossWindow before one (when LossWindow is set).
+	LostOutsideWindow    int
+	LostOutsideWindowIDs []string
 	// Unexpected: delivered but never published to this queue.
 	Unexpected    int
 	UnexpectedIDs []string
@@ -59,6 +68,9 @@ func (q QueueReport) Violations() []string {
 	var v []string
 	if q.MustNotLose && q.Lost > 0 {
 		v = append(v, fmt.Sprintf("%s: %d confirmed messages lost (e.g. %s)", q.Queue, q.Lost, strings.Join(q.LostIDs, " ")))
+	}
+	if q.LossWindow > 0 && q.LostOutsideWindow > 0 {
+		v = append(v, fmt.Sprintf("%s: %d confirmed messages lost that were confirmed neither during a fault nor within %v before one (e.g. %s)", q.Queue, q.LostOutsideWindow, q.LossWindow, strings.Join(q.LostOutsideWindowIDs, " ")))
 	}
 	if q.Unexpected > 0 {
 		v = append(v, fmt.Sprintf("%s: %d deliveries of messages never published (e.g. %s)", q.Queue, q.Unexpected, strings.Join(q.UnexpectedIDs, " ")))
@@ -130,6 +142,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 		seq       uint64
 		published time.Time
 		confirmed bool
+		confirmAt time.Duration // since the history's first event
 		nacked    bool
 		returned  bool
 		delivered int
@@ -143,7 +156,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 			if !ok {
 				c.Kind = "?"
 			}
-			q = &QueueReport{Queue: name, Kind: c.Kind, MustNotLose: c.MustNotLose}
+			q = &QueueReport{Queue: name, Kind: c.Kind, MustNotLose: c.MustNotLose, LossWindow: c.LossWindow}
 			queues[name] = q
 		}
 		return q
@@ -190,8 +203,9 @@ func Check(events []Event, cfg CheckConfig) Report {
 			msgs[e.ID] = &msg{queue: e.Queue, pub: e.Pub, seq: e.Seq, published: e.Time}
 			qr(e.Queue).Published++
 		case EvConfirm:
-			if m := msgs[e.ID]; m != nil {
+			if m := msgs[e.ID]; m != nil && !m.confirmed {
 				m.confirmed = true
+				m.confirmAt = e.Time.Sub(t0)
 			}
 		case EvNack:
 			if m := msgs[e.ID]; m != nil {
@@ -265,6 +279,10 @@ func Check(events []Event, cfg CheckConfig) Report {
 			if m.delivered == 0 {
 				q.Lost++
 				q.LostIDs = append(q.LostIDs, id)
+				if q.LossWindow > 0 && !nearFault(faults, m.confirmAt, q.LossWindow) {
+					q.LostOutsideWindow++
+					q.LostOutsideWindowIDs = append(q.LostOutsideWindowIDs, id)
+				}
 			}
 		case m.nacked:
 			q.Nacked++
@@ -289,6 +307,10 @@ func Check(events []Event, cfg CheckConfig) Report {
 		sort.Strings(q.LostIDs)
 		if len(q.LostIDs) > cfg.MaxIDs {
 			q.LostIDs = q.LostIDs[:cfg.MaxIDs]
+		}
+		sort.Strings(q.LostOutsideWindowIDs)
+		if len(q.LostOutsideWindowIDs) > cfg.MaxIDs {
+			q.LostOutsideWindowIDs = q.LostOutsideWindowIDs[:cfg.MaxIDs]
 		}
 		r.Queues = append(r.Queues, *q)
 	}
@@ -370,4 +392,19 @@ func Converged(views map[int][]string) (ok bool, diffs []string) {
 		diffs = append(diffs, fmt.Sprintf("%s missing on node %s", o, strings.Join(missing, ",")))
 	}
 	return len(diffs) == 0, diffs
+}
+
+// nearFault reports whether t falls while a fault was on, or at most window before one
+// started (a fault never healed lasts to the end).
+func nearFault(faults []*FaultReport, t, window time.Duration) bool {
+	for _, f := range faults {
+		end := f.Start + f.Duration
+		if f.Duration < 0 {
+			end = 1<<63 - 1
+		}
+		if t >= f.Start-window && t <= end {
+			return true
+		}
+	}
+	return false
 }

@@ -216,3 +216,32 @@ func TestConverged(t *testing.T) {
 		t.Errorf("diverged: ok=%v %v", ok, diffs)
 	}
 }
+
+// An async queue may lose what it confirmed during a fault or just before one, not otherwise.
+func TestCheck_AsyncLossOnlyNearAFault(t *testing.T) {
+	classes := map[string]QueueClass{"a": {Kind: "quorum-async", LossWindow: 500 * time.Millisecond}}
+	h := newHist()
+	h.ok("a", "p", "c", 1, 2)
+	h.pub("a", "p", 3).confirm("a", "p", 3) // lost, 2 s before any fault: a violation
+	h.wait(2 * time.Second)
+	h.pub("a", "p", 4).confirm("a", "p", 4) // lost, just before the fault: allowed
+	h.wait(100 * time.Millisecond)
+	h.add(Event{Kind: EvFault, FaultID: 1, Op: "kill", Detail: "node 1"})
+	h.pub("a", "p", 5).confirm("a", "p", 5) // lost, during the fault: allowed
+	h.wait(time.Second)
+	h.add(Event{Kind: EvHeal, FaultID: 1})
+	h.wait(2 * time.Second)
+	h.pub("a", "p", 6).confirm("a", "p", 6) // lost, 2 s after the heal: a violation
+	r := Check(h.ev, CheckConfig{Queues: classes})
+	q := r.Queues[0]
+	if q.Lost != 4 || q.LostOutsideWindow != 2 || !reflect.DeepEqual(q.LostOutsideWindowIDs, []string{"p-3", "p-6"}) {
+		t.Fatalf("lost %d, outside the window %d %v; want 4, 2 [p-3 p-6]", q.Lost, q.LostOutsideWindow, q.LostOutsideWindowIDs)
+	}
+	if r.OK() {
+		t.Fatal("losses away from any fault passed")
+	}
+	classes["a"] = QueueClass{Kind: "quorum-async"}
+	if r := Check(h.ev, CheckConfig{Queues: classes}); !r.OK() {
+		t.Fatalf("without a window an async loss is allowed: %v", r.Violations())
+	}
+}
