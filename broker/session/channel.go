@@ -22,6 +22,18 @@ type Channel struct {
 
 	closing bool // we sent channel.close and wait for close-ok
 
+	// Pipelined queue.declare nowait (a cluster: each declare is a metadata commit, and a
+	// client declaring many queues does not wait for each). The reader goroutine counts them;
+	// any other method waits until they are committed, and the first failure closes the
+	// channel then (nowait errors arrive late on RabbitMQ too).
+	decls struct {
+		n   int // in flight (reader goroutine only)
+		wg  sync.WaitGroup
+		sem chan struct{}
+		mu  sync.Mutex
+		err error
+	}
+
 	// content assembly (spec 4.2.6)
 	pub struct {
 		active    bool // basic.publish seen, waiting for header/body
@@ -143,6 +155,11 @@ func (ch *Channel) handleMethod(payload []byte) error {
 	m, err := ch.c.dec.Decode(payload)
 	if err != nil {
 		return err
+	}
+	if ch.decls.n > 0 && !ch.pipelined(m) {
+		if err := ch.waitDeclares(); err != nil {
+			return err
+		}
 	}
 	err = ch.dispatch(m)
 	if ae, ok := err.(*amqp.Error); ok && ae.ClassID == 0 {
@@ -278,6 +295,11 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 			}
 		}
 		decl := vhost.QueueDecl{Name: name, Passive: m.Passive, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Args: m.Arguments, Owner: c, ServerNamed: serverNamed}
+		if ch.pipelined(m) {
+			ch.declareLater(vh, decl)
+			ch.lastQueue = name
+			return nil
+		}
 		for attempt := 0; ; attempt++ {
 			q, created, err := vh.DeclareQueue(decl)
 			if err != nil {
@@ -1113,4 +1135,57 @@ func (ch *Channel) removeConsumers() {
 func isNoQueue(err error) bool {
 	var ae *amqp.Error
 	return errors.As(err, &ae) && ae.Code == amqp.NotFound && strings.Contains(ae.Text, "- no queue ")
+}
+
+// pipelined reports whether m is a queue.declare that need not wait for the ones before it: a
+// nowait declare of a named, shared queue, in a cluster, while none of those before failed.
+func (ch *Channel) pipelined(m amqp.Method) bool {
+	d, ok := m.(*amqp.QueueDeclare)
+	if !ok || !d.NoWait || d.Passive || d.Exclusive || d.Queue == "" || ch.c.vh == nil || ch.c.vh.Remote == nil {
+		return false
+	}
+	ch.decls.mu.Lock()
+	defer ch.decls.mu.Unlock()
+	return ch.decls.err == nil
+}
+
+// declareLater commits a nowait queue.declare on another goroutine (at most 256 at a time per
+// channel); the metadata store batches the commits.
+func (ch *Channel) declareLater(vh *vhost.VHost, d vhost.QueueDecl) {
+	if ch.decls.sem == nil {
+		ch.decls.sem = make(chan struct{}, 256)
+	}
+	ch.decls.sem <- struct{}{}
+	ch.decls.n++
+	ch.decls.wg.Add(1)
+	go func() {
+		defer ch.decls.wg.Done()
+		defer func() { <-ch.decls.sem }()
+		q, created, err := vh.DeclareQueue(d)
+		if err == nil && !created {
+			q.Touch() // a redeclare counts as use for x-expires
+		}
+		if err != nil {
+			ch.decls.mu.Lock()
+			if ch.decls.err == nil {
+				ch.decls.err = err
+			}
+			ch.decls.mu.Unlock()
+		}
+	}()
+}
+
+// waitDeclares waits for the pipelined declares and returns the first one's failure (as the
+// queue.declare's channel error).
+func (ch *Channel) waitDeclares() error {
+	ch.decls.wg.Wait()
+	ch.decls.n = 0
+	ch.decls.mu.Lock()
+	err := ch.decls.err
+	ch.decls.err = nil
+	ch.decls.mu.Unlock()
+	if ae, ok := err.(*amqp.Error); ok && ae.ClassID == 0 {
+		ae.ClassID, ae.MethodID = 50, 10 // queue.declare
+	}
+	return err
 }

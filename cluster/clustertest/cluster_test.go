@@ -945,3 +945,48 @@ func TestCluster_WipedLeaderHandsItsQueueToAReplicaWithTheLog(t *testing.T) {
 		t.Fatalf("through node 1: %d messages (%v), want %d", q.Messages, err, n+1)
 	}
 }
+
+// Nowait queue.declares from one channel are committed together (pipelined): a method after
+// them waits until they are all in, and a failed one closes the channel at that method with
+// its own error (queue.declare's 406 here), as a nowait error arrives late on RabbitMQ too.
+func TestCluster_NowaitDeclaresArePipelined(t *testing.T) {
+	c := startCluster(t, 3)
+	conn, ch := channel(t, c, 2)
+	const n = 500
+	start := time.Now()
+	for i := range n {
+		if _, err := ch.QueueDeclare(fmt.Sprint("nw-", i), true, false, false, true, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ch.QueueDeclarePassive(fmt.Sprint("nw-", n-1), true, false, false, false, nil); err != nil {
+		t.Fatalf("passive declare after the nowait ones: %v", err)
+	}
+	t.Logf("%d nowait declares through a follower: %v", n, time.Since(start).Round(time.Millisecond))
+	_, ch1 := channel(t, c, 1)
+	for _, i := range []int{0, n / 2, n - 1} {
+		if _, err := ch1.QueueDeclarePassive(fmt.Sprint("nw-", i), true, false, false, false, nil); err != nil {
+			t.Fatalf("nw-%d on node 1: %v", i, err)
+		}
+	}
+	// An inequivalent redeclare among nowait ones: the next waiting method closes the channel
+	// with the declare's 406.
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	ch.QueueDeclare("nw-1", false, false, false, true, nil) // durable before: inequivalent
+	ch.QueueDeclare("nw-extra", true, false, false, true, nil)
+	_, err := ch.QueueDeclarePassive("nw-0", true, false, false, false, nil)
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
+		select {
+		case e := <-closed:
+			ae = e
+		case <-time.After(5 * time.Second):
+		}
+	}
+	if ae == nil || ae.Code != amqp.PreconditionFailed || !strings.Contains(ae.Reason, "nw-1") {
+		t.Fatalf("after an inequivalent nowait declare: %v / %v, want 406 naming nw-1", err, ae)
+	}
+	if conn.IsClosed() {
+		t.Fatal("the connection closed: a channel error was expected")
+	}
+}

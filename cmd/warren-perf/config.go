@@ -38,6 +38,7 @@ type Config struct {
 	IdleConnections int
 	IdleParallel    int
 	IdleSettle      time.Duration
+	IdleNoWait      bool
 
 	CPUProfile string
 
@@ -78,6 +79,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.IdleConnections, "idle-connections", 0, "memory scenario: open N idle connections (one channel each), report time and broker RSS growth, then exit")
 	fs.IntVar(&c.IdleParallel, "idle-parallel", 1, "memory scenarios: number of concurrent workers creating queues/connections")
 	fs.DurationVar(&c.IdleSettle, "idle-settle", 2*time.Second, "memory scenarios: wait this long before sampling the broker RSS after creation")
+	fs.BoolVar(&c.IdleNoWait, "idle-nowait", false, "--idle-queues: declare with nowait, then one waiting declare per channel (the time includes it)")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "hard limit for the whole run, after which the tool exits (0 = duration+60s, or 15m for memory scenarios)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the tool itself to this file")
 	if err := fs.Parse(args); err != nil {

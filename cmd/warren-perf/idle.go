@@ -199,12 +199,35 @@ func createIdleQueues(ctx context.Context, cfg *Config, progress io.Writer, errs
 		wg.Add(1)
 		go func(ch *amqp.Channel) {
 			defer wg.Done()
+			last := -1
+			if cfg.IdleNoWait {
+				// Nowait declares are answered by nothing: a passive declare after them is
+				// answered once the broker has handled every one before it on the channel.
+				defer func() {
+					if last < 0 || failed.Load() {
+						return
+					}
+					if _, err := ch.QueueDeclarePassive(idleQueueName(last), cfg.Durable, false, false, false, nil); err != nil {
+						errs.add("passive declare %s after the nowait ones: %v", idleQueueName(last), err)
+						failed.Store(true)
+						return
+					}
+					lastOK.Store(time.Now().UnixNano())
+				}()
+			}
 			for !failed.Load() && ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= cfg.IdleQueues {
 					return
 				}
-				if _, err := ch.QueueDeclare(idleQueueName(i), cfg.Durable, false, false, false, nil); err != nil {
+				var err error
+				if cfg.IdleNoWait {
+					_, err = ch.QueueDeclare(idleQueueName(i), cfg.Durable, false, false, true, nil)
+					last = i
+				} else {
+					_, err = ch.QueueDeclare(idleQueueName(i), cfg.Durable, false, false, false, nil)
+				}
+				if err != nil {
 					errs.add("declare %s: %v", idleQueueName(i), err)
 					failed.Store(true)
 					return
