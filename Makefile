@@ -74,7 +74,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	$(GO) test ./amqp -run '^$$' -fuzz '^FuzzMethodRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./wal -run '^$$' -fuzz '^FuzzWALOpen$$' -fuzztime $(FUZZTIME)
 
-chaos-ci: ## the short fault-injection run meant for CI (not in .ci/run yet: it still finds a loss, docs/chaos.md): 10 rounds of every fault kind over a 3-node cluster in network namespaces (root)
+chaos-ci: ## the short fault-injection run of CI (.ci/run; about 2.5 min): 10 rounds of every fault kind over a 3-node cluster in network namespaces (root); a failed round fails it
 	$(MAKE) chaos SEED=1000 ROUNDS=10 NODES=3 CHAOS_FLAGS="-cluster -netns on"
 
 chaos: ## rounds of random faults under load, checked (root: network namespaces): SEED=… ROUNDS=10 NODES=3|5 [FAULTS=kill,pause,…] [CHAOS_FLAGS=…]
