@@ -166,7 +166,7 @@ func TestBus_FullLinkEndsWithoutRunningOnDownInTheSender(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	b.Bus().Handle('t', func(string, []byte) { <-block }) // b stops reading
-	var mu sync.Mutex // a lock the sender holds and the OnDown handler takes
+	var mu sync.Mutex                                     // a lock the sender holds and the OnDown handler takes
 	downs := make(chan string, 4)
 	a.Bus().OnDown(func(p string) {
 		mu.Lock()
