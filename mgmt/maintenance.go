@@ -55,6 +55,14 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, node, path string
 		return true
 	}
 	defer resp.Body.Close()
+	if r.Method != http.MethodGet && resp.StatusCode/100 == 2 {
+		// What the other node committed (leaders moved by a drain) is applied here before the
+		// answer: a client that asked this node reads its own changes here next.
+		for _, v := range s.b.VHosts() {
+			v.CatchUp()
+			break
+		}
+	}
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
