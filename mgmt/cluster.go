@@ -32,27 +32,12 @@ func (s *Server) memberJSON(r *http.Request, m cluster.Member) obj {
 
 // askNode fetches /api/nodes/{name} from the member's management listener.
 func (s *Server) askNode(r *http.Request, m cluster.Member) obj {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", scheme+"://"+m.HTTP+"/api/nodes/"+m.Name, nil)
-	if err != nil {
-		return nil
-	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
-	resp, err := s.peerHTTP.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	code, body, err := s.askPeer(r, m, "GET", "/api/nodes/"+m.Name)
+	if err != nil || code != http.StatusOK {
 		return nil
 	}
 	var o obj
-	if json.NewDecoder(resp.Body).Decode(&o) != nil {
+	if json.Unmarshal(body, &o) != nil {
 		return nil
 	}
 	return o

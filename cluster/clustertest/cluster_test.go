@@ -869,26 +869,8 @@ func TestCluster_WipedLeaderHandsItsQueueToAReplicaWithTheLog(t *testing.T) {
 	if l := queueLeader(t, c, 1, "qw"); l != 1 {
 		t.Fatalf("leader of a queue declared on node 1: %d", l)
 	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
 	const n = 500
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
-	for i := range n {
-		if err := ch.Publish("", "qw", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint(i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range n {
-		select {
-		case cf := <-confirms:
-			if !cf.Ack {
-				t.Fatal("nacked")
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("confirms missing")
-		}
-	}
+	publishConfirmedTo(t, ch, "qw", n, "")
 	// Nodes 2 and 1 die together: node 3 alone has no majority, so nothing moves.
 	c.Node(2).Kill()
 	c.Node(1).Kill()

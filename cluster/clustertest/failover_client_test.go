@@ -33,21 +33,8 @@ func TestCluster_ClientFailsOverToAnotherNode(t *testing.T) {
 	if _, err := ch.QueueDeclare("orders", true, false, false, false, args); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
 	const n = 200
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
-	for i := range n {
-		if err := ch.Publish("", "orders", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprint(i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range n {
-		if cf := <-confirms; !cf.Ack {
-			t.Fatal("nacked")
-		}
-	}
+	publishConfirmedTo(t, ch, "orders", n, "")
 	var urls []string
 	byAddr := map[string]*Node{}
 	for _, nd := range c.Nodes {

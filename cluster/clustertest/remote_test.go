@@ -435,6 +435,18 @@ func TestRemote_ManagementShowsTheWholeCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// Every member's own figures, asked of the member itself (gossip alone has no memory use).
+	code, body = api(t, c, 1, "GET", "/api/nodes", nil)
+	var nodes []map[string]any
+	json.Unmarshal(body, &nodes)
+	if code != 200 || len(nodes) != 3 {
+		t.Fatalf("nodes from node 1: %d %s", code, body)
+	}
+	for _, nd := range nodes {
+		if _, ok := nd["mem_used"]; !ok || nd["running"] != true {
+			t.Fatalf("node %v as node 1 lists it: not asked of the node itself", nd["name"])
+		}
+	}
 	code, body = api(t, c, 2, "GET", "/api/vhosts/%2F/connections", nil)
 	var inVhost []struct{ Name string }
 	json.Unmarshal(body, &inVhost)
