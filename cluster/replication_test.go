@@ -479,3 +479,36 @@ func TestReplication_StatusClaimsOnlyEpochsItHoldsDurably(t *testing.T) {
 		t.Fatalf("history when leading again: %v, want %v", h, want)
 	}
 }
+
+// An async leader confirms what is durable here without waiting for the followers, but only
+// while a majority of the replicas answered within the lease: one cut off from its followers
+// (maybe already replaced) holds its answers instead of confirming what it may lose.
+func TestReplication_AsyncLeaderWithoutItsFollowersHoldsConfirms(t *testing.T) {
+	old := asyncLease
+	asyncLease = 300 * time.Millisecond
+	defer func() { asyncLease = old }()
+	a := startReplNode(t, "a", 1)
+	b := startReplNode(t, "b", 0, a.GossipAddr())
+	c := startReplNode(t, "c", 0, a.GossipAddr())
+	defer a.stop()
+	waitMembers(t, a, 3)
+	la, _, err := a.rep.Lead("qa", 1, []string{"b", "c"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rep.Follow("qa", 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.rep.Follow("qa", 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := appendN(t, la, "with", 50, 10*time.Second); ok != 50 {
+		t.Fatalf("%d of 50 async appends answered with the followers there", ok)
+	}
+	b.stop()
+	c.stop()
+	time.Sleep(2 * asyncLease)
+	if ok, failed := appendN(t, la, "alone", 5, time.Second); ok != 0 {
+		t.Fatalf("an async leader without its followers confirmed %d appends (%d failed)", ok, failed)
+	}
+}
