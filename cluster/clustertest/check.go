@@ -13,9 +13,11 @@ type QueueClass struct {
 	// MustNotLose makes a confirmed message that was never delivered a violation (sync
 	// replicated queues; classic durable queues whose node keeps its disk).
 	MustNotLose bool
-	// LossWindow (async replicated queues): a confirmed message may be lost only if it was
-	// confirmed while a fault was on, or at most LossWindow before one started (the followers
-	// had not received it yet); any other loss is a violation. 0: no such check.
+	// LossWindow (async replicated queues): a confirmed message may be lost only if it may have
+	// been confirmed while a fault was on, or at most LossWindow before one started (the
+	// followers had not received it yet): the broker decided its confirm somewhere between its
+	// publish and the client's receipt of the confirm, which arrives late when the fault cut the
+	// way back. Any other loss is a violation. 0: no such check.
 	LossWindow time.Duration
 }
 
@@ -142,7 +144,8 @@ func Check(events []Event, cfg CheckConfig) Report {
 		seq       uint64
 		published time.Time
 		confirmed bool
-		confirmAt time.Duration // since the history's first event
+		publishAt time.Duration // since the history's first event
+		confirmAt time.Duration
 		nacked    bool
 		returned  bool
 		delivered int
@@ -200,7 +203,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 			if _, dup := msgs[e.ID]; dup {
 				continue // a republish of the same id: the first publish counts
 			}
-			msgs[e.ID] = &msg{queue: e.Queue, pub: e.Pub, seq: e.Seq, published: e.Time}
+			msgs[e.ID] = &msg{queue: e.Queue, pub: e.Pub, seq: e.Seq, published: e.Time, publishAt: e.Time.Sub(t0)}
 			qr(e.Queue).Published++
 		case EvConfirm:
 			if m := msgs[e.ID]; m != nil && !m.confirmed {
@@ -279,7 +282,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 			if m.delivered == 0 {
 				q.Lost++
 				q.LostIDs = append(q.LostIDs, id)
-				if q.LossWindow > 0 && !nearFault(faults, m.confirmAt, q.LossWindow) {
+				if q.LossWindow > 0 && !nearFault(faults, m.publishAt, m.confirmAt, q.LossWindow) {
 					q.LostOutsideWindow++
 					q.LostOutsideWindowIDs = append(q.LostOutsideWindowIDs, id)
 				}
@@ -394,15 +397,15 @@ func Converged(views map[int][]string) (ok bool, diffs []string) {
 	return len(diffs) == 0, diffs
 }
 
-// nearFault reports whether t falls while a fault was on, or at most window before one
-// started (a fault never healed lasts to the end).
-func nearFault(faults []*FaultReport, t, window time.Duration) bool {
+// nearFault reports whether [from, to] meets a fault's time, or the window before it started
+// (a fault never healed lasts to the end).
+func nearFault(faults []*FaultReport, from, to, window time.Duration) bool {
 	for _, f := range faults {
 		end := f.Start + f.Duration
 		if f.Duration < 0 {
 			end = 1<<63 - 1
 		}
-		if t >= f.Start-window && t <= end {
+		if to >= f.Start-window && from <= end {
 			return true
 		}
 	}
