@@ -149,6 +149,7 @@ func Check(events []Event, cfg CheckConfig) Report {
 		nacked    bool
 		returned  bool
 		delivered int
+		unflagged int // deliveries without the redelivered flag
 	}
 	msgs := map[string]*msg{}
 	queues := map[string]*QueueReport{}
@@ -231,9 +232,15 @@ func Check(events []Event, cfg CheckConfig) Report {
 				continue
 			}
 			m.delivered++
+			if !e.Redelivered {
+				m.unflagged++
+			}
 			if m.delivered > 1 {
 				q.Duplicates++
-				if !e.Redelivered {
+				// Every delivery but the original must be flagged. Which one is the original
+				// is not the order clients saw them in: one sent before its consumer's node
+				// died can reach its client after the flagged redelivery reached another.
+				if !e.Redelivered && m.unflagged > 1 {
 					q.BadDuplicates++
 					add(&q.BadDuplicateIDs, e.ID)
 				}

@@ -84,6 +84,12 @@ func TestCheck_Findings(t *testing.T) {
 		{"duplicate without the redelivered flag",
 			newHist().ok("q", "p1", "c1", 1, 1).deliver("q", "c1", 2, "p1", 1, false), "q",
 			want{confirmed: 1, delivered: 1, dups: 1, badDups: 1}},
+		{"the original seen after its flagged redelivery (another client, a dying node) is allowed",
+			newHist().pub("q", "p1", 1).confirm("q", "p1", 1).deliver("q", "c1", 1, "p1", 1, true).deliver("q", "c2", 1, "p1", 1, false), "q",
+			want{confirmed: 1, delivered: 1, dups: 1, ok: true}},
+		{"two deliveries without the flag, whatever their order with a flagged one",
+			newHist().pub("q", "p1", 1).confirm("q", "p1", 1).deliver("q", "c1", 1, "p1", 1, true).deliver("q", "c2", 1, "p1", 1, false).deliver("q", "c3", 1, "p1", 1, false), "q",
+			want{confirmed: 1, delivered: 1, dups: 2, badDups: 1}},
 		{"publisher order broken among first deliveries",
 			newHist().pub("q", "p1", 1).pub("q", "p1", 2).confirm("q", "p1", 1).confirm("q", "p1", 2).
 				deliver("q", "c1", 1, "p1", 2, false).deliver("q", "c1", 1, "p1", 1, false), "q",
