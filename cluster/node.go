@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -102,7 +103,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	sl := newStreamLayer(tr, advAddr)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftDialer{sl}, MaxPool: 3, Timeout: 5 * time.Second, Logger: hl,
+		Stream: raftDialer{sl, n.stop}, MaxPool: 3, Timeout: 5 * time.Second, Logger: hl,
 	})
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeName)
@@ -194,11 +195,34 @@ func (n *Node) logLeaderChanges(ch <-chan raft.Observation, obs *raft.Observer) 
 }
 
 // raftDialer adds raft's Dial to the stream layer.
-type raftDialer struct{ *streamLayer }
+//
+// A refused connection (the peer's process is down, maybe restarting) is tried again for up
+// to refusedPatience before it fails. hashicorp/raft backs its replication to a peer off after
+// each failure (10 ms, doubling, up to 41 s, reset only by a success): failing at once, a few
+// seconds of a peer's restart (kill -9, a wiped disk) piled up enough failures that the leader
+// slept through the peer's return for half a minute (warren-chaos, seed 100030). Failing
+// slowly keeps the count, and so the back-off, small.
+type raftDialer struct {
+	*streamLayer
+	stop chan struct{}
+}
+
+// refusedPatience is how long a refused Raft connection is tried again.
+var refusedPatience = 2 * time.Second
 
 func (d raftDialer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, _, err := d.t.dial(string(addr), KindRaft, timeout)
-	return c, err
+	deadline := time.Now().Add(min(timeout, refusedPatience))
+	for {
+		c, _, err := d.t.dial(string(addr), KindRaft, timeout)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-d.stop:
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Fatal delivers an error that must stop the node (its name is taken by a live node).

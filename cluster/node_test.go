@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 )
 
@@ -247,5 +250,38 @@ func TestDataID_KeptAcrossRestartsNewWithANewFolder(t *testing.T) {
 	c, err := loadDataID(t.TempDir())
 	if err != nil || c == a {
 		t.Fatalf("another folder: %q %v", c, err)
+	}
+}
+
+// A refused Raft connection is tried again for a while before it fails (see raftDialer), and
+// no longer than that; a stopping node gives up at once.
+func TestRaftDialer_RefusedIsTriedAgainThenFails(t *testing.T) {
+	old := refusedPatience
+	refusedPatience = 300 * time.Millisecond
+	defer func() { refusedPatience = old }()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nobody listens there now: refused
+	tr, err := listenTransport("127.0.0.1:0", "a", nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	d := raftDialer{streamLayer: newStreamLayer(tr, nil), stop: make(chan struct{})}
+	start := time.Now()
+	if _, err := d.Dial(raft.ServerAddress(addr), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial: %v, want refused", err)
+	}
+	if took := time.Since(start); took < 250*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("a refused dial failed after %v, want about 300 ms", took)
+	}
+	close(d.stop)
+	start = time.Now()
+	d.Dial(raft.ServerAddress(addr), 5*time.Second)
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Fatalf("a stopping node's dial took %v", took)
 	}
 }
