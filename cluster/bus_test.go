@@ -13,14 +13,7 @@ func TestBus_InOrderAndDownOnPeerLoss(t *testing.T) {
 	a := startTestNode(t, "a", t.TempDir(), nil, 1)
 	b := startTestNode(t, "b", t.TempDir(), nil, 0, a.GossipAddr())
 	defer a.Close()
-	waitFor(t, 10*time.Second, "b known to a", func() bool {
-		for _, m := range a.Members() {
-			if m.Name == "b" && m.Status == "alive" && m.RPC != "" {
-				return true
-			}
-		}
-		return false
-	})
+	waitPeerAlive(t, a, "b")
 	const n = 20000
 	var mu sync.Mutex
 	var got []uint64
@@ -155,14 +148,7 @@ func TestBus_FullLinkEndsWithoutRunningOnDownInTheSender(t *testing.T) {
 	b := startTestNode(t, "b", t.TempDir(), nil, 0, a.GossipAddr())
 	defer a.Close()
 	defer b.Close()
-	waitFor(t, 10*time.Second, "b known to a", func() bool {
-		for _, m := range a.Members() {
-			if m.Name == "b" && m.Status == "alive" && m.RPC != "" {
-				return true
-			}
-		}
-		return false
-	})
+	waitPeerAlive(t, a, "b")
 	block := make(chan struct{})
 	defer close(block)
 	b.Bus().Handle('t', func(string, []byte) { <-block }) // b stops reading
@@ -202,4 +188,17 @@ func TestBus_FullLinkEndsWithoutRunningOnDownInTheSender(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no OnDown for the full link")
 	}
+}
+
+// waitPeerAlive waits until n's gossip sees peer alive with its node-to-node address.
+func waitPeerAlive(t *testing.T, n *testNode, peer string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, peer+" known to "+n.Name(), func() bool {
+		for _, m := range n.Members() {
+			if m.Name == peer && m.Status == "alive" && m.RPC != "" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -93,6 +93,25 @@ func appendN(t *testing.T, l *ReplicatedLog, prefix string, n int, wait time.Dur
 	return ok, failed
 }
 
+// leadAndFollow makes leader lead log at epoch with followers, and each of them follow it.
+func leadAndFollow(t *testing.T, leader *replNode, log string, epoch uint64, async bool, followers ...*replNode) (*ReplicatedLog, *wal.Log) {
+	t.Helper()
+	names := make([]string, len(followers))
+	for i, f := range followers {
+		names[i] = f.Name()
+	}
+	l, wl, err := leader.rep.Lead(log, epoch, names, async)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers {
+		if err := f.rep.Follow(log, epoch, leader.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, wl
+}
+
 // sameLog checks that b's log holds exactly a's records (kinds, offsets, bodies).
 func sameQueueLog(t *testing.T, a, b *wal.Log) {
 	t.Helper()
@@ -135,16 +154,7 @@ func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
 	waitMembers(t, b, 3)
 	waitMembers(t, c, 3)
 
-	la, wla, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.rep.Follow("q", 1, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.rep.Follow("q", 1, "a"); err != nil {
-		t.Fatal(err)
-	}
+	la, wla := leadAndFollow(t, a, "q", 1, false, b, c)
 	if ok, _ := appendN(t, la, "e1", 1000, 10*time.Second); ok != 1000 {
 		t.Fatalf("%d of 1000 appends committed", ok)
 	}
@@ -175,16 +185,7 @@ func TestReplication_MajorityCommitFailoverAndTruncation(t *testing.T) {
 
 	// b leads epoch 2 (it holds every committed record); a and c follow it. a must cut its
 	// tail, c catches up.
-	lb, wlb2, err := b.rep.Lead("q", 2, []string{"a", "c"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.rep.Follow("q", 2, "b"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.rep.Follow("q", 2, "b"); err != nil {
-		t.Fatal(err)
-	}
+	lb, wlb2 := leadAndFollow(t, b, "q", 2, false, a, c)
 	if ok, _ := appendN(t, lb, "e2", 200, 10*time.Second); ok != 200 {
 		t.Fatalf("new leader: %d of 200 committed", ok)
 	}
@@ -278,15 +279,7 @@ func TestReplication_WorkerPassInsideOnAppend(t *testing.T) {
 	defer b.stop()
 	defer c.stop()
 	waitMembers(t, a, 3)
-	la, _, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []*replNode{b, c} {
-		if err := n.rep.Follow("q", 1, "a"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	la, _ := leadAndFollow(t, a, "q", 1, false, b, c)
 	if ok, _ := appendN(t, la, "warm", 1, 10*time.Second); ok != 1 {
 		t.Fatal("first append not committed")
 	}
@@ -346,15 +339,7 @@ func TestReplication_FollowerBehindReclaimedCatchesUp(t *testing.T) {
 	defer b.stop()
 	defer c.stop()
 	waitMembers(t, a, 3)
-	la, wla, err := a.rep.Lead("q", 1, []string{"b", "c"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []*replNode{b, c} {
-		if err := n.rep.Follow("q", 1, "a"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	la, wla := leadAndFollow(t, a, "q", 1, false, b, c)
 	if ok, _ := appendN(t, la, "before", 10, 10*time.Second); ok != 10 {
 		t.Fatal("appends before the gap")
 	}
@@ -492,16 +477,7 @@ func TestReplication_AsyncLeaderWithoutItsFollowersHoldsConfirms(t *testing.T) {
 	c := startReplNode(t, "c", 0, a.GossipAddr())
 	defer a.stop()
 	waitMembers(t, a, 3)
-	la, _, err := a.rep.Lead("qa", 1, []string{"b", "c"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.rep.Follow("qa", 1, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.rep.Follow("qa", 1, "a"); err != nil {
-		t.Fatal(err)
-	}
+	la, _ := leadAndFollow(t, a, "qa", 1, true, b, c)
 	if ok, _ := appendN(t, la, "with", 50, 10*time.Second); ok != 50 {
 		t.Fatalf("%d of 50 async appends answered with the followers there", ok)
 	}

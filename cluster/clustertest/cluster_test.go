@@ -907,21 +907,7 @@ func TestCluster_WipedLeaderHandsItsQueueToAReplicaWithTheLog(t *testing.T) {
 	})
 	// The queue works through the wiped node too, and it is a replica again.
 	_, ch1 := channel(t, c, 1)
-	if err := ch1.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	cf := ch1.NotifyPublish(make(chan amqp.Confirmation, 1))
-	if err := ch1.Publish("", "qw", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("after")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case x := <-cf:
-		if !x.Ack {
-			t.Fatal("publish through the wiped node nacked")
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("publish through the wiped node not confirmed")
-	}
+	publishConfirmedTo(t, ch1, "qw", 1, "after-")
 	q, err := passive(t, c, 1, "qw")
 	if err != nil || q.Messages != n+1 {
 		t.Fatalf("through node 1: %d messages (%v), want %d", q.Messages, err, n+1)
