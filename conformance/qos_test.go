@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,6 +116,43 @@ func TestBasicQos_GlobalSharesCreditAcrossConsumers(t *testing.T) {
 	}
 	if n := consumeReady(t, admin, q); n != 4 {
 		t.Fatalf("%d ready, want 4", n)
+	}
+}
+
+// TestBasicQos_GlobalLimitRefillsAsTheConsumerAcks: a consumer held by a channel-wide limit
+// gets the next message as soon as it acks one (Celery's worker sets its prefetch this way). In
+// a cluster the queue may be led on another node than the channel's: the next message waits
+// there, at the channel's node, and must be offered again on the ack.
+func TestBasicQos_GlobalLimitRefillsAsTheConsumerAcks(t *testing.T) {
+	t.Parallel()
+	admin, q := consumeSetup(t)
+	const n = 6
+	consumePublish(t, admin, q, consumeBodies("m", n)...)
+	_, ch := dialChannel(t)
+	if err := ch.Qos(1, 0, true); err != nil {
+		t.Fatalf("basic.qos global: %v", err)
+	}
+	d := qosConsume(t, ch, q, "c1")
+	for i := 1; i <= n; i++ {
+		select {
+		case m, ok := <-d:
+			if !ok {
+				t.Fatal("delivery channel closed")
+			}
+			if want := fmt.Sprintf("m%d", i); string(m.Body) != want {
+				t.Fatalf("delivery %d is %q, want %q", i, m.Body, want)
+			}
+			select {
+			case m2 := <-d:
+				t.Fatalf("%q delivered while %q was unacked, over the channel limit of 1", m2.Body, m.Body)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if err := m.Ack(false); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d did not come within 5 s of the ack before it", i)
+		}
 	}
 }
 

@@ -134,12 +134,16 @@ const (
 
 // Subscription is how a consumer attaches (basic.consume).
 type Subscription struct {
-	Exclusive bool       // sole consumer of the queue (403 ACCESS_REFUSED when it has others)
-	Priority  int64      // x-priority: higher priorities are offered messages first
-	Prefetch  uint32     // the consumer's own prefetch count (0: none)
-	NoAck     bool       // deliveries need no ack
-	GlobalQos bool       // the channel has a channel-wide prefetch (streams refuse it)
-	Args      amqp.Table // basic.consume's arguments (a stream's x-stream-offset)
+	Exclusive bool   // sole consumer of the queue (403 ACCESS_REFUSED when it has others)
+	Priority  int64  // x-priority: higher priorities are offered messages first
+	Prefetch  uint32 // the consumer's own prefetch count (0: none)
+	NoAck     bool   // deliveries need no ack
+	GlobalQos bool   // the channel has a channel-wide prefetch (streams refuse it)
+	// ChannelPrefetch is the channel-wide prefetch when the consumer subscribed (0: none). A
+	// queue led on another node sends a consumer without a prefetch of its own no more than
+	// that ahead (the session tells it of later changes: remote.Ref.ChannelPrefetch).
+	ChannelPrefetch uint32
+	Args            amqp.Table // basic.consume's arguments (a stream's x-stream-offset)
 	// Added, when not nil, runs once the consumer is accepted and before any delivery, under
 	// the Ref's lock (the session sends basic.consume-ok there, so that it precedes the first
 	// basic.deliver). It must not call into the queue.

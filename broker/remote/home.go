@@ -316,25 +316,31 @@ func (n *Node) serveHome(from string, payload []byte) {
 		}
 		q.Ref().Settle(entries, how)
 	case opUnsend:
-		es := s.take(readIDs(&rd))
-		q := s.q.Load()
-		if len(es) == 0 || q == nil {
+		s.unsend(readIDs(&rd))
+	case opHold:
+		sid := rd.u64()
+		h.mu.Lock()
+		px := h.subs[sid]
+		h.mu.Unlock()
+		if px != nil {
+			px.held.Store(true) // before the unsend, which dispatches
+		}
+		s.unsend(readIDs(&rd))
+		h.send(func(b []byte) []byte { return putU64(append(b, opHeld), sid) })
+	case opResume:
+		sid := rd.u64()
+		h.mu.Lock()
+		px := h.subs[sid]
+		h.mu.Unlock()
+		if px == nil {
 			return
 		}
-		entries := make([]queue.Entry, len(es))
-		for i, oe := range es {
-			entries[i] = oe.e
-			if px := oe.px; px != nil {
-				px.credit.Add(1)
-				if !px.settleCredit {
-					px.bytes.Add(-int64(oe.e.Msg.Size()))
-				}
-			}
+		px.held.Store(false)
+		if q := s.q.Load(); q != nil {
+			q.Ref().Kick()
 		}
-		sortByOffset(entries)
-		q.Unsend(entries)
 	case opCredit:
-		sid, k, bytes := rd.u64(), rd.u32(), int64(rd.u64())
+		sid, k, bytes := rd.u64(), int32(rd.u32()), int64(rd.u64())
 		h.mu.Lock()
 		px := h.subs[sid]
 		h.mu.Unlock()
@@ -343,7 +349,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		}
 		px.credit.Add(int64(k))
 		px.bytes.Add(-bytes)
-		if q := s.q.Load(); q != nil {
+		if q := s.q.Load(); q != nil && k > 0 {
 			q.Ref().Kick()
 		}
 	case opSubscribe:
@@ -378,6 +384,28 @@ func (n *Node) serveHome(from string, payload []byte) {
 		h.mu.Unlock()
 		s.requeueAll()
 	}
+}
+
+// unsend takes back deliveries that never reached their consumer: ready again, as never sent,
+// and their credit back.
+func (s *served) unsend(ids []uint64) {
+	es := s.take(ids)
+	q := s.q.Load()
+	if len(es) == 0 || q == nil {
+		return
+	}
+	entries := make([]queue.Entry, len(es))
+	for i, oe := range es {
+		entries[i] = oe.e
+		if px := oe.px; px != nil {
+			px.credit.Add(1)
+			if !px.settleCredit {
+				px.bytes.Add(-int64(oe.e.Msg.Size()))
+			}
+		}
+	}
+	sortByOffset(entries)
+	q.Unsend(entries)
 }
 
 func readIDs(rd *reader) []uint64 {
@@ -530,6 +558,7 @@ type proxy struct {
 	credit atomic.Int64 // deliveries it may still send
 	bytes  atomic.Int64 // window consumers: bytes sent and not yet given back
 	closed atomic.Bool
+	held   atomic.Bool // its channel's prefetch holds it back (opHold until opResume)
 }
 
 var _ queue.Consumer = (*proxy)(nil)
@@ -539,7 +568,7 @@ func (px *proxy) Tag() string { return px.tag }
 
 // Deliver sends e to the client when the consumer has credit (under the queue's lock).
 func (px *proxy) Deliver(_ queue.Ref, e queue.Entry) queue.Result {
-	if px.closed.Load() || px.credit.Load() <= 0 {
+	if px.closed.Load() || px.held.Load() || px.credit.Load() <= 0 {
 		return queue.Refused
 	}
 	size := int64(e.Msg.Size())

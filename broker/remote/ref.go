@@ -326,6 +326,20 @@ type sub struct {
 	buf        []queue.Entry
 	taken      uint32
 	takenBytes int64
+	// A consumer whose channel-wide prefetch holds it back gives back what the home sent
+	// ahead, as never sent, and the home sends it nothing until resumed (opHold, opResume):
+	// the messages stay ready there, for other consumers and in the counts, as RabbitMQ's
+	// queue sends nothing past its consumer's channel limit.
+	held       bool   // opHold sent; deliveries that arrive go back
+	heldAtHome bool   // the home answered opHeld: nothing more arrives until opResume
+	resume     bool   // the consumer has room again: opResume once the home answered
+	chanCredit uint32 // credit from the channel's prefetch (no prefetch of its own), 0: none
+}
+
+// channelFull is a consumer that can say whether its channel's prefetch holds it back
+// (session's consumer).
+type channelFull interface {
+	ChannelFull() bool
 }
 
 var _ queue.Ref = (*Ref)(nil)
@@ -460,7 +474,8 @@ func (r *Ref) Subscribe(c queue.Consumer, s queue.Subscription) error {
 	}
 	spec := s
 	spec.Added = nil
-	sb := &sub{r: r, p: p, id: r.n.nextID.Add(1), c: c, added: s.Added, window: s.NoAck || s.Prefetch == 0, spec: spec}
+	window := s.NoAck || (s.Prefetch == 0 && s.ChannelPrefetch == 0)
+	sb := &sub{r: r, p: p, id: r.n.nextID.Add(1), c: c, added: s.Added, window: window, spec: spec}
 	r.mu.Lock()
 	r.subs[c] = sb
 	r.mu.Unlock()
@@ -492,6 +507,16 @@ func (r *Ref) subscribeAt(p *peer, sb *sub) error {
 	} else {
 		flags |= subSettleCredit
 	}
+	r.mu.Lock()
+	sb.held, sb.heldAtHome, sb.resume = false, false, false
+	if !sb.window && s.Prefetch == 0 {
+		credit = sb.chanCredit // a resubscription (new leader) keeps the channel's latest
+		if credit == 0 {
+			credit = s.ChannelPrefetch
+			sb.chanCredit = credit
+		}
+	}
+	r.mu.Unlock()
 	if s.Exclusive {
 		flags |= subExclusive
 	}
@@ -590,6 +615,12 @@ func (r *Ref) deliver(s *sub, e queue.Entry) {
 		s.p.giveBack(r.id, []uint64{e.LogOffset})
 		return
 	}
+	if s.held {
+		// Sent before the home took the hold in: back, as never sent.
+		r.mu.Unlock()
+		s.p.unsend(r.id, []uint64{e.LogOffset})
+		return
+	}
 	e.LogOffset = r.tag(e.LogOffset)
 	if len(s.buf) == 0 {
 		if s.c.Deliver(r, e) != queue.Refused {
@@ -599,7 +630,85 @@ func (r *Ref) deliver(s *sub, e queue.Entry) {
 		}
 	}
 	s.buf = append(s.buf, e)
+	r.holdIfFullLocked(s)
 	r.mu.Unlock()
+}
+
+// holdIfFullLocked holds s at its home when its channel's prefetch is what refuses it: what
+// it holds here goes back, and the home sends nothing more until Kick resumes it.
+func (r *Ref) holdIfFullLocked(s *sub) {
+	if s.held || s.spec.NoAck || r.q.IsStream() {
+		return
+	}
+	cf, ok := s.c.(channelFull)
+	if !ok || !cf.ChannelFull() {
+		return
+	}
+	s.held, s.heldAtHome, s.resume = true, false, false
+	ids := entryIDs(s.buf)
+	clear(s.buf)
+	s.buf = s.buf[:0]
+	r.n.send(s.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opHold)
+		b = putU64(b, r.id)
+		b = putU64(b, s.id)
+		b = putU32(b, uint32(len(ids)))
+		for _, id := range ids {
+			b = putU64(b, id)
+		}
+		return b
+	})
+}
+
+// heldAtHome handles opHeld: nothing of s follows from the home; resumed at once if its
+// consumer has room again.
+func (r *Ref) heldAtHome(s *sub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.gone || !s.held {
+		return
+	}
+	s.heldAtHome = true
+	if s.resume {
+		r.resumeLocked(s)
+	}
+}
+
+func (r *Ref) resumeLocked(s *sub) {
+	s.held, s.heldAtHome, s.resume = false, false, false
+	r.n.send(s.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opResume)
+		b = putU64(b, r.id)
+		return putU64(b, s.id)
+	})
+}
+
+// ChannelPrefetch follows a change of the channel-wide prefetch of c's channel: a consumer
+// without a prefetch of its own gets as much credit at the home (basic.qos global, which
+// Celery's worker raises while it holds tasks with an ETA). A limit lifted leaves it the window.
+func (r *Ref) ChannelPrefetch(c queue.Consumer, n uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.subs[c]
+	if s == nil || s.gone || s.window || s.spec.Prefetch != 0 {
+		return
+	}
+	if n == 0 {
+		n = windowMsgs
+	}
+	old := s.chanCredit
+	s.chanCredit = n
+	if s.orphan || !s.active || n == old {
+		return // subscribes with chanCredit
+	}
+	delta := int32(int64(n) - int64(old))
+	r.n.send(s.p.name, topicHome, func(b []byte) []byte {
+		b = append(b, opCredit)
+		b = putU64(b, r.id)
+		b = putU64(b, s.id)
+		b = putU32(b, uint32(delta))
+		return putU64(b, 0)
+	})
 }
 
 // tookLocked counts a delivery a window consumer took, and gives the credit back to the home
@@ -626,10 +735,20 @@ func (r *Ref) tookLocked(s *sub, e queue.Entry, flush bool) {
 	})
 }
 
-// Kick offers the deliveries consumers refused again (a consumer has room again).
+// Kick offers the deliveries consumers refused again (a consumer has room again), and resumes
+// the consumers held for their channel's prefetch that have room.
 func (r *Ref) Kick() {
 	r.mu.Lock()
 	for _, s := range r.subs {
+		if s.held {
+			if !s.resume && !s.c.(channelFull).ChannelFull() {
+				s.resume = true
+				if s.heldAtHome {
+					r.resumeLocked(s)
+				}
+			}
+			continue
+		}
 		if len(s.buf) == 0 {
 			continue
 		}
@@ -643,14 +762,23 @@ func (r *Ref) Kick() {
 			clear(s.buf[n:])
 			s.buf = s.buf[:n]
 		}
+		if len(s.buf) > 0 {
+			r.holdIfFullLocked(s)
+		}
 	}
 	r.mu.Unlock()
 }
 
-// Settle sends the entries' delivery ids back to the home (fire and forget). Entries a home
-// this Ref no longer uses delivered are skipped: a replicated queue's new leader delivers
-// again what the old one had not seen settled.
+// Settle sends the entries' delivery ids back to the home (fire and forget), then offers again
+// what consumers refused (a settle frees channel-wide credit, as a local queue's settle
+// dispatches). Entries a home this Ref no longer uses delivered are skipped: a replicated
+// queue's new leader delivers again what the old one had not seen settled.
 func (r *Ref) Settle(es []queue.Entry, how queue.Settlement) {
+	r.settle(es, how)
+	r.Kick()
+}
+
+func (r *Ref) settle(es []queue.Entry, how queue.Settlement) {
 	if len(es) == 0 || r.dropped.Load() || r.peer().isDown.Load() {
 		return // the home took back what the lost link had not settled
 	}
@@ -874,7 +1002,7 @@ func (r *Ref) lost(s *sub) {
 func (r *Ref) orphanLocked(s *sub) *sub {
 	s.gone = true
 	s.buf = nil
-	ns := &sub{r: r, p: r.peer(), id: r.n.nextID.Add(1), c: s.c, window: s.window, spec: s.spec, orphan: true}
+	ns := &sub{r: r, p: r.peer(), id: r.n.nextID.Add(1), c: s.c, window: s.window, spec: s.spec, orphan: true, chanCredit: s.chanCredit}
 	r.subs[s.c] = ns
 	return ns
 }

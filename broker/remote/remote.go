@@ -231,6 +231,14 @@ func (n *Node) serveClient(from string, payload []byte) {
 		if s != nil {
 			s.r.cancelled(s, true)
 		}
+	case opHeld:
+		id := rd.u64()
+		p.mu.Lock()
+		s := p.subs[id]
+		p.mu.Unlock()
+		if s != nil {
+			s.r.heldAtHome(s)
+		}
 	case opUnknown:
 		p.down(rd.u64())
 	case opPong:

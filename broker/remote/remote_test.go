@@ -433,6 +433,89 @@ func TestRemote_RefusedDeliveriesWaitForKickAndGoBackRedelivered(t *testing.T) {
 	}
 }
 
+// A consumer without a prefetch of its own (window credit) that a channel-wide limit holds back
+// (basic.qos global, as Celery sets it) gets the next delivery when it settles one: the Ref's
+// Settle offers again what it holds, as a local queue's settle dispatches. Celery's worker
+// stalled until some other kick (conformance-cluster, the celery queue led on another node).
+func TestRemote_SettleOffersHeldDeliveriesAgain(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c := newConsumer("c1", 1) // the channel's limit, seen by the consumer's Deliver
+	if err := ra.Subscribe(c, queue.Subscription{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		b.publish(t, "q", fmt.Sprint(i), false, false)
+	}
+	for i := 0; i < 3; i++ {
+		e := c.next(t)
+		if string(e.Msg.Body) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q", i, e.Msg.Body)
+		}
+		c.none(t, 100*time.Millisecond) // held: the limit is reached
+		c.acked(1)
+		ra.Settle([]queue.Entry{e}, queue.SettleAck)
+	}
+	waitCounts(t, ra, 0, 0, 1)
+}
+
+// limitedConsumer is a consumer whose channel-wide prefetch is its prefetch (ChannelFull).
+type limitedConsumer struct{ *consumer }
+
+func (c limitedConsumer) ChannelFull() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unacked >= c.prefetch
+}
+
+// A consumer held back by its channel's prefetch leaves the rest ready at the home (counts as
+// RabbitMQ's: nothing sent past the limit stays away), gets the next message as it settles one,
+// and more as the channel's prefetch grows.
+func TestRemote_ChannelLimitedConsumerLeavesTheRestReadyAtHome(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})
+	a, b := tc.node("a"), tc.node("b")
+	ra := a.ref(t, "q")
+	c := limitedConsumer{newConsumer("c1", 2)}
+	if err := ra.Subscribe(c, queue.Subscription{ChannelPrefetch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 8; i++ {
+		b.publish(t, "q", fmt.Sprint(i), false, false)
+	}
+	e0 := c.next(t)
+	c.next(t)
+	c.none(t, 100*time.Millisecond)
+	waitCounts(t, ra, 6, 2, 1)
+	c.acked(1)
+	ra.Settle([]queue.Entry{e0}, queue.SettleAck)
+	if e := c.next(t); string(e.Msg.Body) != "2" {
+		t.Fatalf("after the settle: %q, want 2", e.Msg.Body)
+	}
+	c.none(t, 100*time.Millisecond)
+	waitCounts(t, ra, 5, 2, 1)
+	// The channel's prefetch grows to 4 (basic.qos global): two more, in order.
+	c.mu.Lock()
+	c.prefetch = 4
+	c.mu.Unlock()
+	ra.(*Ref).ChannelPrefetch(c, 4)
+	ra.Kick()
+	for _, want := range []string{"3", "4"} {
+		if e := c.next(t); string(e.Msg.Body) != want {
+			t.Fatalf("after the qos change: %q, want %s", e.Msg.Body, want)
+		}
+	}
+	c.none(t, 100*time.Millisecond)
+	waitCounts(t, ra, 3, 4, 1)
+	for _, e := range c.got {
+		if e.Redelivered {
+			t.Fatalf("%q flagged redelivered: it went back as never sent", e.Msg.Body)
+		}
+	}
+}
+
 func TestRemote_ConsumerPrioritiesAndExclusiveDecidedAtHome(t *testing.T) {
 	tc := newTestCluster(t, "a", "b", "c")
 	tc.declare(t, "b", vhost.QueueDecl{Name: "q"})

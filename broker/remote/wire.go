@@ -18,7 +18,11 @@ import (
 //	opPublish   ref, seq, exchange, key, props, body   (seq 0: nobody waits for an answer)
 //	opSubscribe ref, sub, req, flags, priority, prefetch, credit, tag, args
 //	opCancel    ref, sub                     (basic.cancel: Unsubscribe)
-//	opCredit    ref, sub, n, bytes           (a window consumer took n deliveries)
+//	opCredit    ref, sub, n, bytes           (a window consumer took n deliveries; n is signed:
+//	                                         a consumer bounded by its channel's prefetch follows it)
+//	opHold      ref, sub, n, n × delivery id (the channel-wide prefetch holds the consumer back:
+//	                                         these go back as never sent, send nothing more; opHeld)
+//	opResume    ref, sub                     (the held consumer may take deliveries again)
 //	opSettle    ref, how, n, n × delivery id
 //	opUnsend    ref, n, n × delivery id      (deliveries that never reached their consumer)
 //	opGet       ref, req, noAck
@@ -37,6 +41,7 @@ import (
 //	opReply     req, ok, (error | result)    (a request's answer)
 //	opDeliver   sub, delivery id, offset, redelivered, returns, exchange, key, props, body
 //	opCancelled sub                          (the queue cancelled the consumer: deleted)
+//	opHeld      sub                          (the home holds the consumer: nothing of it follows)
 //	opUnknown   gen                          (the home does not know a ref: it lost the link)
 //	opPong
 const (
@@ -59,6 +64,8 @@ const (
 	opTouch     byte = 't'
 	opClose     byte = 'C'
 	opPing      byte = 'P'
+	opHold      byte = 'h'
+	opResume    byte = 'z'
 
 	opAnswer    byte = 'A'
 	opWindow    byte = 'W'
@@ -67,6 +74,7 @@ const (
 	opCancelled byte = 'X'
 	opUnknown   byte = 'N'
 	opPong      byte = 'O'
+	opHeld      byte = 'H'
 )
 
 // Subscribe flags.

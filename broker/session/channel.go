@@ -399,8 +399,10 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 			ch.prefetch = m.PrefetchCount
 			ch.globalPrefetch = 0
 		}
+		global := ch.globalPrefetch
 		ch.mu.Unlock()
 		c.send(ch.id, &amqp.BasicQosOk{})
+		ch.channelPrefetchChanged(global)
 		ch.kickConsumers()
 		return nil
 	case *amqp.BasicConsume:
@@ -835,11 +837,12 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 	if !m.NoWait {
 		sub.Added = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
 	}
+	ch.mu.Lock()
+	sub.ChannelPrefetch = ch.globalPrefetch
+	ch.mu.Unlock()
 	if q.IsStream() {
 		// A stream checks its consumer's arguments itself (x-priority is refused there).
-		ch.mu.Lock()
-		sub.GlobalQos = ch.globalPrefetch > 0
-		ch.mu.Unlock()
+		sub.GlobalQos = sub.ChannelPrefetch > 0
 	} else if v, ok := m.Arguments["x-priority"]; ok {
 		n, ok := intValue(v)
 		if !ok {
@@ -903,6 +906,21 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 	ch.mu.Unlock()
 	c.kick()
 	return nil
+}
+
+// channelPrefetchChanged tells the queues led on other nodes of the channel's new channel-wide
+// prefetch: what they send ahead to a consumer without a prefetch of its own follows it.
+func (ch *Channel) channelPrefetchChanged(n uint32) {
+	for _, cs := range ch.consumers {
+		if cp, ok := cs.q.(channelPrefetcher); ok {
+			cp.ChannelPrefetch(cs, n)
+		}
+	}
+}
+
+// channelPrefetcher is a queue led on another node (remote.Ref).
+type channelPrefetcher interface {
+	ChannelPrefetch(c queue.Consumer, n uint32)
 }
 
 // kickConsumers re-runs dispatch for every queue this channel consumes from (credit changed).
@@ -1014,7 +1032,7 @@ func (ch *Channel) kickStarved(es []unackedEntry) {
 	ch.mu.Lock()
 	global := ch.globalPrefetch
 	ch.mu.Unlock()
-	if global == 0 || len(ch.consumers) < 2 {
+	if global == 0 || len(ch.consumers) == 0 {
 		return
 	}
 	handled := make(map[queue.Ref]bool)

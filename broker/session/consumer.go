@@ -69,6 +69,18 @@ func (cs *consumer) Deliver(q queue.Ref, e queue.Entry) queue.Result {
 	return res
 }
 
+// ChannelFull says whether the channel-wide prefetch holds this consumer back (a queue led on
+// another node then gives back what it sent ahead: remote.Ref). Takes ch.mu.
+func (cs *consumer) ChannelFull() bool {
+	if cs.noAck {
+		return false
+	}
+	ch := cs.ch
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.globalPrefetch > 0 && ch.globalUnacked >= ch.globalPrefetch
+}
+
 // Cancelled is called when the queue is deleted under the consumer: send basic.cancel
 // (consumer_cancel_notify) and forget the consumer. The channel's map is owned by the reader
 // goroutine, so removal is deferred to it through the outbound path: the tag simply stops
