@@ -140,6 +140,9 @@ func (r *Replication) Lead(name string, epoch uint64, followers []string, async 
 	defer rl.mu.Unlock()
 	rl.epoch, rl.leader, rl.fol = epoch, r.n.cfg.NodeName, nil
 	rl.async, rl.held = async, false
+	// A transfer's stop (PrepareTransfer) ended with the leadership it handed over: leading
+	// again, this node takes appends (it nacked every publish after a move away and back).
+	rl.failed = nil
 	// Followers count for the lease from the start (they followed the previous leader, or are
 	// about to be told): a new leader does not hold its first answers back.
 	rl.heardFrom = map[string]time.Time{}

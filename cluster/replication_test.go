@@ -465,6 +465,33 @@ func TestReplication_StatusClaimsOnlyEpochsItHoldsDurably(t *testing.T) {
 	}
 }
 
+// A leader that handed its log over (PrepareTransfer, then the move) and is made leader again
+// later takes appends: the transfer's stop ended with that leadership. Moving a quorum queue's
+// leader away and back (warrenctl queues transfer-leader) nacked every publish after.
+func TestReplication_LeaderAgainAfterATransferTakesAppends(t *testing.T) {
+	a := startReplNode(t, "a", 1)
+	defer a.stop()
+	b := startReplNode(t, "b", 0, a.GossipAddr())
+	defer b.stop()
+	waitMembers(t, a, 2)
+	waitMembers(t, b, 2)
+	l, _ := leadAndFollow(t, a, "q", 1, false, b)
+	if ok, _ := appendN(t, l, "e1", 5, 10*time.Second); ok != 5 {
+		t.Fatalf("epoch 1: %d of 5 appends answered", ok)
+	}
+	if _, err := a.rep.PrepareTransfer("q", b.Name(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lb, _ := leadAndFollow(t, b, "q", 2, false, a)
+	if ok, _ := appendN(t, lb, "e2", 5, 10*time.Second); ok != 5 {
+		t.Fatalf("epoch 2: %d of 5 appends answered", ok)
+	}
+	l3, _ := leadAndFollow(t, a, "q", 3, false, b)
+	if ok, failed := appendN(t, l3, "e3", 5, 10*time.Second); ok != 5 {
+		t.Fatalf("epoch 3, led by a again: %d of 5 appends answered, %d failed", ok, failed)
+	}
+}
+
 // An async leader confirms what is durable here without waiting for the followers, but only
 // while a majority of the replicas answered within the lease: one cut off from its followers
 // (maybe already replaced) holds its answers instead of confirming what it may lose.

@@ -73,6 +73,23 @@ type Consumer interface {
 	Cancelled(q Ref)
 }
 
+// Mover is a Consumer that follows its queue to another Ref when a replicated queue's leader
+// moves (it subscribes there itself), where other consumers are cancelled: a RabbitMQ quorum
+// queue's consumers stay across leader changes.
+type Mover interface {
+	Moved(from, to Ref)
+}
+
+// MoveOrCancel tells c that its queue, reached through from until now, is to be reached
+// through to (nil: it is gone): a Mover moves there, any other consumer is cancelled.
+func MoveOrCancel(c Consumer, from, to Ref) {
+	if m, ok := c.(Mover); ok && to != nil {
+		m.Moved(from, to)
+		return
+	}
+	c.Cancelled(from)
+}
+
 // Result is what a consumer did with an offered message.
 type Result uint8
 
@@ -131,6 +148,7 @@ type Queue struct {
 	deleted     bool
 	// outOfService: deleted in memory while its log stays (OutOfService): acks still retire.
 	outOfService bool
+	successor    Ref // where its consumers move when it goes out of service (OutOfServiceTo)
 	// stream is set for x-queue-type stream: the log, retention and positions (stream.go).
 	stream *stream
 
@@ -793,8 +811,9 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	consumers := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()
+	next := q.successor
 	for _, s := range consumers {
-		s.c.Cancelled(&q.self)
+		MoveOrCancel(s.c, &q.self, next)
 	}
 	return n, nil
 }
@@ -803,9 +822,14 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 // dropped) but keeps its log as it is, so that a restart recovers its messages: for a queue
 // whose state no longer matches its log. Acks of messages delivered before still retire them
 // from the log.
-func (q *Queue) OutOfService() {
+func (q *Queue) OutOfService() { q.OutOfServiceTo(nil) }
+
+// OutOfServiceTo is OutOfService for a queue whose service goes on through next (a replicated
+// queue's leadership moved to another node): its consumers move there (MoveOrCancel).
+func (q *Queue) OutOfServiceTo(next Ref) {
 	q.mu.Lock()
 	q.outOfService = true
+	q.successor = next
 	q.mu.Unlock()
 	q.Delete(false, false)
 }

@@ -606,7 +606,14 @@ func (px *proxy) Deliver(_ queue.Ref, e queue.Entry) queue.Result {
 }
 
 // Cancelled tells the client its consumer was cancelled (the queue was deleted).
-func (px *proxy) Cancelled(queue.Ref) {
+func (px *proxy) Cancelled(queue.Ref) { px.end(opCancelled) }
+
+// Moved tells the client that this node no longer leads the consumer's replicated queue
+// (queue.Mover): its Ref subscribes the consumer at the new leader, without a basic.cancel.
+// Sent by the deposed leader, which may apply the move before the client's node does.
+func (px *proxy) Moved(_, _ queue.Ref) { px.end(opMoved) }
+
+func (px *proxy) end(op byte) {
 	if px.closed.Swap(true) {
 		return
 	}
@@ -616,5 +623,5 @@ func (px *proxy) Cancelled(queue.Ref) {
 		delete(h.subs, px.id)
 	}
 	h.mu.Unlock()
-	h.send(func(b []byte) []byte { return putU64(append(b, opCancelled), px.id) })
+	h.send(func(b []byte) []byte { return putU64(append(b, op), px.id) })
 }

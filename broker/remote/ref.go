@@ -924,7 +924,10 @@ func (r *Ref) Touch() {
 
 // cancelled ends a subscription the home cancelled (the queue was deleted) or lost (the
 // link broke: nothing goes back then), and tells its consumer.
-func (r *Ref) cancelled(s *sub, giveBack bool) {
+func (r *Ref) cancelled(s *sub, giveBack bool) { r.cancelledTo(s, giveBack, nil) }
+
+// cancelledTo is cancelled for a consumer that may move to another Ref (to not nil).
+func (r *Ref) cancelledTo(s *sub, giveBack bool, to queue.Ref) {
 	r.mu.Lock()
 	if s.gone {
 		r.mu.Unlock()
@@ -948,12 +951,14 @@ func (r *Ref) cancelled(s *sub, giveBack bool) {
 		p.giveBack(r.id, entryIDs(buf))
 	}
 	if notify {
-		s.c.Cancelled(r)
+		queue.MoveOrCancel(s.c, r, to)
 	}
 }
 
-// drop ends the ref: its queue is gone here. Consumers are cancelled, the home forgets it.
-func (r *Ref) drop() {
+// drop ends the ref: its queue is gone here, or (to not nil) reached through to from now on
+// (this node leads it). Consumers are cancelled or move to to (queue.MoveOrCancel), the home
+// forgets the ref.
+func (r *Ref) drop(to queue.Ref) {
 	if r.dropped.Swap(true) {
 		return
 	}
@@ -964,7 +969,7 @@ func (r *Ref) drop() {
 	}
 	r.mu.Unlock()
 	for _, s := range subs {
-		r.cancelled(s, true)
+		r.cancelledTo(s, true, to)
 	}
 	p := r.peer()
 	p.mu.Lock()
@@ -995,6 +1000,17 @@ func (r *Ref) lost(s *sub) {
 	r.orphanLocked(s)
 	r.mu.Unlock()
 	r.startRecover()
+}
+
+// moved handles opMoved: s's home no longer leads its replicated queue. The consumer waits for
+// the leader as when the link is lost (this node may not know the new leader yet), unless it
+// asked for x-cancel-on-ha-failover.
+func (r *Ref) moved(s *sub) {
+	if b, _ := s.spec.Args["x-cancel-on-ha-failover"].(bool); b || !r.replicated {
+		r.cancelled(s, true)
+		return
+	}
+	r.lost(s)
 }
 
 // orphanLocked ends s (its home is gone or replaced) and puts a subscription waiting for the
@@ -1060,6 +1076,23 @@ func (n *Node) Retarget(qr queue.Ref, home string) {
 	for _, s := range cancel {
 		r.cancelOrphan(s)
 	}
+	r.startRecover()
+}
+
+// Adopt takes a consumer moving here from this node's former part in the queue (it led it):
+// it waits for the leader as a consumer whose leader was lost does, and subscribes there as
+// soon as the leader answers (queue.Mover).
+func (r *Ref) Adopt(c queue.Consumer, spec queue.Subscription) {
+	spec.Added = nil
+	r.mu.Lock()
+	if r.dropped.Load() {
+		r.mu.Unlock()
+		c.Cancelled(r)
+		return
+	}
+	window := spec.NoAck || (spec.Prefetch == 0 && spec.ChannelPrefetch == 0)
+	r.subs[c] = &sub{r: r, p: r.peer(), id: r.n.nextID.Add(1), c: c, window: window, spec: spec, orphan: true}
+	r.mu.Unlock()
 	r.startRecover()
 }
 
@@ -1136,7 +1169,9 @@ func (r *Ref) recover() {
 				}
 				r.mu.Unlock()
 				var ae *amqp.Error
-				if errors.As(err, &ae) {
+				if errors.As(err, &ae) && ae.Code != amqp.ResourceLocked {
+					// (ResourceLocked: the node is not the leader yet, it has not applied the
+					// placement; tried again.)
 					r.n.log.Warn().Err(err).Str("queue", r.q.Name).Str("leader", p.name).Msg("consumer not taken by the queue's new leader: cancelled")
 					r.cancelOrphan(s)
 				}

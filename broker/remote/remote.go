@@ -141,7 +141,15 @@ func (n *Node) Ref(v *vhost.VHost, q *queue.Queue, home string) queue.Ref {
 // Dropped tells a Ref its queue is gone here (vhost.Remote).
 func (n *Node) Dropped(qr queue.Ref) {
 	if r, ok := qr.(*Ref); ok {
-		r.drop()
+		r.drop(nil)
+	}
+}
+
+// Handover ends a replicated queue's Ref on the node that now leads the queue: its consumers
+// move to to, the queue's own Ref here (vhost.Remote).
+func (n *Node) Handover(qr queue.Ref, to queue.Ref) {
+	if r, ok := qr.(*Ref); ok {
+		r.drop(to)
 	}
 }
 
@@ -230,6 +238,14 @@ func (n *Node) serveClient(from string, payload []byte) {
 		p.mu.Unlock()
 		if s != nil {
 			s.r.cancelled(s, true)
+		}
+	case opMoved:
+		id := rd.u64()
+		p.mu.Lock()
+		s := p.subs[id]
+		p.mu.Unlock()
+		if s != nil {
+			s.r.moved(s)
 		}
 	case opHeld:
 		id := rd.u64()

@@ -42,6 +42,7 @@ import (
 //	opDeliver   sub, delivery id, offset, redelivered, returns, exchange, key, props, body
 //	opCancelled sub                          (the queue cancelled the consumer: deleted)
 //	opHeld      sub                          (the home holds the consumer: nothing of it follows)
+//	opMoved     sub                          (the home no longer leads the replicated queue)
 //	opUnknown   gen                          (the home does not know a ref: it lost the link)
 //	opPong
 const (
@@ -75,6 +76,7 @@ const (
 	opUnknown   byte = 'N'
 	opPong      byte = 'O'
 	opHeld      byte = 'H'
+	opMoved     byte = 'M'
 )
 
 // Subscribe flags.

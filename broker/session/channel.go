@@ -415,7 +415,7 @@ func (ch *Channel) dispatch(m amqp.Method) error {
 			ch.consMu.Lock()
 			delete(ch.consumers, m.ConsumerTag)
 			ch.consMu.Unlock()
-			cs.q.Unsubscribe(cs)
+			cs.unsubscribe()
 		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
@@ -850,6 +850,8 @@ func (ch *Channel) consume(m *amqp.BasicConsume) error {
 		}
 		sub.Priority = n
 	}
+	cs.spec = sub
+	cs.spec.Added = nil
 	ch.consMu.Lock()
 	ch.consumers[tag] = cs
 	ch.consMu.Unlock()
@@ -912,7 +914,7 @@ func (ch *Channel) get(m *amqp.BasicGet) error {
 // prefetch: what they send ahead to a consumer without a prefetch of its own follows it.
 func (ch *Channel) channelPrefetchChanged(n uint32) {
 	for _, cs := range ch.consumers {
-		if cp, ok := cs.q.(channelPrefetcher); ok {
+		if cp, ok := cs.ref().(channelPrefetcher); ok {
 			cp.ChannelPrefetch(cs, n)
 		}
 	}
@@ -927,9 +929,9 @@ type channelPrefetcher interface {
 func (ch *Channel) kickConsumers() {
 	seen := make(map[queue.Ref]bool, len(ch.consumers))
 	for _, cs := range ch.consumers {
-		if !seen[cs.q] {
-			seen[cs.q] = true
-			cs.q.Kick()
+		if q := cs.ref(); !seen[q] {
+			seen[q] = true
+			q.Kick()
 		}
 	}
 }
@@ -1040,9 +1042,9 @@ func (ch *Channel) kickStarved(es []unackedEntry) {
 		handled[e.q] = true
 	}
 	for _, cs := range ch.consumers {
-		if !handled[cs.q] {
-			handled[cs.q] = true
-			cs.q.Kick()
+		if q := cs.ref(); !handled[q] {
+			handled[q] = true
+			q.Kick()
 		}
 	}
 }
@@ -1144,7 +1146,7 @@ func (ch *Channel) removeConsumers() {
 	}
 	ch.consMu.Unlock()
 	for _, c := range cs {
-		c.q.Unsubscribe(c)
+		c.unsubscribe()
 	}
 }
 

@@ -2,24 +2,84 @@ package session
 
 import (
 	"sort"
+	"sync"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/queue"
 )
 
-// consumer is one basic.consume subscription; it implements queue.Consumer.
+// consumer is one basic.consume subscription; it implements queue.Consumer and queue.Mover.
 type consumer struct {
 	tag       string
 	ch        *Channel
-	q         queue.Ref
 	noAck     bool
 	prefetch  uint32 // 0 = unlimited
 	exclusive bool
-	unacked   uint32 // guarded by ch.mu
+	unacked   uint32             // guarded by ch.mu
+	spec      queue.Subscription // how it subscribed (Added cleared): to subscribe again (Moved)
+
+	// qmu guards q and done, and is held while the consumer moves to another Ref (Moved): it
+	// comes before any lock of the queue's or the channel's.
+	qmu  sync.Mutex
+	q    queue.Ref
+	done bool // cancelled by its client or its channel's end: it moves nowhere
 }
 
 // Tag returns the consumer tag.
 func (cs *consumer) Tag() string { return cs.tag }
+
+// ref returns the Ref the consumer is subscribed through.
+func (cs *consumer) ref() queue.Ref {
+	cs.qmu.Lock()
+	defer cs.qmu.Unlock()
+	return cs.q
+}
+
+// unsubscribe ends the subscription (basic.cancel, the channel's end).
+func (cs *consumer) unsubscribe() {
+	cs.qmu.Lock()
+	cs.done = true
+	q := cs.q
+	cs.qmu.Unlock()
+	q.Unsubscribe(cs)
+}
+
+// adopter is a Ref that takes a consumer moving to it without waiting for its home (a
+// replicated queue's remote Ref: it subscribes at the leader as soon as one answers).
+type adopter interface {
+	Adopt(c queue.Consumer, s queue.Subscription)
+}
+
+// Moved follows the consumer's replicated queue to its new leader, reached through to: the
+// client sees no basic.cancel, as with a RabbitMQ quorum queue, unless it asked for
+// x-cancel-on-ha-failover. Its unacked deliveries stay with from (their settles are dropped;
+// the new leader delivers those messages again, redelivered).
+func (cs *consumer) Moved(from, to queue.Ref) {
+	if b, _ := cs.spec.Args["x-cancel-on-ha-failover"].(bool); b {
+		cs.Cancelled(from)
+		return
+	}
+	cs.qmu.Lock()
+	if cs.done || cs.q != from {
+		cs.qmu.Unlock()
+		return
+	}
+	cs.q = to
+	if a, ok := to.(adopter); ok {
+		a.Adopt(cs, cs.spec)
+		cs.qmu.Unlock()
+		return
+	}
+	err := to.Subscribe(cs, cs.spec)
+	if err != nil {
+		cs.q = from
+	}
+	cs.qmu.Unlock()
+	if err != nil {
+		cs.ch.c.log.Warn().Err(err).Str("queue", from.Name()).Str("consumer", cs.tag).Msg("consumer could not follow its queue to the new leader: cancelled")
+		cs.Cancelled(from)
+	}
+}
 
 // Deliver encodes basic.deliver + content into the connection's outbound buffer if the consumer
 // has credit. Called with the queue's lock held; takes ch.mu then the connection's outMu.

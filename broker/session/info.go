@@ -151,7 +151,7 @@ func (ch *Channel) Consumers() []ConsumerInfo {
 	defer ch.consMu.Unlock()
 	out := make([]ConsumerInfo, 0, len(ch.consumers))
 	for _, cs := range ch.consumers {
-		out = append(out, ConsumerInfo{Tag: cs.tag, Channel: ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.q.Name(), Exclusive: cs.exclusive})
+		out = append(out, ConsumerInfo{Tag: cs.tag, Channel: ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.ref().Name(), Exclusive: cs.exclusive})
 	}
 	return out
 }
@@ -163,5 +163,5 @@ func DescribeConsumer(qc queue.Consumer) (info ConsumerInfo, ok bool) {
 	if !ok {
 		return ConsumerInfo{}, false
 	}
-	return ConsumerInfo{Tag: cs.tag, Channel: cs.ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.q.Name(), Exclusive: cs.exclusive}, true
+	return ConsumerInfo{Tag: cs.tag, Channel: cs.ch, AckRequired: !cs.noAck, Prefetch: cs.prefetch, Queue: cs.ref().Name(), Exclusive: cs.exclusive}, true
 }

@@ -161,11 +161,14 @@ func (v *VHost) startParts() {
 		}
 		if standby := !v.leadsHere(p); q.Standby != standby {
 			olds = append(olds, q)
-			if r := v.remoteRef(q); r != nil {
+			r := v.remoteRef(q)
+			if r != nil {
 				v.forgetRef(q)
-				moves = append(moves, refMove{r: r})
 			}
 			q = v.swapQueueLocked(q, standby)
+			if r != nil {
+				moves = append(moves, v.handoverLocked(r, q))
+			}
 			if len(v.policies) > 0 {
 				confs = append(confs, conf{q, v.queuePolicyLocked(q)})
 			}
@@ -186,10 +189,21 @@ func (v *VHost) startParts() {
 }
 
 // refMove is a change of a replicated queue's remote Ref, made once the vhost's lock is
-// released: point it at the new leader, or (no leader) drop it (its consumers are cancelled).
+// released: point it at the new leader, or drop it: this node leads the queue now (to: its
+// consumers move there) or nobody does (they are cancelled).
 type refMove struct {
 	r      queue.Ref
 	leader string
+	to     queue.Ref
+}
+
+// handoverLocked ends r, a remote Ref of q's queue, once this node holds q: when q leads, r's
+// consumers move to it.
+func (v *VHost) handoverLocked(r queue.Ref, q *queue.Queue) refMove {
+	if q.Standby {
+		return refMove{r: r}
+	}
+	return refMove{r: r, to: q.Ref()}
 }
 
 // leaderRefLocked makes this node reach q, a replicated queue, at its leader: through q's own
@@ -202,7 +216,7 @@ func (v *VHost) leaderRefLocked(q *queue.Queue, leader string) refMove {
 	case v.homedHere(leader):
 		if r != nil {
 			v.forgetRef(q)
-			return refMove{r: r}
+			return v.handoverLocked(r, q)
 		}
 	case r != nil:
 		return refMove{r: r, leader: leader}
@@ -216,6 +230,8 @@ func (v *VHost) moveRefs(moves []refMove) {
 	for _, m := range moves {
 		switch {
 		case m.r == nil:
+		case m.to != nil:
+			v.Remote.Handover(m.r, m.to)
 		case m.leader == "":
 			v.Remote.Dropped(m.r)
 		default:
@@ -345,14 +361,17 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	// This node leads it now, or led it until now: a new queue object takes the old one's
 	// place (bindings move to it); the old one goes without touching the log (a new leader's
 	// queue is restored from its log; a deposed one's log now follows). A deposed leader
-	// reaches the new one through a remote Ref; a new leader drops the remote Ref it had (its
-	// consumers here are cancelled, as the old leader's own consumers are by OutOfService).
+	// reaches the new one through a remote Ref, where its consumers move; a new leader's remote
+	// Ref hands its consumers to the new queue object.
 	var moves []refMove
-	if r := v.remoteRef(old); r != nil {
+	r := v.remoteRef(old)
+	if r != nil {
 		v.forgetRef(old)
-		moves = append(moves, refMove{r: r})
 	}
 	q := v.swapQueueLocked(old, np.Leader != self)
+	if r != nil {
+		moves = append(moves, v.handoverLocked(r, q))
+	}
 	moves = append(moves, v.leaderRefLocked(q, np.Leader))
 	defer v.moveRefs(moves) // runs after every return below, which all unlock v.mu first
 	if np.Leader != self {
@@ -375,7 +394,13 @@ func (v *VHost) applyPlacement(rec meta.Record, fx meta.Effects) error {
 	if withPolicy {
 		q.Configure(cfg)
 	}
-	old.OutOfService()
+	// The deposed leader's consumers move to the Ref that reaches the new leader (they
+	// subscribe there once it answers); a new leader's old object had none.
+	var next queue.Ref
+	if np.Leader != self {
+		next = v.Ref(q)
+	}
+	old.OutOfServiceTo(next)
 	return nil
 }
 

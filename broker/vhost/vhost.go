@@ -304,6 +304,9 @@ type Remote interface {
 	// Retarget points r, the Ref of a replicated queue (one Ref returned), at the queue's new
 	// leader, node home: its consumers follow. Called without the vhost's locks.
 	Retarget(r queue.Ref, home string)
+	// Handover ends r, the Ref of a replicated queue this node now leads: its consumers move
+	// to to, the queue's own Ref here (queue.MoveOrCancel). Called without the vhost's locks.
+	Handover(r queue.Ref, to queue.Ref)
 }
 
 // caughtUp waits until this node has applied every metadata change committed so far, when its

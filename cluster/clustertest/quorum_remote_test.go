@@ -299,3 +299,133 @@ func TestRemote_QuorumQueueOverflowReturnsOrderAndDeadLetterAcrossNodes(t *testi
 		t.Fatalf("qo after: %d messages (%v)", q.Messages, err)
 	}
 }
+
+// A quorum queue's consumers stay through leader moves, as RabbitMQ's do: a consumer on the
+// old leader's node moves to the Ref that reaches the new leader, one on the new leader's node
+// moves from its Ref to the queue there, neither sees a basic.cancel; a consumer that asked
+// for x-cancel-on-ha-failover is cancelled.
+func TestRemote_QuorumConsumersFollowLeaderMoves(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 1, "qq", true, amqp.Table{"x-queue-type": "quorum"})
+	var a int
+	eventually(t, 10*time.Second, func() error {
+		if a = queueLeader(t, c, 1, "qq"); a == 0 {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	b := a%3 + 1
+	pub := b%3 + 1
+	type cons struct {
+		name    string
+		ds      <-chan amqp.Delivery
+		cancels <-chan string
+		got     int
+	}
+	consume := func(node int, tag string, args amqp.Table) *cons {
+		_, ch := channel(t, c, node)
+		if err := ch.Qos(10, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		cancels := ch.NotifyCancel(make(chan string, 4))
+		ds, err := ch.Consume("qq", tag, false, false, false, false, args)
+		if err != nil {
+			t.Fatalf("consume %s on node %d: %v", tag, node, err)
+		}
+		return &cons{name: tag, ds: ds, cancels: cancels}
+	}
+	onA := consume(a, "on-a", nil)
+	onB := consume(b, "on-b", nil)
+	cancelMe := consume(b, "cancel-me", amqp.Table{"x-cancel-on-ha-failover": true})
+
+	// Each round moves the leader, then publishes: both consumers get messages, no cancel.
+	round := func(to int, prefix string, checkCancelMe bool) {
+		t.Helper()
+		code, body := api(t, c, to, "POST", "/api/queues/%2F/qq/leader", map[string]any{"node": c.Node(to).Args.Name})
+		if code/100 != 2 {
+			t.Fatalf("move the leader to node %d: %d %s", to, code, body)
+		}
+		eventually(t, 15*time.Second, func() error {
+			if l := queueLeader(t, c, pub, "qq"); l != to {
+				return fmt.Errorf("leader is node %d, want %d", l, to)
+			}
+			return nil
+		})
+		if checkCancelMe {
+			select {
+			case tag := <-cancelMe.cancels:
+				if tag != "cancel-me" {
+					t.Fatalf("cancel of %q", tag)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the x-cancel-on-ha-failover consumer was not cancelled")
+			}
+		}
+		// Both consumers are back at the new leader (they subscribe there once it answers).
+		eventually(t, 15*time.Second, func() error {
+			q, err := passive(t, c, pub, "qq")
+			if err != nil || q.Consumers != 2 {
+				return fmt.Errorf("consumers at the leader: %d (%v), want 2", q.Consumers, err)
+			}
+			return nil
+		})
+		const n = 40
+		_, pch := channel(t, c, pub) // a channel per round: each listens for its own confirms
+		publishRetrying(t, pch, "qq", n, prefix)
+		onA.got, onB.got = 0, 0
+		deadline := time.After(20 * time.Second)
+		for onA.got+onB.got < n {
+			select {
+			case d := <-onA.ds:
+				onA.got++
+				d.Ack(false)
+			case d := <-onB.ds:
+				onB.got++
+				d.Ack(false)
+			case tag := <-onA.cancels:
+				t.Fatalf("consumer %s on node %d (the old leader) cancelled", tag, a)
+			case tag := <-onB.cancels:
+				t.Fatalf("consumer %s on node %d (the new leader) cancelled", tag, b)
+			case <-deadline:
+				t.Fatalf("after the move to node %d: %d+%d of %d delivered", to, onA.got, onB.got, n)
+			}
+		}
+		if onA.got == 0 || onB.got == 0 {
+			t.Fatalf("after the move to node %d: on-a got %d, on-b %d: both consume", to, onA.got, onB.got)
+		}
+	}
+	round(b, "first-", true)
+	round(a, "back-", false)
+}
+
+// publishRetrying publishes n persistent messages to key with confirms, one at a time, and
+// publishes again what was nacked (a replicated queue's leader that moved a moment ago).
+func publishRetrying(t *testing.T, ch *amqp.Channel, key string, n int, prefix string) {
+	t.Helper()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	for i := 0; i < n; i++ {
+		for try := 0; ; try++ {
+			if err := ch.Publish("", key, false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte(fmt.Sprintf("%s%d", prefix, i))}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case cf := <-confirms:
+				if cf.Ack {
+					try = -1
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("no confirm for message %d", i)
+			}
+			if try < 0 {
+				break
+			}
+			if try > 50 {
+				t.Fatalf("message %d nacked %d times", i, try+1)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
