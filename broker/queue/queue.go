@@ -240,7 +240,8 @@ func (q *Queue) Persists(m *message.Message) bool {
 	return q.log != nil && (m.Persistent() || q.stream != nil)
 }
 
-// Publish appends a message and dispatches. It returns PubDropped if the queue was deleted,
+// Publish appends a message and dispatches. It returns PubDropped if the queue was deleted
+// (PubRejected if it was taken out of service: its log stays, see OutOfService),
 // PubRejected when x-overflow refuses it. When the message is written to the queue's log and
 // c is not nil, it returns PubPending and c is called (from the log's commit goroutine) once
 // the message is on disk, or with the error that prevented it. A publish without c may wait
@@ -254,7 +255,13 @@ func (q *Queue) Publish(m *message.Message, c Completion) PubStatus {
 	}
 	q.mu.Lock()
 	if q.deleted {
+		oos := q.outOfService
 		q.mu.Unlock()
+		if oos {
+			// Its log stays, and its service goes on elsewhere (a replicated queue's leader
+			// moved): the message is not stored here. Dropped would confirm it.
+			return PubRejected
+		}
 		return PubDropped
 	}
 	status, wait := q.publishLocked(m, c)

@@ -333,3 +333,38 @@ func TestQueue_PurgeDropsSpill(t *testing.T) {
 		t.Fatalf("ready %d after purge", ready)
 	}
 }
+
+// A publish that reaches a queue taken out of service (a replicated queue whose leadership
+// moved: routed before the move, published after) is refused, so the publisher is nacked; as
+// a dropped publish (a deleted queue) it was confirmed without being stored anywhere. Its
+// consumers move to the successor (queue.Mover), or are cancelled.
+func TestQueue_OutOfServiceRefusesPublishesAndMovesConsumers(t *testing.T) {
+	q := New("q", Options{})
+	next := New("q", Options{})
+	mover := &movingConsumer{fakeConsumer: fakeConsumer{tag: "m", credit: -1}}
+	plain := &fakeConsumer{tag: "p", credit: -1}
+	q.AddConsumer(mover, false, nil)
+	q.AddConsumer(plain, false, nil)
+	q.OutOfServiceTo(next.Ref())
+	if st := q.Publish(msg(t, "late", true), nil); st != PubRejected {
+		t.Fatalf("publish to a queue out of service: %v, want PubRejected", st)
+	}
+	if mover.to != next.Ref() || mover.cancel != 0 {
+		t.Fatalf("mover: moved to %v, cancelled %d times", mover.to, mover.cancel)
+	}
+	if plain.cancel != 1 {
+		t.Fatal("a consumer that cannot move is not cancelled")
+	}
+	d := New("d", Options{})
+	d.Delete(false, false)
+	if st := d.Publish(msg(t, "x", true), nil); st != PubDropped {
+		t.Fatalf("publish to a deleted queue: %v, want PubDropped", st)
+	}
+}
+
+type movingConsumer struct {
+	fakeConsumer
+	to Ref
+}
+
+func (c *movingConsumer) Moved(_, to Ref) { c.to = to }

@@ -435,7 +435,7 @@ func (h *home) publish(s *served, rd *reader) {
 		if q != nil {
 			st = q.Ref().Publish(m, c)
 		}
-		if st == queue.PubDropped || st == queue.PubRejected && q.Standby {
+		if st == queue.PubDropped || st == queue.PubRejected && (q.Standby || q.Deleted()) {
 			// The queue object found first was replaced (a replicated queue's leader moved),
 			// or this node never had it: look again once.
 			if q2 := s.fresh(); q2 != nil && q2 != q {
