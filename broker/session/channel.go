@@ -1026,6 +1026,24 @@ func (ch *Channel) settle(es []unackedEntry, how queue.Settlement) {
 		q.Settle(entries, how)
 	})
 	ch.kickStarved(es)
+	ch.kickMoved(es)
+}
+
+// kickMoved kicks the Ref a moved consumer now consumes through when entries it took through
+// the one before were settled: the credit they free is that consumer's, and the settle went to
+// the old Ref (a quorum queue's consumer held its prefetch of deliveries refused at the new
+// leader for ever: warren-chaos seed 120007).
+func (ch *Channel) kickMoved(es []unackedEntry) {
+	var kicked queue.Ref
+	for _, e := range es {
+		if e.cs == nil || !e.cs.moved.Load() {
+			continue
+		}
+		if q := e.cs.ref(); q != e.q && q != kicked {
+			kicked = q
+			q.Kick()
+		}
+	}
 }
 
 // kickStarved kicks queues of consumers on this channel other than those already handled, when

@@ -3,6 +3,7 @@ package session
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warrenmq/warren/amqp"
 	"github.com/warrenmq/warren/broker/queue"
@@ -23,6 +24,9 @@ type consumer struct {
 	qmu  sync.Mutex
 	q    queue.Ref
 	done bool // cancelled by its client or its channel's end: it moves nowhere
+	// moved: the consumer moved to another Ref once (Moved); its deliveries from the one
+	// before settle there, and their credit must wake the new one (Channel.settle).
+	moved atomic.Bool
 }
 
 // Tag returns the consumer tag.
@@ -65,6 +69,7 @@ func (cs *consumer) Moved(from, to queue.Ref) {
 		return
 	}
 	cs.q = to
+	cs.moved.Store(true)
 	if a, ok := to.(adopter); ok {
 		a.Adopt(cs, cs.spec)
 		cs.qmu.Unlock()

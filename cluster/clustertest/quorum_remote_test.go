@@ -429,3 +429,61 @@ func publishRetrying(t *testing.T, ch *amqp.Channel, key string, n int, prefix s
 		}
 	}
 }
+
+// A consumer that moves with its queue's leader while it holds unacked deliveries (its whole
+// prefetch) gets more once it acks them: the acks go to the Ref it took them through, the
+// credit they free is the consumer's at the new one (warren-chaos seed 120007: a moved consumer
+// got nothing more, its prefetch of deliveries held at the new leader until it left).
+func TestRemote_MovedConsumerGetsMoreAfterAckingWhatItHeld(t *testing.T) {
+	c := startCluster(t, 3)
+	declareOn(t, c, 1, "qh", true, amqp.Table{"x-queue-type": "quorum"})
+	var a int
+	eventually(t, 10*time.Second, func() error {
+		if a = queueLeader(t, c, 1, "qh"); a == 0 {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	b := a%3 + 1
+	_, ch := channel(t, c, a) // on the leader's node: the move makes it remote
+	if err := ch.Qos(1, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume("qh", "holder", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pch := channel(t, c, b)
+	publishRetrying(t, pch, "qh", 1, "first-")
+	var held amqp.Delivery
+	select {
+	case held = <-ds:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first delivery")
+	}
+	code, body := api(t, c, b, "POST", "/api/queues/%2F/qh/leader", map[string]any{"node": c.Node(b).Args.Name})
+	if code/100 != 2 {
+		t.Fatalf("move the leader: %d %s", code, body)
+	}
+	eventually(t, 15*time.Second, func() error {
+		q, err := passive(t, c, b, "qh")
+		if err != nil || queueLeader(t, c, b, "qh") != b || q.Consumers != 1 {
+			return fmt.Errorf("leader %d, consumers %d (%v)", queueLeader(t, c, b, "qh"), q.Consumers, err)
+		}
+		return nil
+	})
+	_, pch2 := channel(t, c, b)
+	publishRetrying(t, pch2, "qh", 3, "after-")
+	time.Sleep(300 * time.Millisecond) // the new leader sends its deliveries, refused: prefetch used
+	if err := held.Ack(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case d := <-ds:
+			d.Ack(false)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("delivery %d after acking the held one did not come", i+1)
+		}
+	}
+}
