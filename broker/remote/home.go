@@ -319,9 +319,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		s.unsend(readIDs(&rd))
 	case opHold:
 		sid := rd.u64()
-		h.mu.Lock()
-		px := h.subs[sid]
-		h.mu.Unlock()
+		px := h.proxy(sid)
 		if px != nil {
 			px.held.Store(true) // before the unsend, which dispatches
 		}
@@ -329,9 +327,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		h.send(func(b []byte) []byte { return putU64(append(b, opHeld), sid) })
 	case opResume:
 		sid := rd.u64()
-		h.mu.Lock()
-		px := h.subs[sid]
-		h.mu.Unlock()
+		px := h.proxy(sid)
 		if px == nil {
 			return
 		}
@@ -341,9 +337,7 @@ func (n *Node) serveHome(from string, payload []byte) {
 		}
 	case opCredit:
 		sid, k, bytes := rd.u64(), int32(rd.u32()), int64(rd.u64())
-		h.mu.Lock()
-		px := h.subs[sid]
-		h.mu.Unlock()
+		px := h.proxy(sid)
 		if px == nil {
 			return
 		}
@@ -406,6 +400,13 @@ func (s *served) unsend(ids []uint64) {
 	}
 	sortByOffset(entries)
 	q.Unsend(entries)
+}
+
+// proxy returns the consumer subscribed here as sid, or nil.
+func (h *home) proxy(sid uint64) *proxy {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.subs[sid]
 }
 
 func readIDs(rd *reader) []uint64 {

@@ -232,27 +232,15 @@ func (n *Node) serveClient(from string, payload []byte) {
 	case opReply:
 		p.reply(&rd)
 	case opCancelled:
-		id := rd.u64()
-		p.mu.Lock()
-		s := p.subs[id]
-		p.mu.Unlock()
-		if s != nil {
+		if s := p.sub(rd.u64()); s != nil {
 			s.r.cancelled(s, true)
 		}
 	case opMoved:
-		id := rd.u64()
-		p.mu.Lock()
-		s := p.subs[id]
-		p.mu.Unlock()
-		if s != nil {
+		if s := p.sub(rd.u64()); s != nil {
 			s.r.moved(s)
 		}
 	case opHeld:
-		id := rd.u64()
-		p.mu.Lock()
-		s := p.subs[id]
-		p.mu.Unlock()
-		if s != nil {
+		if s := p.sub(rd.u64()); s != nil {
 			s.r.heldAtHome(s)
 		}
 	case opUnknown:
@@ -260,6 +248,13 @@ func (n *Node) serveClient(from string, payload []byte) {
 	case opPong:
 		p.up()
 	}
+}
+
+// sub returns the subscription id at this home, or nil.
+func (p *peer) sub(id uint64) *sub {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.subs[id]
 }
 
 // homeDown is the error of an operation on a queue whose home did not answer, with

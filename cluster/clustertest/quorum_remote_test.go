@@ -307,13 +307,7 @@ func TestRemote_QuorumQueueOverflowReturnsOrderAndDeadLetterAcrossNodes(t *testi
 func TestRemote_QuorumConsumersFollowLeaderMoves(t *testing.T) {
 	c := startCluster(t, 3)
 	declareOn(t, c, 1, "qq", true, amqp.Table{"x-queue-type": "quorum"})
-	var a int
-	eventually(t, 10*time.Second, func() error {
-		if a = queueLeader(t, c, 1, "qq"); a == 0 {
-			return fmt.Errorf("no leader yet")
-		}
-		return nil
-	})
+	a := waitQueueLeader(t, c, "qq")
 	b := a%3 + 1
 	pub := b%3 + 1
 	type cons struct {
@@ -437,13 +431,7 @@ func publishRetrying(t *testing.T, ch *amqp.Channel, key string, n int, prefix s
 func TestRemote_MovedConsumerGetsMoreAfterAckingWhatItHeld(t *testing.T) {
 	c := startCluster(t, 3)
 	declareOn(t, c, 1, "qh", true, amqp.Table{"x-queue-type": "quorum"})
-	var a int
-	eventually(t, 10*time.Second, func() error {
-		if a = queueLeader(t, c, 1, "qh"); a == 0 {
-			return fmt.Errorf("no leader yet")
-		}
-		return nil
-	})
+	a := waitQueueLeader(t, c, "qh")
 	b := a%3 + 1
 	_, ch := channel(t, c, a) // on the leader's node: the move makes it remote
 	if err := ch.Qos(1, 0, false); err != nil {
@@ -486,4 +474,17 @@ func TestRemote_MovedConsumerGetsMoreAfterAckingWhatItHeld(t *testing.T) {
 			t.Fatalf("delivery %d after acking the held one did not come", i+1)
 		}
 	}
+}
+
+// waitQueueLeader waits until node 1 names the leader of replicated queue q, and returns it.
+func waitQueueLeader(t *testing.T, c *Cluster, q string) int {
+	t.Helper()
+	var l int
+	eventually(t, 10*time.Second, func() error {
+		if l = queueLeader(t, c, 1, q); l == 0 {
+			return fmt.Errorf("no leader of %s yet", q)
+		}
+		return nil
+	})
+	return l
 }
